@@ -1,0 +1,76 @@
+"""``floodnb`` command line: a thin layer over the library.
+
+Each subcommand lives in its own module under :mod:`floodnb.commands` and defines
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Heavy imports happen inside
+``run`` so that ``floodnb --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from floodnb import __version__
+
+#: subcommand name -> module under floodnb.commands
+COMMANDS: dict[str, str] = {
+    "simulate": "simulate",
+    "catalog": "catalog",
+    "download": "download",
+    "pack": "pack",
+    "noise": "noise",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "experiment": "experiment",
+    "run": "run",
+    "dashboard": "dashboard",
+    "pool": "pool",
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for name, mod in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"floodnb.commands.{mod}")
+        except ModuleNotFoundError as exc:  # a command whose module is not part of this build
+            if exc.name != f"floodnb.commands.{mod}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="floodnb",
+        description="Flood mapping from Sentinel-1 with cross-modal distillation.",
+    )
+    parser.add_argument("--version", action="version", version=f"floodnb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _available().items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as exc:
+        # library errors already name the file/argument and what was expected
+        print(f"floodnb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

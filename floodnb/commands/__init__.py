@@ -1,0 +1,1 @@
+"""One module per ``floodnb`` subcommand: ``HELP``, ``add_arguments(parser)``, ``run(args)``."""
