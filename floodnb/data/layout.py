@@ -1,0 +1,117 @@
+"""Where Sen1Floods11 files live: the official bucket layout and the short developer layout.
+
+Official bucket (``gs://sen1floods11/``), mirrored locally under a *root*::
+
+    <root>/v1.1/data/flood_events/HandLabeled/<Layer>/<Event>_<id>_<Layer>.tif
+    <root>/v1.1/data/flood_events/WeaklyLabeled/<Layer>/<Event>_<id>_<Layer>.tif
+    <root>/v1.1/data/perm_water/{S1Perm,JRCPerm}/...
+    <root>/v1.1/splits/flood_handlabeled/flood_{train,valid,test,bolivia}_data.csv
+    <root>/v1.1/Sen1Floods11_Metadata.geojson
+    <root>/v1.0/data/flood_events/WeaklyLabeled/S2_NoQC/<Event>_<id>_S2_NoQC.tif   (weak-chip S2)
+
+A root may also *be* the ``v1.1`` folder itself (what ``gsutil rsync gs://sen1floods11/v1.1 .``
+gives). The short developer layout (``../shared/data/sen1floods11``) drops the prefixes::
+
+    <root>/HandLabeled/<Layer>/<Event>_<id>_<Layer>.tif
+    <root>/splits/flood_*_data.csv
+    <root>/Sen1Floods11_Metadata.geojson
+
+Every function here is pure path arithmetic; nothing touches the disk except :func:`detect`.
+Writers (the simulator, the downloader) and readers (the catalog) all go through this module,
+so a layout change happens in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from floodnb.bands import LAYERS
+
+V11 = "v1.1"
+V10 = "v1.0"
+SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test", "bolivia")
+METADATA_FILE = "Sen1Floods11_Metadata.geojson"
+#: Folder and file suffix of weak-chip Sentinel-2 in the v1.0 bucket (no quality control).
+V10_WEAK_S2_FOLDER = "S2_NoQC"
+
+_GROUP_DIR = {"hand": "HandLabeled", "weak": "WeaklyLabeled"}
+
+
+def split_csv_name(split: str) -> str:
+    """File name of a hand-labelled split CSV, e.g. ``flood_train_data.csv``."""
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
+    return f"flood_{split}_data.csv"
+
+
+def chip_file_name(chip_id: str, layer: str) -> str:
+    """``<Event>_<id>_<Layer>.tif`` (v1.1 naming) for a layer in :data:`floodnb.bands.LAYERS`."""
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; expected one of {sorted(LAYERS)}")
+    if layer == "S2Weak":
+        return f"{chip_id}_{V10_WEAK_S2_FOLDER}.tif"
+    return f"{chip_id}_{layer}.tif"
+
+
+def layer_dir(root: str | Path, layer: str, *, layout: str = "official") -> Path:
+    """Folder holding ``layer`` under ``root`` for ``layout`` in {"official", "v1.1", "short"}.
+
+    ``official``: root is the bucket mirror (contains ``v1.1/``); ``v1.1``: root is the v1.1
+    folder itself; ``short``: the developer sample layout.
+    """
+    root = Path(root)
+    spec = LAYERS[layer]
+    group = "hand" if spec.group == "truth" else spec.group
+    if layout == "short":
+        return root / _GROUP_DIR[group] / layer
+    if layer == "S2Weak":
+        base = root / V10 if layout == "official" else root.parent / V10
+        return base / "data" / "flood_events" / "WeaklyLabeled" / V10_WEAK_S2_FOLDER
+    base = root / V11 if layout == "official" else root
+    return base / "data" / "flood_events" / _GROUP_DIR[group] / layer
+
+
+def truth_dir(root: str | Path, layer: str, group: str, *, layout: str = "official") -> Path:
+    """Folder of a simulator truth layer for chips of ``group`` ("hand" or "weak")."""
+    root = Path(root)
+    if layout == "short":
+        return root / _GROUP_DIR[group] / layer
+    base = root / V11 if layout == "official" else root
+    return base / "data" / "flood_events" / _GROUP_DIR[group] / layer
+
+
+def splits_dir(root: str | Path, *, layout: str = "official") -> Path:
+    root = Path(root)
+    if layout == "short":
+        return root / "splits"
+    base = root / V11 if layout == "official" else root
+    return base / "splits" / "flood_handlabeled"
+
+
+def metadata_path(root: str | Path, *, layout: str = "official") -> Path:
+    root = Path(root)
+    if layout == "short":
+        return root / METADATA_FILE
+    base = root / V11 if layout == "official" else root
+    return base / METADATA_FILE
+
+
+def detect(root: str | Path) -> str:
+    """Guess the layout of an existing root: "official", "v1.1" or "short".
+
+    Raises FileNotFoundError naming the root when it is missing, ValueError when it holds
+    none of the known layouts.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {str(root)!r} does not exist or is not a folder")
+    if (root / V11 / "data").is_dir() or (root / V11 / "splits").is_dir():
+        return "official"
+    if (root / "data" / "flood_events").is_dir() or (root / "splits" / "flood_handlabeled").is_dir():
+        return "v1.1"
+    if (root / "HandLabeled").is_dir() or (root / "WeaklyLabeled").is_dir() or (root / "splits").is_dir():
+        return "short"
+    raise ValueError(
+        f"data root {str(root)!r} holds no Sen1Floods11 layout: expected 'v1.1/data/flood_events', "
+        "'data/flood_events' or 'HandLabeled/' inside it"
+    )
