@@ -1,0 +1,124 @@
+"""Serve a run's dashboard with Panel's server: local by default, own JS/CSS, optional basic auth.
+
+:func:`serve_dashboard` starts a Bokeh/Panel server for :func:`floodnb.viz.dashboard.build_dashboard`:
+
+* binds ``127.0.0.1`` unless another ``address`` is given explicitly; a wildcard address
+  (``0.0.0.0``/``::``) needs ``websocket_origin`` naming the host clients will use;
+* every JS/CSS file comes from the server itself (Bokeh ``server`` resources, Panel's bundled
+  extensions, a login page without CDN assets) so the app works without internet;
+* ``basic_auth`` (a password, or a JSON file ``{"user": "password"}``) puts Panel's built-in
+  login in front of the app, with signed cookies (``cookie_secret``, random per start unless
+  given);
+* each browser session builds its own :class:`~floodnb.viz.dashboard.Dashboard` over tables read
+  once (:func:`~floodnb.viz.dashboard.load_run`). The only request data the app uses is the
+  ``chip`` query argument, which is looked up in the run's table; the server has no static
+  folder of its own, so no URL maps onto the run directory or the data root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+LOGIN_TEMPLATE = Path(__file__).with_name("login.html")
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``address`` right now (the OS picks it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(address: str) -> bool:
+    return address in ("0.0.0.0", "::", "")
+
+
+def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: int = 0,
+                    basic_auth: str | None = None, cookie_secret: str | None = None,
+                    websocket_origin: list[str] | None = None, data_root: str | Path | None = None,
+                    method: str | None = None, basemap: str = "auto", show: bool = False,
+                    start: bool = True, verbose: bool = True):
+    """Serve the dashboard of ``run_dir`` at ``http://address:port/``; returns the Bokeh server.
+
+    ``port=0`` picks a free port (read it from ``server.port``). ``start=True`` runs the IO loop
+    and blocks until interrupted; ``start=False`` returns the started-but-not-looping server (for
+    embedding). Raises FileNotFoundError/ValueError naming the run files or arguments at fault
+    before anything is served.
+    """
+    import panel as pn
+
+    from floodnb.viz.dashboard import Dashboard, load_run, resolve_basemap
+
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"address must be a host name or IP address, got {address!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0 (pick a free one) or 1..65535, got {port}")
+    basemap = resolve_basemap(basemap)  # probe tiles once, not per session
+    if basic_auth is not None and not str(basic_auth):
+        raise ValueError("basic_auth must be a non-empty password or a JSON file of user -> password")
+    if basic_auth is not None and str(basic_auth).endswith(".json") and not Path(basic_auth).is_file():
+        raise FileNotFoundError(f"basic-auth file {basic_auth} not found (expected JSON {{\"user\": \"password\"}})")
+    run = load_run(run_dir, data_root=data_root)  # fail early, read once, shared by sessions
+    # validate method/basemap once, outside any session
+    if method is not None and method not in run.methods:
+        raise ValueError(f"method {method!r} not in the run's per_chip.csv; expected one of {run.methods}")
+
+    port = int(port) or free_port("127.0.0.1" if _is_wildcard(address) else address)
+    if websocket_origin is None:
+        if _is_wildcard(address):
+            raise ValueError(
+                f"address {address!r} listens on every interface: pass websocket_origin (e.g. "
+                "'myhost.example.org:PORT') naming the host clients will open")
+        websocket_origin = [f"{address}:{port}"]
+        if _is_loopback(address):
+            websocket_origin += [f"localhost:{port}", f"127.0.0.1:{port}"]
+    if not _is_loopback(address) and basic_auth is None and verbose:
+        print(f"floodnb dashboard: WARNING serving on {address} without --basic-auth: "
+              "anyone who can reach this address can see the run", file=sys.stderr)
+
+    pn.extension("tabulator", inline=True)
+    pn.config.inline = True  # Panel extension JS/CSS inlined or served locally, never from a CDN
+
+    def app():
+        chip = None
+        args = pn.state.session_args or {}
+        if "chip" in args and args["chip"]:
+            chip = args["chip"][0].decode("utf-8", errors="replace")
+        return Dashboard(run, chip=chip, method=method, basemap=basemap).view
+
+    kwargs = {}
+    if basic_auth is not None:
+        kwargs.update(basic_auth=str(basic_auth), cookie_secret=cookie_secret or secrets.token_hex(32),
+                      basic_login_template=str(LOGIN_TEMPLATE))
+    server = pn.serve(
+        {"/": app}, address=address, port=port, websocket_origin=websocket_origin, show=False,
+        start=False, title=f"floodnb — {run.name}", verbose=False, **kwargs,
+    )
+    url = f"http://{address}:{server.port}/"
+    if verbose:
+        print(f"floodnb dashboard: serving run {run.run_dir} at {url}", flush=True)
+    server.start()
+    if show:
+        server.io_loop.add_callback(server.show, "/login" if basic_auth else "/")
+    if start:
+        try:
+            server.io_loop.start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    return server
