@@ -1,0 +1,10 @@
+"""Plots and display helpers: static quick looks (matplotlib), hvplot views, dashboard builders.
+
+Submodules (import the one you need; nothing heavy is imported here):
+
+* :mod:`floodnb.viz.stretch` — percentile stretch for Sentinel-2 true/false colour and Sentinel-1
+  dB display (pure numpy, reused by every plot and the dashboard).
+* :mod:`floodnb.viz.noise` — label-noise heat maps, disagreement overlays, per-event confusion
+  tables and the worst-chips gallery (matplotlib figures, hvplot objects).
+* :mod:`floodnb.viz.maplayers`, :mod:`floodnb.viz.dashboard` — the Panel dashboard.
+"""
