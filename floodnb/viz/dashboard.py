@@ -228,22 +228,18 @@ class Dashboard(param.Parameterized):
         self.table = pn.widgets.Tabulator(
             chip_table(run, method=self.method), selectable=1, disabled=True, show_index=False,
             pagination="local", page_size=12, sizing_mode="stretch_width", height=420,
-            formatters=self._formatters(), name="chips",
+            formatters=self._formatters(),
         )
         self.table.param.watch(self._on_selection, "selection")
         self.param.watch(self._on_method, "method")
         self.param.watch(self._on_basemap, "basemap")
         self.chip_info = pn.pane.HTML("", sizing_mode="stretch_width", name="chip-metrics")
-        start = None
-        if chip is not None:
-            if chip in set(self.table.value["chip_id"]):
-                start = chip
-            else:
-                self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
-        if start is None and len(self.table.value):
-            start = str(self.table.value["chip_id"].iloc[0])
+        known = chip is not None and chip in set(self.table.value["chip_id"])
+        start = chip if known else (str(self.table.value["chip_id"].iloc[0]) if len(self.table.value) else None)
         if start is not None:
             self.select_chip(start)
+        if chip is not None and not known:  # a ?chip= argument: looked up, never used as a path
+            self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
         self.view = self._layout()
 
     # ---------------------------------------------------------------- map
@@ -284,8 +280,8 @@ class Dashboard(param.Parameterized):
         self.opacity: dict[str, pn.widgets.FloatSlider] = {}
         rows = []
         for spec in ml.LAYER_SPECS:
-            cb = pn.widgets.Checkbox(name=spec.title, value=spec.visible, margin=(6, 5, 0, 5))
-            sl = pn.widgets.FloatSlider(name="opacity", start=0.0, end=1.0, step=0.05, value=spec.alpha,
+            cb = pn.widgets.Checkbox(label=spec.title, value=spec.visible, margin=(6, 5, 0, 5))
+            sl = pn.widgets.FloatSlider(label="opacity", start=0.0, end=1.0, step=0.05, value=spec.alpha,
                                         show_value=False, width=120, margin=(0, 5, 4, 25))
             cb.param.watch(lambda e, k=spec.key: self._on_toggle(k, e.new), "value")
             sl.param.watch(lambda e, k=spec.key: setattr(self.renderers[k].glyph, "global_alpha", e.new), "value")
@@ -293,8 +289,8 @@ class Dashboard(param.Parameterized):
             rows.append(pn.Column(cb, sl, pn.pane.HTML(f"<small>{html.escape(spec.legend)}</small>",
                                                        margin=(0, 5, 6, 25)), margin=0))
         self.layer_controls = pn.Column(*rows, name="layers")
-        self.method_select = pn.widgets.Select.from_param(self.param.method, name="Model (table metrics)")
-        self.basemap_select = pn.widgets.Select.from_param(self.param.basemap, name="Basemap")
+        self.method_select = pn.widgets.Select.from_param(self.param.method, label="Model (table metrics)", width=270)
+        self.basemap_select = pn.widgets.Select.from_param(self.param.basemap, label="Basemap", width=270)
 
     def _on_toggle(self, key: str, visible: bool) -> None:
         self.renderers[key].visible = visible
@@ -376,7 +372,7 @@ class Dashboard(param.Parameterized):
             img = _EMPTY if rgba is None else ml.rgba_to_uint32(rgba)
             self.sources[key].data = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
             spec = next(s for s in ml.LAYER_SPECS if s.key == key)
-            self.toggles[key].name = spec.title if rgba is not None else f"{spec.title} (not available for this chip)"
+            self.toggles[key].label = spec.title if rgba is not None else f"{spec.title} (not available for this chip)"
             self._stale.discard(key)
 
     def select_chip(self, chip_id: str) -> None:
@@ -408,7 +404,7 @@ class Dashboard(param.Parameterized):
             self.message.visible = False
 
     def _warn(self, text: str) -> None:
-        self.message.object = html.escape(text)
+        self.message.object = html.escape(text, quote=False)
         self.message.visible = True
 
     # ---------------------------------------------------------------- text

@@ -29,7 +29,6 @@ from floodnb.bands import (
     NOISE_CMAP,
     S1_BANDS,
     S1_DB_RANGE,
-    S2_BANDS,
     S2_FALSE_COLOR,
     S2_RGB,
     WATER,
@@ -86,63 +85,46 @@ def _check_2d(name: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def grey_rgba(values: np.ndarray, *, vmin: float, vmax: float) -> np.ndarray:
-    """Linear grey ramp ``vmin -> black, vmax -> white``; NaN transparent. ``(H,W) -> (H,W,4) uint8``."""
-    v = _check_2d("values", values).astype(np.float32)
-    if not vmax > vmin:
-        raise ValueError(f"vmax must exceed vmin, got vmin={vmin}, vmax={vmax}")
-    finite = np.isfinite(v)
-    g = np.clip((np.where(finite, v, vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
-    out = np.empty(v.shape + (4,), np.uint8)
-    out[..., :3] = np.round(g * 255)[..., None].astype(np.uint8)
-    out[..., 3] = np.where(finite, 255, 0)
+def _to_rgba(rgb01: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float in [0, 1] with NaN = nodata -> ``(H, W, 4)`` uint8, NaN transparent."""
+    valid = np.all(np.isfinite(rgb01), axis=-1)
+    out = np.zeros(rgb01.shape[:2] + (4,), np.uint8)
+    out[..., :3] = np.round(np.clip(np.nan_to_num(rgb01, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
+    out[..., 3] = np.where(valid, 255, 0)
     return out
 
 
 def s1_rgba(s1_db: np.ndarray, *, band: str = "VV",
             db_range: tuple[float, float] = S1_DB_RANGE) -> np.ndarray:
-    """One Sentinel-1 band in dB as grey RGBA.
+    """One Sentinel-1 band in dB as grey RGBA (``db_range[0]`` black, ``db_range[1]`` white).
 
     ``s1_db``: float32 ``(2, H, W)`` backscatter in dB, bands :data:`~floodnb.bands.S1_BANDS`,
-    NaN = nodata. Returns ``(H, W, 4)`` uint8; NaN pixels transparent. Smooth open water
-    (specular reflection) is dark, typically below -20 dB in VV and -25 dB in VH.
+    NaN = nodata. Windowing is :func:`floodnb.viz.stretch.s1_db_display`. Returns ``(H, W, 4)``
+    uint8; NaN pixels transparent. Smooth open water (specular reflection) is dark, typically
+    below -20 dB in VV and -25 dB in VH.
     """
+    from floodnb.viz.stretch import s1_db_display
+
     s1_db = np.asarray(s1_db)
     if s1_db.ndim != 3 or s1_db.shape[0] != len(S1_BANDS):
         raise ValueError(f"s1_db must have shape (2, H, W) with bands {S1_BANDS}, got {s1_db.shape}")
-    if band not in S1_BANDS:
-        raise ValueError(f"band must be one of {S1_BANDS}, got {band!r}")
-    return grey_rgba(s1_db[S1_BANDS.index(band)], vmin=db_range[0], vmax=db_range[1])
+    grey = s1_db_display(s1_db, band=band, db_range=db_range)
+    return _to_rgba(np.repeat(grey[..., None], 3, axis=-1))
 
 
 def s2_rgba(s2: np.ndarray, *, bands: tuple[str, str, str] = S2_RGB,
             percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
-    """Sentinel-2 composite with a per-band percentile stretch.
+    """Sentinel-2 composite with a per-band percentile stretch as RGBA ``(H, W, 4)`` uint8.
 
     ``s2``: float32 ``(13, H, W)`` L1C reflectance (DN / 10000), bands
     :data:`~floodnb.bands.S2_BANDS`, NaN = nodata. ``bands`` picks (red, green, blue), e.g.
-    :data:`~floodnb.bands.S2_RGB` (true colour) or :data:`~floodnb.bands.S2_FALSE_COLOR`.
-    The stretch itself is :func:`floodnb.viz.stretch.percentile_stretch`. Pixels with NaN in any
-    of the three bands are transparent. Returns ``(H, W, 4)`` uint8.
+    :data:`~floodnb.bands.S2_RGB` (true colour) or :data:`~floodnb.bands.S2_FALSE_COLOR`. The
+    stretch is :func:`floodnb.viz.stretch.s2_composite`. Pixels with NaN in any of the three
+    bands are transparent.
     """
-    from floodnb.viz.stretch import percentile_stretch
+    from floodnb.viz.stretch import s2_composite
 
-    s2 = np.asarray(s2)
-    if s2.ndim != 3 or s2.shape[0] != len(S2_BANDS):
-        raise ValueError(f"s2 must have shape (13, H, W) with bands {S2_BANDS}, got {s2.shape}")
-    for b in bands:
-        if b not in S2_BANDS:
-            raise ValueError(f"band {b!r} is not a Sentinel-2 band; expected names from {S2_BANDS}")
-    rgb = s2[[S2_BANDS.index(b) for b in bands]].astype(np.float32)
-    valid = np.all(np.isfinite(rgb), axis=0)
-    out = np.zeros(rgb.shape[1:] + (4,), np.uint8)
-    if not valid.any():
-        return out
-    stretched = percentile_stretch(rgb, low=percentiles[0], high=percentiles[1])  # (3,H,W) 0..1
-    stretched = np.nan_to_num(np.asarray(stretched, np.float32), nan=0.0)
-    out[..., :3] = np.round(np.clip(np.moveaxis(stretched, 0, -1), 0, 1) * 255).astype(np.uint8)
-    out[..., 3] = np.where(valid, 255, 0)
-    return out
+    return _to_rgba(s2_composite(s2, bands=bands, low=percentiles[0], high=percentiles[1]))
 
 
 def class_rgba(label: np.ndarray, *, dry_alpha: float = 0.0) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""Dashboard: map layer colours, run-table loading, and the Panel/Bokeh wiring (no browser)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _run_fixture import make_run_dir
+from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, WATER
+from floodnb.viz import maplayers as ml
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("dash"), n_chips=4, size=32)
+
+
+# ------------------------------------------------------------------ maplayers (pure)
+
+def test_s1_grey_ramp_and_nodata():
+    s1 = np.full((2, 2, 3), -30.0, np.float32)
+    s1[0, 0, 1] = 5.0
+    s1[0, 1, 2] = np.nan
+    s1[0, 1, 0] = -12.5  # middle of (-30, 5)
+    rgba = ml.s1_rgba(s1, band="VV")
+    assert rgba.shape == (2, 3, 4) and rgba.dtype == np.uint8
+    assert tuple(rgba[0, 0]) == (0, 0, 0, 255)
+    assert tuple(rgba[0, 1]) == (255, 255, 255, 255)
+    assert rgba[1, 2, 3] == 0
+    assert 126 <= rgba[1, 0, 0] <= 129
+    with pytest.raises(ValueError, match="band"):
+        ml.s1_rgba(s1, band="HH")
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        ml.s1_rgba(s1[0])
+
+
+def test_class_disagreement_and_noise_colours():
+    lab = np.array([[-1, 0, 1]], np.int16)
+    rgba = ml.class_rgba(lab)
+    assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 0  # nodata and dry see-through
+    assert tuple(rgba[0, 2]) == ml.hex_to_rgba(CLASS_COLORS[WATER])
+    assert ml.class_rgba(lab, dry_alpha=1.0)[0, 1, 3] == 255
+
+    pred = np.array([[1, 0, 1, 1]], np.int16)
+    ref = np.array([[0, 1, 1, -1]], np.int16)
+    d = ml.disagreement_rgba(pred, ref)
+    assert tuple(d[0, 0]) == ml.hex_to_rgba(DISAGREE_COLOR)  # false water
+    assert tuple(d[0, 1]) == ml.hex_to_rgba(ml.OMISSION_COLOR)  # missed water
+    assert d[0, 2, 3] == 0 and d[0, 3, 3] == 0  # agreement, nodata
+
+    n = ml.noise_rgba(np.array([[0.0, 0.25, 1.0, np.nan]], np.float32))
+    assert list(n[0, :, 3]) == [0, 128, 255, 0]
+    assert int(n[0, 2, :3].sum()) > int(n[0, 1, :3].sum())  # magma: brighter when noisier
+
+
+def test_s2_composite_stretched_and_nodata_transparent():
+    rng = np.random.default_rng(0)
+    s2 = (0.02 + 0.1 * rng.random((13, 8, 8))).astype(np.float32)  # dark raw reflectance
+    s2[:, 0, 0] = np.nan
+    rgba = ml.s2_rgba(s2)
+    assert rgba[0, 0, 3] == 0 and rgba[1:, 1:, 3].min() == 255
+    assert rgba[..., :3].max() >= 240  # stretched: raw 0.02..0.12 would be near black
+    false = ml.s2_rgba(s2, bands=("B12", "B8", "B4"))
+    assert not np.array_equal(false, rgba)
+
+
+def test_uint32_packing_flips_rows_and_mercator_bounds():
+    rgba = np.zeros((2, 1, 4), np.uint8)
+    rgba[0, 0] = (1, 2, 3, 4)  # north row
+    packed = ml.rgba_to_uint32(rgba)
+    assert packed.shape == (2, 1) and packed[1, 0] == np.array([1, 2, 3, 4], np.uint8).view(np.uint32)[0]
+    x0, y0, x1, y1 = ml.mercator_bounds((0.0, 0.0, 180.0, 10.0), "EPSG:4326")
+    assert abs(x0) < 1e-6 and abs(x1 - 20037508.34) < 1 and abs(y1 - 1118889.97) < 1
+
+
+# ------------------------------------------------------------------ run tables
+
+def test_chip_table_worst_first_and_method_filter(run_dir):
+    from floodnb.viz.dashboard import chip_table, load_run
+
+    run = load_run(run_dir)
+    assert set(run.methods) == {"student", "teacher"}
+    t = chip_table(run, method="student")
+    assert len(t) == 4 and t["chip_id"].is_unique
+    assert list(t["water_iou"]) == sorted(t["water_iou"])  # worst first
+    assert {"noise_rate", "rank", "event", "split"} <= set(t.columns)
+    teacher = chip_table(run, method="teacher")
+    assert (teacher.set_index("chip_id")["water_iou"] > t.set_index("chip_id")["water_iou"]).all()
+    with pytest.raises(ValueError, match="method 'nope'"):
+        chip_table(run, method="nope")
+
+
+def test_load_run_errors_name_the_file(tmp_path, run_dir):
+    from floodnb.viz.dashboard import load_run
+
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        load_run(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.json").write_text(json.dumps({"name": "bad", "data_root": json.loads((run_dir / "run.json").read_text())["data_root"]}))
+    (bad / "05_evaluate").mkdir()
+    pd.DataFrame({"chip_id": ["../../etc/passwd"], "method": ["m"], "water_iou": [0.1]}).to_csv(
+        bad / "05_evaluate" / "per_chip.csv", index=False)
+    with pytest.raises(ValueError, match="per_chip.csv.*chip ids"):
+        load_run(bad)
+
+
+# ------------------------------------------------------------------ Panel wiring
+
+def _image(d, key):
+    return d.sources[key].data["image"][0]
+
+
+def test_dashboard_layers_and_chip_switch(run_dir):
+    from floodnb.viz.dashboard import Dashboard, build_dashboard, load_run
+
+    import panel as pn
+
+    assert isinstance(build_dashboard(run_dir, basemap="none"), pn.viewable.Viewable)
+    d = Dashboard(load_run(run_dir), basemap="none")
+    assert set(d.renderers) == set(ml.LAYER_KEYS) == set(d.toggles) == set(d.opacity)
+    worst = str(d.table.value["chip_id"].iloc[0])
+    assert d.chip_id == worst
+    assert "water IoU (this chip" in d.chip_info.object and worst in d.chip_info.object
+    # visible by default: S1 and prediction, filled on the chip grid; hidden layers stay empty
+    assert _image(d, "s1").shape == (32, 32) and _image(d, "prediction").shape == (32, 32)
+    assert _image(d, "noise").shape == (1, 1)
+    s1_before, x_before = _image(d, "s1").copy(), d.figure.x_range.start
+
+    d.table.selection = [2]  # clicking a row
+    other = str(d.table.value["chip_id"].iloc[2])
+    assert d.chip_id == other and other in d.chip_info.object
+    assert not np.array_equal(_image(d, "s1"), s1_before)
+    assert d.figure.x_range.start != x_before
+    src = d.sources["s1"].data
+    assert d.figure.x_range.start < src["x"][0] < src["x"][0] + src["dw"][0] < d.figure.x_range.end
+
+    d.toggles["noise"].value = True  # turned on later: filled for the current chip
+    assert _image(d, "noise").shape == (32, 32) and d.renderers["noise"].visible
+    d.opacity["prediction"].value = 0.25
+    assert d.renderers["prediction"].glyph.global_alpha == 0.25
+    d.toggles["s1"].value = False
+    assert not d.renderers["s1"].visible
+
+    d.method = "teacher"
+    assert d.table.value["water_iou"].min() > 0 and "teacher" in d.chip_info.object
+
+
+def test_dashboard_unknown_chip_and_missing_layers(tmp_path):
+    from floodnb.viz.dashboard import Dashboard, load_run
+
+    run_dir = make_run_dir(tmp_path, n_chips=2, size=16, noise_maps=False)
+    d = Dashboard(load_run(run_dir), chip="../../etc/passwd", basemap="none")
+    assert d.message.visible and "not in this run's table" in d.message.object
+    assert d.chip_id == str(d.table.value["chip_id"].iloc[0])
+    d.toggles["noise"].value = True
+    assert "not available" in d.toggles["noise"].label and _image(d, "noise").shape == (1, 1)
+    with pytest.raises(ValueError, match="not in this run's table"):
+        d.select_chip("../run")
+    chosen = str(d.table.value["chip_id"].iloc[1])
+    assert Dashboard(load_run(run_dir), chip=chosen, basemap="none").chip_id == chosen
+
+
+def test_serve_refuses_wildcard_address_without_origin(run_dir):
+    from floodnb.cli import build_parser
+    from floodnb.viz.serve import serve_dashboard
+
+    with pytest.raises(ValueError, match="websocket_origin"):
+        serve_dashboard(run_dir, address="0.0.0.0", port=0, basemap="none", start=False)
+    args = build_parser().parse_args(["dashboard", str(run_dir), "--basic-auth", "pw", "--port", "5999"])
+    assert args.address == "127.0.0.1" and args.basic_auth == "pw" and args.port == 5999
