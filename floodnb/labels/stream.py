@@ -272,6 +272,7 @@ def write_noise_map(folder: str | Path, chip_id: str, score: np.ndarray, *, tran
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.write(s, 1)
                 dst.set_band_description(1, "label-noise score 0..1 (NaN = nodata)")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -297,6 +298,7 @@ def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             df.to_csv(fh, index=False)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
