@@ -263,6 +263,19 @@ class Dashboard(param.Parameterized):
         self.figure = fig
         self.map_pane = pn.pane.Bokeh(fig, name="map")
 
+    def _on_doc(self, fn) -> None:
+        """Run ``fn`` (which changes Bokeh models) where the browser will see it.
+
+        Served, Panel calls widget watchers without Bokeh's document lock, and raw Bokeh model
+        changes made there never reach the browser; a next-tick callback runs under the lock.
+        Before the page exists (building it, tests, notebooks) ``fn`` runs at once.
+        """
+        doc = self.figure.document
+        if doc is None or getattr(doc, "session_context", None) is None:
+            fn()
+        else:
+            doc.add_next_tick_callback(fn)
+
     def _apply_basemap(self, name: str) -> None:
         url = BASEMAPS[name]
         if url is None:
@@ -272,7 +285,7 @@ class Dashboard(param.Parameterized):
         self.tiles.visible = True
 
     def _on_basemap(self, event) -> None:
-        self._apply_basemap(event.new)
+        self._on_doc(functools.partial(self._apply_basemap, event.new))
 
     # ---------------------------------------------------------------- controls
     def _build_controls(self) -> None:
@@ -284,18 +297,14 @@ class Dashboard(param.Parameterized):
             sl = pn.widgets.FloatSlider(label="opacity", start=0.0, end=1.0, step=0.05, value=spec.alpha,
                                         show_value=False, width=120, margin=(0, 5, 4, 25))
             cb.param.watch(lambda e, k=spec.key: self._on_toggle(k, e.new), "value")
-            sl.param.watch(lambda e, k=spec.key: setattr(self.renderers[k].glyph, "global_alpha", e.new), "value")
+            sl.param.watch(lambda e, k=spec.key: self._on_doc(
+                functools.partial(setattr, self.renderers[k].glyph, "global_alpha", e.new)), "value")
             self.toggles[spec.key], self.opacity[spec.key] = cb, sl
             rows.append(pn.Column(cb, sl, pn.pane.HTML(f"<small>{html.escape(spec.legend)}</small>",
                                                        margin=(0, 5, 6, 25)), margin=0))
         self.layer_controls = pn.Column(*rows, name="layers")
         self.method_select = pn.widgets.Select.from_param(self.param.method, label="Model (table metrics)", width=270)
         self.basemap_select = pn.widgets.Select.from_param(self.param.basemap, label="Basemap", width=270)
-
-    def _on_toggle(self, key: str, visible: bool) -> None:
-        self.renderers[key].visible = visible
-        if visible and key in self._stale and self.chip_id is not None:
-            self._push_layers(self.chip_id, (key,))
 
     def _on_method(self, event) -> None:
         self.table.value = chip_table(self.run, method=event.new)
@@ -361,19 +370,34 @@ class Dashboard(param.Parameterized):
         self._chip_cache[chip_id] = entry
         return entry
 
-    def _push_layers(self, chip_id: str, keys: tuple[str, ...]) -> None:
+    def _layer_data(self, chip_id: str, keys: tuple[str, ...]) -> dict[str, dict]:
+        """Image data of layers ``keys`` of a chip for the Bokeh sources (computed, not applied)."""
         entry = self._load(chip_id)
         todo = tuple(k for k in keys if k not in entry["layers"])
         if todo:
             entry["layers"].update(ml.chip_layers(entry["chip"], pred=entry["pred"], noise=entry["noise"], keys=todo))
         x0, y0, x1, y1 = entry["merc"]
+        out = {}
         for key in keys:
             rgba = entry["layers"][key]
             img = _EMPTY if rgba is None else ml.rgba_to_uint32(rgba)
-            self.sources[key].data = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+            out[key] = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
             spec = next(s for s in ml.LAYER_SPECS if s.key == key)
             self.toggles[key].label = spec.title if rgba is not None else f"{spec.title} (not available for this chip)"
             self._stale.discard(key)
+        return out
+
+    def _on_toggle(self, key: str, visible: bool) -> None:
+        data = {}
+        if visible and key in self._stale and self.chip_id is not None:
+            data = self._layer_data(self.chip_id, (key,))
+
+        def apply():
+            for k, d in data.items():
+                self.sources[k].data = d
+            self.renderers[key].visible = visible
+
+        self._on_doc(apply)
 
     def select_chip(self, chip_id: str) -> None:
         """Show chip ``chip_id`` (a value of the table's ``chip_id`` column) on the map."""
@@ -381,23 +405,28 @@ class Dashboard(param.Parameterized):
             raise ValueError(f"chip {chip_id!r} is not in this run's table")
         try:
             entry = self._load(chip_id)
+            visible = tuple(k for k in ml.LAYER_KEYS if self.toggles[k].value)
+            data = self._layer_data(chip_id, visible)
         except (OSError, ValueError) as exc:
             self._warn(f"cannot show chip {chip_id}: {exc}")
             return
         self.chip_id = chip_id
-        visible = tuple(k for k in ml.LAYER_KEYS if self.toggles[k].value)
         hidden = set(ml.LAYER_KEYS) - set(visible)
-        with pn.io.hold():
-            self._push_layers(chip_id, visible)
-            for k in hidden:  # filled when turned on; drop the previous chip's image now
+        self._stale |= hidden  # filled when turned on
+        x0, y0, x1, y1 = entry["merc"]
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.55
+
+        def apply():
+            for k, d in data.items():
+                self.sources[k].data = d
+            for k in hidden:  # drop the previous chip's image
                 self.sources[k].data = dict(image=[_EMPTY], x=[0.0], y=[0.0], dw=[1.0], dh=[1.0])
-            self._stale |= hidden
-            x0, y0, x1, y1 = entry["merc"]
-            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.55
             self.figure.x_range.update(start=cx - half, end=cx + half)
             self.figure.y_range.update(start=cy - half, end=cy + half)
-            self.figure.title.text = f"{chip_id}"
-            self.chip_info.object = self._chip_html(chip_id)
+            self.figure.title.text = chip_id
+
+        self._on_doc(apply)
+        self.chip_info.object = self._chip_html(chip_id)
         if entry["notes"]:
             self._warn("; ".join(entry["notes"]))
         else:
