@@ -1,0 +1,161 @@
+"""Writing predictions: atomic files, streamed GeoTIFF strips, Cloud-Optimised GeoTIFF.
+
+* :func:`atomic_path` — a temporary name in the target's folder, ``os.replace``d onto the
+  target only when the block succeeds (the target, if it existed, is untouched on error).
+* :class:`StripTiff` — a tiled GeoTIFF written strip by strip (rows in order), bounded memory.
+* :func:`to_cog` — copy a GeoTIFF to a COG with GDAL's ``COG`` driver (tiles, DEFLATE,
+  internal overviews, IFDs before image data), atomically.
+* :func:`validate_cog` — the layout checks of GDAL's ``validate_cloud_optimized_geotiff.py``:
+  tiled, overviews present, main IFD first then overview IFDs in decreasing size, overview data
+  stored before full-resolution data.
+
+Encodings (``-1`` = nodata, as everywhere in floodnb):
+
+* class map: ``int8``, 1 water, 0 dry, -1 nodata (``nodata=-1``), overviews by MODE;
+* probability ``uint8``: ``round(100 * p)`` in 0..100 with ``nodata=255`` and scale 0.01
+  (GDAL readers applying scale/offset get ``p`` back); or ``float32`` ``p`` with ``nodata=-1``;
+  overviews by AVERAGE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+CLASS_NODATA = -1
+PROB_UINT8_NODATA = 255
+PROB_FLOAT_NODATA = -1.0
+PROB_DTYPES = ("uint8", "float32")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so drivers can tell the format);
+    on success ``os.replace`` it onto ``path``; on error remove it and leave ``path`` alone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix if suffix is not None else path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # let the writer create it (some GDAL drivers refuse an existing empty file)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, Path(str(tmp) + ".aux.xml")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        raise
+
+
+def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarray:
+    """Probability ``(h, w)`` in [0, 1] -> stored values (see module docstring)."""
+    if dtype == "uint8":
+        out = np.rint(prob * 100.0).astype(np.uint8)
+        out[~valid] = PROB_UINT8_NODATA
+        return out
+    if dtype == "float32":
+        out = prob.astype(np.float32, copy=True)
+        out[~valid] = PROB_FLOAT_NODATA
+        return out
+    raise ValueError(f"prob_dtype must be one of {PROB_DTYPES}, got {dtype!r}")
+
+
+def encode_class(prob: np.ndarray, valid: np.ndarray, *, threshold: float) -> np.ndarray:
+    """Class map ``(h, w)`` int8: 1 where ``prob > threshold``, 0 elsewhere, -1 where not valid."""
+    out = (prob > threshold).astype(np.int8)
+    out[~valid] = CLASS_NODATA
+    return out
+
+
+class StripTiff:
+    """A tiled, uncompressed scratch GeoTIFF written in row strips (call :meth:`write` in order).
+
+    Used as the intermediate that :func:`to_cog` converts; memory stays at GDAL's block cache.
+    """
+
+    def __init__(self, path: Path, *, height: int, width: int, dtype: str, nodata: float | int, crs, transform,
+                 scale: float | None = None, description: str = "") -> None:
+        block = 512 if min(height, width) >= 512 else 256
+        tiled = min(height, width) >= 16
+        profile = dict(driver="GTiff", height=height, width=width, count=1, dtype=dtype, nodata=nodata, crs=crs,
+                       transform=transform, BIGTIFF="IF_SAFER")
+        if tiled:
+            profile.update(tiled=True, blockxsize=block, blockysize=block)
+        self.path = path
+        self._ds = rasterio.open(path, "w", **profile)
+        if scale is not None:
+            self._ds.scales = (scale,)
+        if description:
+            self._ds.set_band_description(1, description)
+        self._row = 0
+
+    def write(self, row0: int, data: np.ndarray) -> None:
+        if row0 != self._row:
+            raise ValueError(f"{self.path}: strips must be written in order; expected row {self._row}, got {row0}")
+        self._ds.write(data, 1, window=rasterio.windows.Window(0, row0, data.shape[1], data.shape[0]))
+        self._row += data.shape[0]
+
+    def close(self) -> None:
+        if not self._ds.closed:
+            self._ds.close()
+
+
+def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int = 512) -> Path:
+    """Copy GeoTIFF ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver, DEFLATE,
+    internal overviews resampled by ``resampling``), written atomically."""
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        rasterio.shutil.copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=str(blocksize),
+                             OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
+    return dst
+
+
+def validate_cog(path: str | Path) -> list[str]:
+    """Problems that keep ``path`` from being a Cloud-Optimised GeoTIFF (empty list: valid).
+
+    Checks (after GDAL's ``validate_cloud_optimized_geotiff.py``): GeoTIFF, tiled, has internal
+    overviews when larger than one block, main IFD offset < first overview IFD offset < ...,
+    overviews in decreasing size, and the smallest overview's first block stored before the
+    full-resolution first block.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    with rasterio.open(path) as ds:
+        if ds.driver != "GTiff":
+            return [f"{path}: driver {ds.driver}, not a GeoTIFF"]
+        structure = ds.tags(ns="IMAGE_STRUCTURE")
+        if "LAYOUT" not in structure or structure["LAYOUT"] != "COG":
+            problems.append(f"{path}: no COG layout marker (IMAGE_STRUCTURE LAYOUT=COG ghost header)")
+        bw, bh = ds.block_shapes[0]
+        if not ds.profile.get("tiled", False) and (bw != ds.width or ds.width > 512):
+            problems.append(f"{path}: not tiled (block {bw}x{bh})")
+        ovr = ds.overviews(1)
+        if max(ds.width, ds.height) > 512 and not ovr:
+            problems.append(f"{path}: no internal overviews")
+        try:
+            main_ifd = int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1))
+            ifds = [int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1, ovr=i)) for i in range(len(ovr))]
+            main_blk = int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+            ovr_blks = [int(ds.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1, ovr=i)) for i in range(len(ovr))]
+        except (TypeError, ValueError) as exc:
+            return problems + [f"{path}: cannot read TIFF IFD/block offsets ({exc})"]
+        if ifds and main_ifd > ifds[0]:
+            problems.append(f"{path}: main IFD at {main_ifd} after the first overview IFD at {ifds[0]}")
+        if ifds != sorted(ifds):
+            problems.append(f"{path}: overview IFDs not in increasing file order: {ifds}")
+        if ovr != sorted(ovr):
+            problems.append(f"{path}: overview factors not increasing: {ovr}")
+        if ovr_blks and ovr_blks[-1] > main_blk:
+            problems.append(f"{path}: smallest overview data at {ovr_blks[-1]} after full-resolution data at {main_blk}")
+        if ifds and max([main_ifd] + ifds) > min([main_blk] + ovr_blks):
+            problems.append(f"{path}: image data stored before the last IFD (IFDs not all at the start)")
+    return problems

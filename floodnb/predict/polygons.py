@@ -1,0 +1,109 @@
+"""Flood extent as polygons with their area, written to GeoPackage and GeoJSON.
+
+:func:`extent_polygons` vectorises the water pixels of a class map (``rasterio.features.shapes``,
+4- or 8-connected), measures every polygon's **geodesic** area on the CRS's ellipsoid
+(``pyproj.Geod.geometry_area_perimeter``; projected inputs are first transformed to their
+geographic CRS) — correct for EPSG:4326 chips, where a degree-squared area means nothing — and
+drops polygons smaller than ``min_area_m2``. :func:`write_polygons` writes the layer atomically
+to ``.gpkg`` (in the raster's CRS) and ``.geojson`` (EPSG:4326, as RFC 7946 requires).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from floodnb.bands import WATER
+from floodnb.predict.export import atomic_path
+
+LAYER = "flood_extent"
+
+
+def _read_class(pred):
+    """``(values (H, W), transform, crs, name)`` from a DataArray or a class-map raster path."""
+    if isinstance(pred, (str, Path)):
+        import rasterio
+
+        path = Path(pred)
+        if not path.is_file():
+            raise FileNotFoundError(f"class map {path} not found")
+        with rasterio.open(path) as ds:
+            if ds.count != 1:
+                raise ValueError(f"class map {path} has {ds.count} bands; expected 1 (1 water, 0 dry, -1 nodata)")
+            return ds.read(1), ds.transform, ds.crs, path.stem
+    import xarray as xr
+
+    if isinstance(pred, xr.Dataset):
+        if "pred" not in pred.data_vars:
+            raise ValueError(f"pred Dataset has no 'pred' variable (has {sorted(map(str, pred.data_vars))})")
+        pred = pred["pred"]
+    if not isinstance(pred, xr.DataArray) or pred.dims != ("y", "x"):
+        raise ValueError(f"pred: expected a (y, x) DataArray, a Dataset with 'pred', or a GeoTIFF path; got "
+                         f"{type(pred).__name__} {getattr(pred, 'dims', '')}")
+    if pred.rio.crs is None:
+        raise ValueError("pred DataArray has no CRS (set one with .rio.write_crs)")
+    return np.asarray(pred.values), pred.rio.transform(), pred.rio.crs, str(pred.name or "pred")
+
+
+def extent_polygons(pred, *, min_area_m2: float = 0.0, connectivity: int = 4, water_value: int = WATER):
+    """Polygons of the water pixels of ``pred`` with their geodesic area.
+
+    ``pred``: class map ``(y, x)`` DataArray (or a Dataset from :func:`predict_chip`) with a
+    rioxarray CRS, or the path of a class-map GeoTIFF/COG (band 1; 1 water, 0 dry, -1 nodata).
+    ``min_area_m2``: polygons smaller than this are dropped. ``connectivity``: 4 or 8.
+
+    Returns a ``geopandas.GeoDataFrame`` in the raster's CRS with columns ``id`` (int, largest
+    first), ``area_m2`` (float, geodesic on the CRS's ellipsoid), ``perimeter_m`` and geometry
+    (Polygon, holes = dry islands). The whole class map is read into memory (1 byte/pixel).
+    """
+    import geopandas as gpd
+    import pyproj
+    import rasterio.features
+    import shapely.geometry
+
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    if min_area_m2 < 0:
+        raise ValueError(f"min_area_m2 must be >= 0, got {min_area_m2}")
+    values, transform, crs, _ = _read_class(pred)
+    mask = values == water_value
+    geoms = [shapely.geometry.shape(g) for g, _ in rasterio.features.shapes(
+        mask.astype(np.uint8), mask=mask, transform=transform, connectivity=connectivity)]
+    crs = pyproj.CRS.from_user_input(crs)
+    gdf = gpd.GeoDataFrame({"geometry": geoms}, geometry="geometry", crs=crs)
+    if crs.is_geographic:
+        lonlat = gdf.geometry
+        geod = crs.get_geod()
+    else:
+        geographic = crs.geodetic_crs
+        lonlat = gdf.geometry.to_crs(geographic)
+        geod = geographic.get_geod()
+    area, perim = [], []
+    for g in lonlat:
+        a, p = geod.geometry_area_perimeter(g)
+        area.append(abs(a))
+        perim.append(p)
+    gdf["area_m2"] = np.asarray(area, dtype=np.float64)
+    gdf["perimeter_m"] = np.asarray(perim, dtype=np.float64)
+    gdf = gdf[gdf["area_m2"] >= min_area_m2].sort_values("area_m2", ascending=False).reset_index(drop=True)
+    gdf.insert(0, "id", np.arange(len(gdf), dtype=np.int64))
+    return gdf[["id", "area_m2", "perimeter_m", "geometry"]]
+
+
+def write_polygons(gdf, path: str | Path) -> tuple[Path, Path]:
+    """Write ``gdf`` to ``<path>.gpkg`` (layer ``flood_extent``, native CRS) and ``<path>.geojson``
+    (EPSG:4326), each atomically. ``path``: output path with or without suffix. Returns both paths."""
+    import pyogrio
+
+    base = Path(path)
+    if base.suffix.lower() in (".gpkg", ".geojson", ".json"):
+        base = base.with_suffix("")
+    gpkg, geojson = base.with_name(base.name + ".gpkg"), base.with_name(base.name + ".geojson")
+    if gdf.crs is None:
+        raise ValueError("polygons have no CRS; expected the class map's CRS")
+    with atomic_path(gpkg) as tmp:
+        pyogrio.write_dataframe(gdf, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon")
+    with atomic_path(geojson) as tmp:
+        pyogrio.write_dataframe(gdf.to_crs(4326), tmp, driver="GeoJSON", geometry_type="Polygon")
+    return gpkg, geojson

@@ -1,0 +1,215 @@
+"""Overlapping tiles with blended seams, streamed one row of tiles at a time.
+
+A raster of ``H x W`` pixels is covered by tiles of ``tile x tile`` pixels whose starts step by
+``tile - overlap``; the last row/column of tiles is shifted to end on the raster edge, so no
+tile reads outside the raster (a raster smaller than a tile is one tile of its own size).
+
+Seams are blended with a separable weight ``w(y, x) = w_y(y) * w_x(x)``: 1 in the tile
+interior, a raised-cosine ramp ``0.5 - 0.5 cos(pi (k + 1/2) / overlap)`` over the ``overlap``
+pixels of every side that faces another tile (not on sides lying on the raster border, which no
+other tile covers). Two facing ramps sum to exactly 1 (a partition of unity), and the blended
+probability is ``sum_t w_t p_t / sum_t w_t``, so a translation-equivariant model gives the same
+result tiled as untiled, and a CNN's weaker predictions near tile edges (zero padding) are
+down-weighted — the usual overlap-tile strategy of U-Net (Ronneberger et al., MICCAI 2015) with
+smooth blending instead of hard cropping.
+
+Work is split into independent **row tasks** (:func:`predict_tile_row`: read one strip of
+``tile`` rows, predict its tiles in batches, blend them horizontally) and one **writer**
+(:class:`RowBlender`: adds the strips vertically, keeping only ``tile`` rows of accumulators,
+and emits finished rows in order). Row tasks share nothing, so they can run as
+dask.distributed tasks; the blender consumes their results in row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from floodnb.predict.model import Predictor
+
+
+def _starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
+    if n <= tile:
+        return (0,)
+    stride = tile - overlap
+    starts = list(range(0, n - tile + 1, stride))
+    if starts[-1] != n - tile:
+        starts.append(n - tile)
+    return tuple(starts)
+
+
+def ramp_weights(length: int, *, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
+    """1-D blending weights ``(length,)`` float32: 1 inside, raised-cosine ramps of ``overlap``
+    pixels at the start/end when ``ramp_start``/``ramp_end`` (all weights > 0)."""
+    w = np.ones(length, dtype=np.float64)
+    o = min(overlap, length // 2)
+    if o > 0:
+        k = np.arange(o, dtype=np.float64)
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (k + 0.5) / o)
+        if ramp_start:
+            w[:o] = np.minimum(w[:o], ramp)
+        if ramp_end:
+            w[length - o:] = np.minimum(w[length - o:], ramp[::-1])
+    return w.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile layout of a ``height x width`` raster: tile starts per axis and blending weights.
+
+    ``tile_h``/``tile_w`` are ``min(tile, height/width)``; ``row_starts``/``col_starts`` the
+    tile origins (pixels). Build with :meth:`plan`.
+    """
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    overlap: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
+
+    @classmethod
+    def plan(cls, height: int, width: int, *, tile: int, overlap: int) -> TileGrid:
+        if height < 1 or width < 1:
+            raise ValueError(f"raster must have at least 1x1 pixels, got {height}x{width}")
+        if tile < 8:
+            raise ValueError(f"tile must be >= 8 pixels, got {tile}")
+        if not 0 <= overlap <= tile // 2:
+            raise ValueError(f"overlap must be in [0, tile/2] pixels, got overlap={overlap} for tile={tile}")
+        return cls(height=height, width=width, tile_h=min(tile, height), tile_w=min(tile, width), overlap=overlap,
+                   row_starts=_starts(height, tile, overlap), col_starts=_starts(width, tile, overlap))
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_starts)
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.row_starts) * len(self.col_starts)
+
+    def row_weights(self, i: int) -> np.ndarray:
+        """``w_y`` of tile row ``i``: ``(tile_h,)`` float32."""
+        s = self.row_starts[i]
+        return ramp_weights(self.tile_h, overlap=self.overlap, ramp_start=s > 0,
+                            ramp_end=s + self.tile_h < self.height)
+
+    def col_weights(self, j: int) -> np.ndarray:
+        """``w_x`` of tile column ``j``: ``(tile_w,)`` float32."""
+        s = self.col_starts[j]
+        return ramp_weights(self.tile_w, overlap=self.overlap, ramp_start=s > 0,
+                            ramp_end=s + self.tile_w < self.width)
+
+    def col_weight_sum(self) -> np.ndarray:
+        """``sum_j w_x`` over tile columns, ``(width,)`` float32 (> 0 everywhere)."""
+        total = np.zeros(self.width, dtype=np.float32)
+        for j, s in enumerate(self.col_starts):
+            total[s:s + self.tile_w] += self.col_weights(j)
+        return total
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """Output of one row task: tile row ``index`` covering raster rows ``[row0, row0 + h)``.
+
+    ``wprob``: ``(h, width)`` float32, ``sum_j w_x_j * p_j`` (horizontally weighted, not yet
+    multiplied by ``w_y``); ``valid``: ``(h, width)`` bool, input has data; ``n_forward``: tiles
+    actually run through the model (tiles without any valid pixel are skipped).
+    """
+
+    index: int
+    row0: int
+    wprob: np.ndarray
+    valid: np.ndarray
+    n_forward: int
+
+
+def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int, *, batch: int) -> RowResult:
+    """Predict tile row ``index`` of ``grid`` from its raw input ``strip (C, tile_h, width)``.
+
+    The strip is normalised once (:meth:`Predictor.prepare`), cut into the row's tiles, run in
+    batches of ``batch`` tiles and blended horizontally. Pure: shares no state with other rows.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    h, w = grid.tile_h, grid.tile_w
+    if strip.shape[1:] != (h, grid.width):
+        raise ValueError(f"strip of tile row {index}: expected (C, {h}, {grid.width}), got {strip.shape}")
+    x, valid = predictor.prepare(strip)
+    wprob = np.zeros((h, grid.width), dtype=np.float32)
+    todo = [j for j, s in enumerate(grid.col_starts) if valid[:, s:s + w].any()]
+    for k in range(0, len(todo), batch):
+        cols = todo[k:k + batch]
+        tiles = np.stack([x[:, :, grid.col_starts[j]:grid.col_starts[j] + w] for j in cols])
+        probs = predictor.forward(tiles)
+        for j, p in zip(cols, probs, strict=True):
+            s = grid.col_starts[j]
+            wprob[:, s:s + w] += p * grid.col_weights(j)[None, :]
+    return RowResult(index=index, row0=grid.row_starts[index], wprob=wprob, valid=valid, n_forward=len(todo))
+
+
+class RowBlender:
+    """Adds :class:`RowResult` strips vertically and yields finished rows, in order.
+
+    Holds only ``tile_h`` rows of accumulators (``tile_h x width`` float32 + bool), never the
+    whole raster. :meth:`add` must receive tile rows in order ``0, 1, ...``; it returns the
+    rows that no later tile row touches as ``(row0, prob (n, width) float32 in [0, 1] with 0 at
+    nodata, valid (n, width) bool)``. :meth:`finish` returns the rest.
+    """
+
+    def __init__(self, grid: TileGrid) -> None:
+        self.grid = grid
+        self._colsum = grid.col_weight_sum()
+        self._acc = np.zeros((grid.tile_h, grid.width), dtype=np.float32)
+        self._rowsum = np.zeros(grid.tile_h, dtype=np.float32)
+        self._valid = np.zeros((grid.tile_h, grid.width), dtype=bool)
+        self._base = 0
+        self._next = 0
+
+    def _emit(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+        denom = self._rowsum[:n, None] * self._colsum[None, :]
+        prob = np.divide(self._acc[:n], denom, out=np.zeros_like(self._acc[:n]), where=denom > 0)
+        valid = self._valid[:n].copy()
+        np.clip(prob, 0.0, 1.0, out=prob)
+        prob[~valid] = 0.0
+        out = (self._base, prob, valid)
+        # shift the window down by n rows
+        keep = self.grid.tile_h - n
+        for arr, empty in ((self._acc, 0.0), (self._rowsum, 0.0), (self._valid, False)):
+            if keep > 0:
+                arr[:keep] = arr[n:].copy()
+            arr[keep:] = empty
+        self._base += n
+        return out
+
+    def add(self, res: RowResult) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        if res.index != self._next:
+            raise ValueError(f"RowBlender: expected tile row {self._next}, got {res.index}")
+        self._next += 1
+        g = self.grid
+        off = res.row0 - self._base
+        wy = g.row_weights(res.index)
+        self._acc[off:off + g.tile_h] += res.wprob * wy[:, None]
+        self._rowsum[off:off + g.tile_h] += wy
+        self._valid[off:off + g.tile_h] = res.valid
+        out = []
+        nxt = g.row_starts[self._next] if self._next < g.n_rows else None
+        if nxt is not None and nxt > self._base:
+            out.append(self._emit(nxt - self._base))
+        return out
+
+    def finish(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        if self._next != self.grid.n_rows:
+            raise ValueError(f"RowBlender: {self.grid.n_rows - self._next} tile rows were never added")
+        n = self.grid.height - self._base
+        return [self._emit(n)] if n > 0 else []
+
+
+def iter_blended(results: Iterator[RowResult], grid: TileGrid) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Blend a stream of row results (in row order) into finished ``(row0, prob, valid)`` strips."""
+    blender = RowBlender(grid)
+    for res in results:
+        yield from blender.add(res)
+    yield from blender.finish()
