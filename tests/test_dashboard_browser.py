@@ -188,7 +188,7 @@ def test_map_renders_and_row_click_switches_chip(servers, browser, chip_order):
             _map_pixels(page)), what="the map to show the clicked chip")
         assert np.abs(after - before).mean() > 3
 
-        page.get_by_text("Sentinel-1 VV (dB)", exact=True).click()  # layer toggle: S1 off
+        page.locator("input[type=checkbox]").first.click()  # first layer toggle: Sentinel-1 VV off
         _wait_for(lambda: _grey_px(_map_pixels(page)) < _grey_px(after) // 4, what="the S1 layer to disappear")
         assert _water_px(_map_pixels(page)) > 300  # prediction still drawn
 
