@@ -1,0 +1,69 @@
+"""``floodnb run``: the whole pipeline headless through papermill (see :mod:`floodnb.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "run the notebook pipeline headless (simulate -> explore -> noise -> teacher -> student -> evaluate)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="default", help="run name; outputs go to RUNS_DIR/NAME (default: default)")
+    p.add_argument("--runs-dir", default="runs", help="folder holding runs (default: ./runs)")
+    p.add_argument("--data-root", default=None, help="Sen1Floods11 root; default: simulate the embedded dataset")
+    p.add_argument("--config", default=None, help="YAML file of parameters (keys as the notebooks' parameters)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a notebook parameter (value parsed as YAML); repeatable; overrides --config")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--fast", action="store_true", help="tiny data and 1 epoch (tests, smoke runs)")
+    p.add_argument("--only", default=None, help="comma-separated notebook names to run (default: all)")
+    p.add_argument("--notebooks-dir", default=None, help="folder with the pipeline notebooks")
+    p.add_argument("--force", action="store_true", help="redo stages that already finished")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _parse_params(args: argparse.Namespace) -> dict:
+    import yaml
+
+    params: dict = {}
+    if args.config:
+        cfg = Path(args.config)
+        if not cfg.is_file():
+            raise FileNotFoundError(f"--config {cfg}: no such file")
+        loaded = yaml.safe_load(cfg.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {cfg}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
+        params.update(loaded)
+    for item in args.param:
+        if "=" not in item:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from floodnb.pipeline import NOTEBOOKS, PipelineError, run_pipeline
+
+    params = _parse_params(args)
+    kw = {k: params.pop(k) for k in ("seed", "epochs", "fast", "data_root") if k in params}
+    for k in ("seed", "epochs", "data_root"):
+        if getattr(args, k) is not None:
+            kw[k] = getattr(args, k)
+    if args.fast:
+        kw["fast"] = True
+    notebooks = tuple(args.only.split(",")) if args.only else NOTEBOOKS
+    try:
+        report = run_pipeline(
+            args.name, runs_dir=args.runs_dir, params=params, notebooks=notebooks,
+            notebooks_dir=args.notebooks_dir, force=args.force, progress=not args.no_progress, **kw,
+        )
+    except PipelineError as exc:
+        print(f"floodnb run: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(report.table())
+    print(f"results in {report.run_dir}")
+    return 0

@@ -1,0 +1,232 @@
+"""Headless pipeline: the notebooks run in order through papermill, results under ``runs/<name>/``.
+
+``floodnb run`` (and :func:`run_pipeline`) executes::
+
+    simulate (unless a data root is given) -> 01_explore_data -> 02_weak_labels_and_noise
+        -> 03_train_teacher -> 04_distill_student -> 05_evaluate
+
+Each notebook receives the same parameters (``data_root``, ``run_dir``, ``out_dir``, ``seed``,
+``epochs``, ``fast`` and any extra ones) and writes only into its own ``out_dir =
+runs/<name>/<notebook>/``; the executed notebook is kept at ``runs/<name>/notebooks/<notebook>.ipynb``.
+``runs/<name>/run.json`` records every stage's status, parameters hash and wall time.
+
+Rerunning a run never silently redoes or skips work: a finished stage with the same parameters
+is skipped *and reported*; a failed stage is rerun (and every stage after it, since its inputs
+changed); a finished run with different parameters is refused unless ``force=True``.
+A failing cell stops the run with :class:`PipelineError` naming the notebook and cell; the
+executed notebook is kept and earlier stages' results are untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from floodnb.io_utils import atomic_write_json
+
+NOTEBOOKS: tuple[str, ...] = (
+    "01_explore_data",
+    "02_weak_labels_and_noise",
+    "03_train_teacher",
+    "04_distill_student",
+    "05_evaluate",
+)
+SIMULATE_STAGE = "simulate"
+#: Simulated dataset sizes used when no data root is given.
+SIM_DEFAULT: dict[str, int] = {"sim_hand": 200, "sim_weak": 400, "sim_size": 256}
+SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
+
+
+class PipelineError(RuntimeError):
+    """A stage of the pipeline failed; the message names the notebook and the cell."""
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    action: str  # "ran" | "skipped" | "failed"
+    seconds: float
+    reason: str
+
+
+@dataclass
+class RunReport:
+    run_dir: Path
+    stages: list[StageResult] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [f"{'stage':<28} {'action':<8} {'seconds':>8}  reason"]
+        for s in self.stages:
+            lines.append(f"{s.name:<28} {s.action:<8} {s.seconds:8.1f}  {s.reason}")
+        return "\n".join(lines)
+
+
+def default_notebooks_dir() -> Path:
+    """The repository's ``notebooks/`` folder (editable installs and source checkouts)."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def stage_dir(run_dir: str | Path, stage: str) -> Path:
+    """Output folder of a stage inside a run (``runs/<name>/<stage>/``)."""
+    if not stage or "/" in stage or stage.startswith("."):
+        raise ValueError(f"stage {stage!r} must be a plain name such as {NOTEBOOKS[0]!r}")
+    return Path(run_dir) / stage
+
+
+def _hash(params: dict[str, Any]) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _load_state(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{path} is not valid JSON ({exc}); move it away or use a new run name") from exc
+
+
+def run_pipeline(
+    name: str,
+    *,
+    runs_dir: str | Path = "runs",
+    data_root: str | Path | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    fast: bool = False,
+    params: dict[str, Any] | None = None,
+    notebooks: tuple[str, ...] = NOTEBOOKS,
+    notebooks_dir: str | Path | None = None,
+    force: bool = False,
+    kernel_name: str | None = None,
+    progress: bool = True,
+) -> RunReport:
+    """Run the notebook pipeline headless; returns what ran, what was skipped and why.
+
+    ``params`` are extra notebook parameters (e.g. ``{"teacher_inputs": "s2,s1"}``) and the
+    simulator sizes ``sim_hand``, ``sim_weak``, ``sim_size`` when no ``data_root`` is given.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"run name {name!r} must be a plain folder name")
+    nb_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    for nb in notebooks:
+        if not (nb_dir / f"{nb}.ipynb").exists():
+            raise FileNotFoundError(
+                f"notebook {nb_dir / (nb + '.ipynb')} not found; the pipeline's notebooks are {NOTEBOOKS}"
+            )
+
+    run_dir = Path(runs_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "run.json"
+    state = _load_state(state_path)
+    stages_state: dict[str, dict] = state.setdefault("stages", {})
+
+    extra = dict(params or {})
+    sim = {**(SIM_FAST if fast else SIM_DEFAULT), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
+    epochs = epochs if epochs is not None else (1 if fast else 8)
+
+    report = RunReport(run_dir=run_dir)
+    invalidated = False  # once a stage reruns, every later stage must rerun too
+
+    # ---- data: given root, or simulated once per run -------------------------------------
+    if data_root is None:
+        sim_params = {"seed": seed, **sim}
+        h = _hash(sim_params)
+        prev = stages_state.get(SIMULATE_STAGE, {})
+        sim_root = stage_dir(run_dir, SIMULATE_STAGE)
+        if prev.get("status") == "done" and prev.get("params_hash") == h and not force:
+            report.stages.append(StageResult(SIMULATE_STAGE, "skipped", 0.0, "finished earlier with the same parameters"))
+            data_root = prev["data_root"]
+        else:
+            if prev.get("status") == "done" and prev.get("params_hash") != h and not force:
+                raise PipelineError(
+                    f"run {name!r} already simulated data with other parameters ({prev.get('params')}); "
+                    f"use a new --name or --force to redo"
+                )
+            from floodnb.simulate import simulate_dataset
+
+            t0 = time.perf_counter()
+            print(f"[floodnb run] simulate: {sim_params}", file=sys.stderr)
+            data_root = simulate_dataset(
+                sim_root, n_hand=sim["sim_hand"], n_weak=sim["sim_weak"], size=sim["sim_size"], seed=seed
+            )
+            dt = time.perf_counter() - t0
+            stages_state[SIMULATE_STAGE] = {
+                "status": "done", "params": sim_params, "params_hash": h, "seconds": round(dt, 2),
+                "data_root": str(data_root),
+            }
+            atomic_write_json(state_path, state)
+            reason = "first run" if not prev else "parameters changed (--force)" if prev.get("status") == "done" else "previous attempt did not finish"
+            report.stages.append(StageResult(SIMULATE_STAGE, "ran", dt, reason))
+            invalidated = bool(prev)
+    data_root = str(Path(data_root).resolve())
+
+    common = {"data_root": data_root, "run_dir": str(run_dir.resolve()), "seed": seed, "epochs": epochs, "fast": fast, **extra}
+    h = _hash(common)
+    if state.get("params_hash") not in (None, h) and not force:
+        changed = sorted(k for k in set(common) | set(state.get("params", {}))
+                         if common.get(k) != state.get("params", {}).get(k))
+        raise PipelineError(
+            f"run {name!r} exists with different parameters (changed: {', '.join(changed)}); "
+            "use a new --name, or --force to redo its stages"
+        )
+    state.update(name=name, data_root=data_root, params=common, params_hash=h)
+    atomic_write_json(state_path, state)
+
+    executed_dir = run_dir / "notebooks"
+    executed_dir.mkdir(exist_ok=True)
+    bar = tqdm(notebooks, desc="floodnb run", unit="notebook", disable=not progress)
+    for nb in bar:
+        bar.set_postfix_str(nb)
+        prev = stages_state.get(nb, {})
+        if prev.get("status") == "done" and prev.get("params_hash") == h and not force and not invalidated:
+            report.stages.append(StageResult(nb, "skipped", 0.0, "finished earlier with the same parameters"))
+            print(f"[floodnb run] skip {nb}: finished earlier with the same parameters (--force redoes it)", file=sys.stderr)
+            continue
+        if not prev:
+            reason = "first run"
+        elif force and prev.get("status") == "done":
+            reason = "--force"
+        elif invalidated:
+            reason = "an earlier stage was rerun"
+        else:
+            reason = f"previous attempt {prev.get('status')}"
+        print(f"[floodnb run] run {nb} ({reason})", file=sys.stderr)
+        out_dir = stage_dir(run_dir, nb)
+        out_dir.mkdir(exist_ok=True)
+        out_nb = executed_dir / f"{nb}.ipynb"
+        stages_state[nb] = {"status": "running", "params_hash": h, "started": time.time()}
+        atomic_write_json(state_path, state)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(nb_dir / f"{nb}.ipynb"), str(out_nb),
+                parameters={**common, "out_dir": str(out_dir.resolve())},
+                kernel_name=kernel_name, progress_bar=progress, cwd=str(out_dir),
+            )
+        except PapermillExecutionError as exc:
+            dt = time.perf_counter() - t0
+            msg = (f"notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+                   f"{exc.ename}: {exc.evalue}. Executed notebook kept at {out_nb}; "
+                   "earlier stages' results are untouched")
+            stages_state[nb] = {"status": "failed", "params_hash": h, "seconds": round(dt, 2), "error": msg,
+                                "cell_index": exc.cell_index}
+            atomic_write_json(state_path, state)
+            report.stages.append(StageResult(nb, "failed", dt, msg))
+            raise PipelineError(msg) from exc
+        dt = time.perf_counter() - t0
+        stages_state[nb] = {"status": "done", "params_hash": h, "seconds": round(dt, 2), "finished": time.time()}
+        atomic_write_json(state_path, state)
+        report.stages.append(StageResult(nb, "ran", dt, reason))
+        invalidated = True
+    return report
