@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 
+from floodnb.io_utils import is_temporary_name
 from floodnb.labels import cleanlab_adapter as cla
 from floodnb.labels import noise as nz
 from floodnb.labels import stream, validate
@@ -182,7 +183,7 @@ def test_stream_over_memmap_equals_in_memory_and_writes_maps(tmp_path):
     with rasterio.open(tmp_path / "out" / "noise_maps" / "block_noise.tif") as src:
         m = src.read(1)
     np.testing.assert_allclose(m, nz.label_noise_score(weak[0], np.asarray(probs16[0], np.float32)), atol=1e-6)
-    assert not list((tmp_path / "out").rglob("*.tmp"))
+    assert not [p for p in (tmp_path / "out").rglob("*") if is_temporary_name(p.name)]
 
 
 def test_stream_reports_all_nodata_chip_and_refuses_unsafe_ids(tmp_path):

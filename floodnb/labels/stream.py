@@ -27,9 +27,7 @@ Optionally the primary score map of every chip is written as a float32 GeoTIFF
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from floodnb.io_utils import atomic_path
 from floodnb.labels.noise import (
     chip_noise_rate, check_labels, confusion_stats, disagreement_map, event_confusion,
     label_noise_score, pair_confusion, rank_chips,
@@ -264,19 +263,11 @@ def write_noise_map(folder: str | Path, chip_id: str, score: np.ndarray, *, tran
         profile["transform"] = transform
     if crs is not None:
         profile["crs"] = crs
-    fd, tmp = tempfile.mkstemp(prefix=f".{chip_id}_", suffix=".tif.tmp", dir=folder)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(s, 1)
-                dst.set_band_description(1, "label-noise score 0..1 (NaN = nodata)")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(s, 1)
+            dst.set_band_description(1, "label-noise score 0..1 (NaN = nodata)")
     return path
 
 
@@ -294,15 +285,8 @@ def write_tables(result: NoiseResult, out_dir: str | Path) -> dict[str, Path]:
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 __all__ = [

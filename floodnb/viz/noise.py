@@ -17,14 +17,13 @@ Arrays: ``score (H, W)`` float in [0, 1] (NaN = no score), labels ``(H, W)`` int
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from floodnb.io_utils import atomic_path
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, NOISE_CMAP, WATER
 from floodnb.viz.stretch import s1_db_display, s2_true_color
 
@@ -33,20 +32,12 @@ TABLE_COLUMNS: tuple[str, ...] = ("event", "chips", "valid_pixels", "agreement",
 
 
 def save_figure(fig, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
+    """Save ``fig`` as PNG at ``path`` atomically (:func:`floodnb.io_utils.atomic_path`)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path must end in .png, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
