@@ -14,11 +14,8 @@ Writes are atomic (temporary file in the same folder, then ``os.replace``).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from torch import nn
 
 from floodnb import __version__
 from floodnb.bands import CLASS_NAMES
+from floodnb.io_utils import atomic_path, atomic_write_text  # noqa: F401  (re-exported for the engine)
 
 FORMAT = "floodnb-checkpoint/1"
 SPEC_KEY = "floodnb_spec"
@@ -106,31 +104,6 @@ def _jsonable(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"checkpoint spec value {o!r} of type {type(o).__name__} is not JSON-serialisable")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success ``os.replace`` it onto ``path``.
-
-    On error the temporary file is removed and ``path`` (if it existed) is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -1,0 +1,374 @@
+"""Training engine: plain torch, resumable, deterministic on CPU, DDP-ready.
+
+:func:`fit` trains ``model`` on a dataset of sample dicts with an *objective*
+``objective(model, batch) -> (loss, parts)`` (``parts``: dict of float loss terms for the log),
+using AdamW and a per-step cosine learning-rate schedule.
+
+Out folder (``out_dir``), every file written atomically (temp file + ``os.replace``):
+
+* ``last.pt`` — training state (model, optimizer, scheduler, RNG states, epoch, step within the
+  epoch, running loss sums, epoch history, the model spec as JSON); tensors and plain numbers
+  only, loads with ``torch.load(weights_only=True)``. Written at every epoch end and every
+  ``checkpoint_every`` steps.
+* ``best.safetensors`` (best validation water IoU), ``model.safetensors`` (final weights) —
+  :func:`floodnb.models.save_checkpoint` format.
+* ``train_log.jsonl`` (one line per step: epoch, step, global_step, loss, loss terms, lr),
+  ``epochs.csv`` (per epoch: mean train loss, validation metrics, seconds), ``config.json``.
+
+Resume: ``fit(..., resume=True)`` on an out_dir holding ``last.pt`` restores everything and
+continues at the next step of the interrupted epoch, so no finished step or epoch is lost and
+the final weights equal those of an uninterrupted run (tested). The sample order is a function
+of ``(seed, epoch)`` only (:class:`EpochSampler`), so resuming just skips the batches already
+done. A run whose configuration differs from the stored one is refused.
+
+Data-parallel: when ``torch.distributed`` is initialised (e.g. launched with ``torchrun``), the
+model is wrapped in ``DistributedDataParallel``, :class:`EpochSampler` shards each epoch's
+permutation across ranks exactly like ``torch.utils.data.DistributedSampler``, ``batch_size``
+is per process, and only rank 0 writes files, evaluates and shows progress.
+
+A non-finite loss raises :class:`NonFiniteLossError` naming the batch's chips.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from floodnb.distill.inputs import chip_ids, collate, to_device
+from floodnb.models.checkpoint import SPEC_KEY, ModelSpec, atomic_path, atomic_write_text, save_checkpoint
+
+Objective = Callable[[nn.Module, Mapping], tuple[torch.Tensor, dict]]
+STATE_FILE = "last.pt"
+#: config fields that may change between an interrupted run and its resumption
+RESUME_FREE: tuple[str, ...] = ("progress", "num_workers", "checkpoint_every", "device")
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN/inf; the message names the epoch, step and chips of the batch."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one run (stored in checkpoints and ``config.json``)."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    scheduler: str = "cosine"  # "cosine" (per step, to 0) | "constant"
+    grad_clip: float = 0.0  # max gradient norm, 0 = off
+    checkpoint_every: int = 50  # steps between mid-epoch checkpoints, 0 = epoch ends only
+    num_workers: int = 0
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler={self.scheduler!r}: expected 'cosine' or 'constant'")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves: paths, per-epoch history, best validation metrics."""
+
+    out_dir: Path
+    history: list[dict] = field(default_factory=list)
+    best_metrics: dict = field(default_factory=dict)
+    best_epoch: int | None = None
+    resumed_from: tuple[int, int] | None = None  # (epoch, step in epoch) of the checkpoint resumed
+    losses: list[float] = field(default_factory=list)  # per-step losses of this call (rank 0)
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)`` of ``torch.distributed`` or ``(0, 1)`` when not initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded per-epoch permutation, sharded by rank, resumable mid-epoch.
+
+    Same ordering rule as ``DistributedSampler(shuffle=True, drop_last=False)``: permutation of
+    ``range(n)`` from a generator seeded with ``seed + epoch``, padded by wrapping to a multiple
+    of ``world_size``, rank ``r`` takes ``perm[r::world_size]``. :meth:`set_start` skips the first
+    ``k`` indices of this rank's shard (the samples of the batches already trained).
+    """
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+        if n < 1:
+            raise ValueError("EpochSampler: the dataset is empty (0 chips)")
+        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
+        self.epoch, self.start = 0, 0
+        self.num_samples = math.ceil(n / world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_start(self, start: int) -> None:
+        self.start = start
+
+    def indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+        else:
+            perm = list(range(self.n))
+        total = self.num_samples * self.world_size
+        perm = (perm * math.ceil(total / self.n))[:total]
+        return perm[self.rank:total:self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices()[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+        "numpy_pos": int(np_state[2]), "numpy_gauss": int(np_state[3]), "numpy_cached": float(np_state[4]),
+        "python": json.dumps(random.getstate()),
+    }
+
+
+def _set_rng_state(s: Mapping) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", s["numpy_key"].numpy().astype(np.uint32), s["numpy_pos"], s["numpy_gauss"],
+                         s["numpy_cached"]))
+    py = json.loads(s["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch RNGs (call before building the model for reproducible init)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _make_scheduler(opt: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def _config_dict(config: TrainConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k not in RESUME_FREE}
+
+
+def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: TrainConfig, out_dir: str | Path,
+        spec: ModelSpec, validate: Callable[[nn.Module], dict] | None = None, select_metric: str = "water_iou",
+        resume: bool = True, step_callback: Callable[..., None] | None = None) -> FitResult:
+    """Train ``model`` on ``train_data`` (sample dicts) minimising ``objective``; see the module doc.
+
+    ``validate(model) -> metrics`` runs on rank 0 after every epoch; the epoch with the highest
+    ``metrics[select_metric]`` is saved as ``best.safetensors`` (without ``validate``, the last
+    epoch is the best). ``spec`` is stored in every checkpoint with ``config`` and the metrics
+    filled in. ``step_callback(epoch=, step=, global_step=, loss=)`` runs after every optimizer
+    step (after any checkpoint of that step); an exception in it stops training like a kill.
+    With ``resume=False`` an out_dir that already holds a run is refused (nothing is overwritten).
+    """
+    out = Path(out_dir)
+    rank, world = dist_info()
+    is_main = rank == 0
+    device = torch.device(config.device)
+    state_path = out / STATE_FILE
+    if len(train_data) == 0:
+        raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
+    if state_path.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run ({state_path.name}); pass resume=True to continue it "
+                              "or choose another out_dir")
+    model = model.to(device)
+    base_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model)
+
+    sampler = EpochSampler(len(train_data), seed=config.seed, rank=rank, world_size=world)
+    steps_per_epoch = math.ceil(sampler.num_samples / config.batch_size)
+    opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)
+    result = FitResult(out_dir=out)
+    epoch, step, global_step = 0, 0, 0
+    loss_sum, loss_count = 0.0, 0
+    best_score = -math.inf
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        stored = json.loads(st["config"])
+        now = _config_dict(config)
+        diff = {k: (stored[k] if k in stored else None, now[k]) for k in now if (stored[k] if k in stored else None) != now[k]}
+        if diff:
+            raise ValueError(f"{state_path}: cannot resume, configuration differs from the stored run "
+                             f"(field: (stored, now)) {diff}; use another out_dir")
+        base_model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        _set_rng_state(st["rng"])
+        epoch, step, global_step = int(st["epoch"]), int(st["step"]), int(st["global_step"])
+        loss_sum, loss_count = float(st["loss_sum"]), int(st["loss_count"])
+        result.history = json.loads(st["history"])
+        best_score = float(st["best_score"])
+        result.best_epoch = int(st["best_epoch"]) if int(st["best_epoch"]) >= 0 else None
+        result.best_metrics = json.loads(st["best_metrics"])
+        result.resumed_from = (epoch, step)
+        if is_main:
+            _truncate_log(out / "train_log.jsonl", global_step)
+    elif is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
+        (out / "train_log.jsonl").unlink(missing_ok=True)
+
+    def save_state() -> None:
+        if is_main:
+            blob = {
+                "model": {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                "epoch": epoch, "step": step, "global_step": global_step, "loss_sum": loss_sum,
+                "loss_count": loss_count, "history": json.dumps(result.history), "best_score": best_score,
+                "best_epoch": result.best_epoch if result.best_epoch is not None else -1,
+                "best_metrics": json.dumps(result.best_metrics, default=float),
+                "config": json.dumps(_config_dict(config)),
+                SPEC_KEY: _spec_with(spec, config, result.best_metrics).to_json(),
+            }
+            with atomic_path(state_path) as tmp:
+                torch.save(blob, tmp)
+        _barrier()
+
+    loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.num_workers, drop_last=False,
+                        # own generator: creating an iterator must not draw from the global RNG
+                        generator=torch.Generator().manual_seed(config.seed))
+    log = open(out / "train_log.jsonl", "a", encoding="utf-8") if is_main else None  # noqa: SIM115
+    try:
+        from tqdm.auto import tqdm
+
+        model.train()
+        while epoch < config.epochs:
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            sampler.set_start(step * config.batch_size)
+            bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)
+            for batch in loader:
+                batch = to_device(batch, device)
+                loss, parts = objective(model, batch)
+                if not bool(torch.isfinite(loss.detach())):
+                    raise NonFiniteLossError(
+                        f"non-finite loss {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (global step "
+                        f"{global_step + 1}); terms {parts}; chips of the batch: {chip_ids(batch)}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(base_model.parameters(), config.grad_clip)
+                opt.step()
+                sched.step()
+                value = float(loss.detach())
+                step += 1
+                global_step += 1
+                loss_sum += value
+                loss_count += 1
+                if is_main:
+                    result.losses.append(value)
+                    log.write(json.dumps({"epoch": epoch + 1, "step": step, "global_step": global_step, "loss": value,
+                                          **{k: float(v) for k, v in parts.items()},
+                                          "lr": opt.param_groups[0]["lr"]}) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+                    bar.update(1)
+                if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step < steps_per_epoch:
+                    save_state()
+                if step_callback is not None:
+                    step_callback(epoch=epoch, step=step, global_step=global_step, loss=value)
+            bar.close()
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(loss_count, 1), "steps": step}
+            if is_main and validate is not None:
+                metrics = validate(base_model)
+                row.update({f"valid_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+                score = float(metrics[select_metric])
+                score = -math.inf if not math.isfinite(score) else score
+            else:
+                metrics, score = {}, float(epoch)
+            row["seconds"] = time.perf_counter() - t0
+            result.history.append(row)
+            if is_main and (score > best_score or result.best_epoch is None):
+                best_score, result.best_epoch = score, epoch + 1
+                result.best_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+                save_checkpoint(out / "best.safetensors", base_model,
+                                spec=_spec_with(spec, config, {"valid": result.best_metrics, "best_epoch": epoch + 1}))
+            epoch, step, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
+            if is_main:
+                _write_epochs_csv(out / "epochs.csv", result.history)
+            save_state()
+        if is_main:
+            save_checkpoint(out / "model.safetensors", base_model,
+                            spec=_spec_with(spec, config, {"valid_best": result.best_metrics,
+                                                           "best_epoch": result.best_epoch}))
+        _barrier()
+    finally:
+        if log is not None:
+            log.close()
+    return result
+
+
+def _spec_with(spec: ModelSpec, config: TrainConfig, metrics: dict) -> ModelSpec:
+    return replace(spec, config={**spec.config, "train": asdict(config)}, metrics={**spec.metrics, **metrics})
+
+
+def _truncate_log(path: Path, global_step: int) -> None:
+    """Drop log lines of steps after the checkpoint being resumed (they will be redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["global_step"] <= global_step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError):
+            break  # a line cut by the kill: everything after it is redone
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
+def _write_epochs_csv(path: Path, history: list[dict]) -> None:
+    cols: list[str] = []
+    for row in history:
+        cols += [c for c in row if c not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,163 @@
+"""Evaluate a model on chips: global water IoU (primary), mIoU, precision/recall, per-chip table.
+
+Metrics come from :mod:`floodnb.metrics` (confusion matrix rows = reference, columns =
+prediction). Pixels count only where the reference has a label and the model's inputs have
+data (``valid``); predictions on pixels without input data are set to -1 and thus ignored,
+and the number of such pixels is reported per chip (``no_input_pixels``).
+
+``reference="label"`` scores against the sample's ``label`` (hand labels, or the weak label a
+baseline trained on), ``reference="truth_water"`` against the simulator's true water mask
+(sample key ``truth``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from floodnb.bands import CLASS_NAMES
+from floodnb.distill.inputs import assemble_inputs, chip_ids, collate, to_device
+from floodnb.metrics import ConfusionAccumulator
+
+#: reference name -> sample key
+REFERENCES: dict[str, str] = {"label": "label", "truth_water": "truth", "truth": "truth", "weak": "weak"}
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """How a batch becomes model input: roles in order, band subsets, label conditioning, metadata."""
+
+    inputs: tuple[str, ...]
+    band_index: dict | None = None
+    label_conditioning: bool = False
+    use_meta: bool = False
+
+    def __call__(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = assemble_inputs(batch, inputs=self.inputs, band_index=self.band_index,
+                            label_conditioning=self.label_conditioning)
+        meta = None
+        if self.use_meta:
+            if "meta" not in batch:
+                raise ValueError(f"the model is metadata-conditioned but the batch has no 'meta' (chips {chip_ids(batch)}); "
+                                 "build the dataset with with_meta=True")
+            meta = batch["meta"].float()
+        return x, meta
+
+
+def plan_from_spec(spec) -> InputPlan:
+    """The :class:`InputPlan` a checkpoint's :class:`~floodnb.models.ModelSpec` records."""
+    band_index = spec.config["band_index"] if "band_index" in spec.config else None
+    return InputPlan(inputs=tuple(spec.inputs), band_index=band_index,
+                     label_conditioning=bool(spec.label_conditioning), use_meta=spec.meta_dim > 0)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan) -> torch.Tensor:
+    """Class probabilities ``(B, K, H, W)`` float32 of ``model`` on one batch dict."""
+    x, meta = plan(batch)
+    return torch.softmax(model(x, meta).float(), dim=1)
+
+
+def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, batch_size: int = 8,
+                        device: str = "cpu", progress: bool = False, desc: str = "predict"):
+    """Yield ``(batch, probs (B,K,H,W))`` over ``data`` in order, model in eval mode."""
+    from tqdm.auto import tqdm
+
+    if len(data) == 0:
+        raise ValueError("evaluate: the dataset is empty (0 chips); check the split name and the catalog")
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            batch = to_device(batch, device)
+            yield batch, predict_probs(model, batch, plan)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, reference: str = "label", batch_size: int = 8,
+                   device: str = "cpu", progress: bool = False, split: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """Metrics dict and per-chip DataFrame of ``model`` on ``data`` against ``reference``.
+
+    Returns ``(summary, table)``: ``summary`` has ``water_iou`` (global, primary), ``miou``,
+    ``water_precision``, ``water_recall``, ``accuracy``, ``mean_chip_water_iou``, pixel and chip
+    counts and ``reference``; ``table`` one row per chip (chip_id, split, water_iou, ...).
+    """
+    key = _ref_key(reference)
+    acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
+    for batch, probs in iterate_predictions(model, data, plan, batch_size=batch_size, device=device,
+                                            progress=progress, desc=f"evaluate {split or ''}".strip()):
+        if key not in batch:
+            raise ValueError(f"reference {reference!r} needs sample key {key!r}, absent for chips {chip_ids(batch)}")
+        pred = probs.argmax(dim=1)
+        if "valid" in batch:
+            pred = torch.where(batch["valid"].bool(), pred, torch.full_like(pred, -1))
+        ids = chip_ids(batch)
+        for i, cid in enumerate(ids):
+            no_input = int((~batch["valid"][i]).sum()) if "valid" in batch else 0
+            acc.update(pred[i].cpu().numpy(), batch[key][i].cpu().numpy(), chip_id=cid,
+                       **({"split": split} if split is not None else {}), no_input_pixels=no_input)
+    summary = {**acc.summary(), "reference": reference}
+    if split is not None:
+        summary["split"] = split
+    return summary, acc.table()
+
+
+def _ref_key(reference: str) -> str:
+    if reference not in REFERENCES:
+        raise ValueError(f"reference={reference!r}: expected one of {tuple(REFERENCES)}")
+    return REFERENCES[reference]
+
+
+def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
+             plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
+             progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Evaluate a model (or a checkpoint path) on one dataset or on ``{split: dataset}``.
+
+    ``model``: an ``nn.Module`` (then give ``spec`` or ``plan``) or a checkpoint path (spec read
+    from it). Returns ``(metrics, per_chip)``: with a mapping, ``metrics = {split: summary}`` and
+    the per-chip table has a ``split`` column; with one dataset, ``metrics`` is its summary.
+    """
+    if not isinstance(model, nn.Module):
+        from floodnb.models import load_checkpoint
+
+        model, spec = load_checkpoint(model)
+    if plan is None:
+        if spec is None:
+            raise ValueError("evaluate: pass spec= (or plan=) with a model object, or a checkpoint path")
+        plan = plan_from_spec(spec)
+    model = model.to(device)
+    if isinstance(datasets, Mapping):
+        if not datasets:
+            raise ValueError("evaluate: no splits given")
+        metrics, tables = {}, []
+        for split, data in datasets.items():
+            m, t = evaluate_model(model, data, plan, reference=reference, batch_size=batch_size, device=device,
+                                  progress=progress, split=split)
+            metrics[split] = m
+            tables.append(t)
+        return metrics, pd.concat(tables, ignore_index=True)
+    return evaluate_model(model, datasets, plan, reference=reference, batch_size=batch_size, device=device,
+                          progress=progress)
+
+
+def evaluate_label_maps(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray], chip_ids_: Sequence[str], *,
+                        split: str | None = None, reference: str = "label") -> tuple[dict, pd.DataFrame]:
+    """Metrics of precomputed label maps (e.g. Otsu thresholds): ``preds``/``refs`` ``(H, W)`` int arrays.
+
+    Predictions ``-1`` (no input data) and reference ``-1``/IGNORE_INDEX are ignored.
+    """
+    acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
+    for p, r, cid in zip(preds, refs, chip_ids_, strict=True):
+        acc.update(np.asarray(p), np.asarray(r), chip_id=cid, **({"split": split} if split is not None else {}))
+    summary = {**acc.summary(), "reference": reference}
+    if split is not None:
+        summary["split"] = split
+    return summary, acc.table()

@@ -1,0 +1,82 @@
+"""The Sentinel-1 student of cross-modal distillation (Garg et al. 2023, arXiv 2302.08180).
+
+The student sees Sentinel-1 only (never metadata: Bernhard et al. 2024). Its loss is
+cross-entropy on hand labels plus, on the pool, distillation from the teacher's probabilities —
+soft targets (KL at temperature T, Hinton et al. 2015) or confident hard pseudo-labels
+(threshold) — with optional edge weighting (Garg et al.) and optional CromSS pixel weights
+(Liu et al., TGRS 2025) for the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import ConcatDataset, Dataset
+
+from floodnb.bands import S1_BANDS
+from floodnb.distill.engine import TrainConfig
+from floodnb.distill.evaluate import InputPlan
+from floodnb.distill.inputs import SelectKeys, WithArrays
+from floodnb.distill.runner import DistillObjective, EdgeOption, TrainedRun, normalizer_dicts, train_method
+
+STUDENT_KEYS: tuple[str, ...] = ("s1", "valid", "label", "soft", "weight", "chip_id", "index")
+
+
+def _array(a, name: str):
+    if a is None:
+        return None
+    if isinstance(a, (str, Path)):
+        p = Path(a)
+        if not p.is_file():
+            raise FileNotFoundError(f"{name}: {p} not found")
+        return np.load(p, mmap_mode="r")
+    return a
+
+
+def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = None, soft=None,
+                  pool_weights=None, valid: Dataset | None = None, mode: str = "soft", temperature: float = 2.0,
+                  threshold: float = 0.9, distill_weight: float = 1.0, edge: EdgeOption | None = None,
+                  hand_repeat: int = 1, class_weights: Sequence[float] | None = None, model: str = "unet_small",
+                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
+                  resume: bool = True, step_callback=None) -> TrainedRun:
+    """Train the S1 student on hand labels (``hand``) + teacher targets on ``pool``.
+
+    ``soft``: teacher probabilities ``(N, K, H, W)`` aligned with ``pool`` (array or the ``.npy``
+    of :func:`floodnb.distill.teacher.label_pool`); omit it when ``pool``'s samples already carry
+    ``"soft"``. ``pool_weights``: optional CromSS pixel weights ``(N, H, W)`` aligned with ``pool``
+    (turns CromSS weighting of the distillation term on). ``mode``: ``"soft"`` (KL at
+    ``temperature``) or ``"hard"`` (confident labels, ``threshold``). ``hand_repeat`` repeats the
+    hand chips in each epoch (the pool is usually much larger). Without ``pool`` the student is
+    the S1-hand model.
+    """
+    if hand_repeat < 1:
+        raise ValueError(f"hand_repeat must be >= 1, got {hand_repeat}")
+    parts: list[Dataset] = [SelectKeys(hand, STUDENT_KEYS)] * hand_repeat
+    soft_a, weights_a = _array(soft, "soft"), _array(pool_weights, "pool_weights")
+    if pool is not None:
+        arrays = {}
+        if soft_a is not None:
+            arrays["soft"] = soft_a
+        if weights_a is not None:
+            arrays["weight"] = weights_a
+        parts.append(SelectKeys(WithArrays(pool, **arrays) if arrays else pool, STUDENT_KEYS))
+    elif soft_a is not None or weights_a is not None:
+        raise ValueError("soft/pool_weights given without pool: they must be aligned with a pool dataset")
+    train = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    plan = InputPlan(inputs=("s1",))
+    objective = DistillObjective(plan=plan, mode=mode, temperature=temperature, threshold=threshold,
+                                 distill_weight=distill_weight,
+                                 class_weights=tuple(class_weights) if class_weights is not None else None,
+                                 edge=edge, use_weight=weights_a is not None)
+    return train_method(method=f"student_{mode}", model_name=model, plan=plan, bands={"s1": S1_BANDS},
+                        normalizers=normalizer_dicts(normalizers, ("s1",), hand), objective=objective, train=train,
+                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        extra_config={"mode": mode, "temperature": temperature, "threshold": threshold,
+                                      "distill_weight": distill_weight, "hand_repeat": hand_repeat,
+                                      "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,
+                                      "class_weights": list(class_weights) if class_weights is not None else None,
+                                      "edge": None if edge is None else vars(edge)},
+                        resume=resume, step_callback=step_callback)

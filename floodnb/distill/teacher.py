@@ -1,0 +1,145 @@
+"""The Sentinel-2 teacher of cross-modal distillation (Garg et al. 2023, arXiv 2302.08180).
+
+* :func:`train_teacher` — a U-Net on Sentinel-2 (selectable bands) or Sentinel-2 + Sentinel-1,
+  trained on hand labels; options: metadata conditioning (FiLM on cyclic day of year and
+  position, which only the teacher sees — Bernhard et al., ECAI 2024) and label conditioning
+  (the weak label as an extra input channel the teacher learns to correct — Garg et al.).
+* :func:`label_pool` — the teacher's class probabilities for every pool chip, streamed batch by
+  batch into a float16 memory-mapped ``.npy`` of shape ``(N, K, H, W)`` (NaN where the teacher's
+  inputs have no data), for the student's ``soft`` key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from floodnb.bands import S1_BANDS, S2_BANDS
+from floodnb.distill.engine import TrainConfig
+from floodnb.distill.evaluate import InputPlan, iterate_predictions, plan_from_spec
+from floodnb.distill.inputs import chips_lacking
+from floodnb.distill.runner import (
+    DATA_BANDS,
+    EdgeOption,
+    SupervisedObjective,
+    TrainedRun,
+    band_index,
+    normalizer_dicts,
+    train_method,
+)
+from floodnb.io_utils import atomic_path, atomic_write_json
+from floodnb.models import ModelSpec, load_checkpoint
+
+TEACHER_INPUTS: tuple[tuple[str, ...], ...] = (("s2",), ("s2", "s1"))
+
+
+def require_s2(data: Dataset, what: str) -> None:
+    """Raise ``ValueError`` naming the chips of ``data`` that have no Sentinel-2 (when the catalog tells)."""
+    lacking = chips_lacking(data, "s2")
+    if lacking:
+        shown = ", ".join(lacking[:20]) + (f" ... ({len(lacking)} chips)" if len(lacking) > 20 else "")
+        raise ValueError(f"{what}: the teacher needs Sentinel-2 but {len(lacking)} chips have none: {shown}. "
+                         "Sen1Floods11 v1.1 ships no S2 for weak chips (v1.0 S2_NoQC has it): drop these chips "
+                         "or add their S2")
+
+
+def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None = None,
+                  inputs: Sequence[str] = ("s2",), s2_bands: Sequence[str] = S2_BANDS,
+                  model: str = "unet_small", metadata: bool = False, label_conditioning: bool = False,
+                  class_weights: Sequence[float] | None = None, edge: EdgeOption | None = None,
+                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
+                  data_bands: Mapping[str, Sequence[str]] = DATA_BANDS, resume: bool = True,
+                  step_callback=None) -> TrainedRun:
+    """Train the teacher on hand labels; returns the best epoch's model, spec and metrics.
+
+    ``train``/``valid``/``evaluate_on``: datasets of sample dicts (``floodnb.data.torch.ChipDataset``
+    with ``inputs`` including ``"s2"``, ``with_meta=True`` for ``metadata``, ``weak=...`` for
+    ``label_conditioning``). ``inputs``: ``("s2",)`` or ``("s2", "s1")``. ``s2_bands``: names of
+    the Sentinel-2 bands to use, in that order (subset of ``data_bands["s2"]``).
+    """
+    inputs = tuple(inputs)
+    if inputs not in TEACHER_INPUTS:
+        raise ValueError(f"teacher inputs={inputs}: expected one of {TEACHER_INPUTS}")
+    require_s2(train, "teacher training data")
+    if valid is not None:
+        require_s2(valid, "teacher validation data")
+    bands = {"s2": tuple(s2_bands), **({"s1": S1_BANDS} if "s1" in inputs else {})}
+    idx = band_index(bands, data_bands)
+    full = {r: list(range(len(data_bands[r]))) for r in bands}
+    plan = InputPlan(inputs=inputs, band_index={r: i for r, i in idx.items() if i != full[r]} or None,
+                     label_conditioning=label_conditioning, use_meta=metadata)
+    objective = SupervisedObjective(plan=plan, target="label",
+                                    class_weights=tuple(class_weights) if class_weights is not None else None, edge=edge)
+    return train_method(method="teacher", model_name=model, plan=plan, bands=bands,
+                        normalizers=normalizer_dicts(normalizers, inputs, train), objective=objective, train=train,
+                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
+                                      "class_weights": list(class_weights) if class_weights is not None else None,
+                                      "edge": None if edge is None else vars(edge)},
+                        resume=resume, step_callback=step_callback)
+
+
+def _resolve(teacher) -> tuple[nn.Module, ModelSpec]:
+    if isinstance(teacher, TrainedRun):
+        return teacher.model, teacher.spec
+    if isinstance(teacher, tuple):
+        return teacher
+    return load_checkpoint(teacher)
+
+
+def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int = 8, device: str = "cpu",
+               progress: bool = True) -> np.memmap:
+    """Teacher probabilities for every chip of ``pool``, streamed to ``out_path`` (``.npy``, float16).
+
+    ``teacher``: a :class:`TrainedRun`, ``(model, spec)`` or a checkpoint path. Returns the
+    read-only memory map ``(N, K, H, W)``; row ``i`` belongs to ``pool[i]``; pixels whose inputs
+    have no data are NaN (the student's distillation then ignores them). A sidecar
+    ``<out_path>.json`` lists the chip ids in row order and the teacher's spec. Written under a
+    temporary name and renamed when complete, so an interrupted run leaves no partial file.
+    """
+    model, spec = _resolve(teacher)
+    plan = plan_from_spec(spec)
+    out = Path(out_path)
+    if out.suffix != ".npy":
+        raise ValueError(f"out_path {out} must end with .npy")
+    if len(pool) == 0:
+        raise ValueError("label_pool: the pool is empty (0 chips)")
+    if "s2" in plan.inputs:
+        require_s2(pool, "teacher pool")
+    first = pool[0]
+    ref = next(first[k] for k in ("s1", "s2", "label", "valid") if k in first)
+    h, w = torch.as_tensor(ref).shape[-2:]
+    n, k = len(pool), len(spec.classes)
+    model = model.to(device)
+    ids: list[str] = []
+    with atomic_path(out) as tmp:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, k, h, w))
+        row = 0
+        for batch, probs in iterate_predictions(model, pool, plan, batch_size=batch_size, device=device,
+                                                progress=progress, desc="label pool"):
+            if probs.shape[-2:] != (h, w):
+                raise ValueError(f"pool chips must share one size ({h}x{w}); chips {batch['chip_id']} are "
+                                 f"{tuple(probs.shape[-2:])}")
+            if "valid" in batch:
+                probs = torch.where(batch["valid"].bool()[:, None], probs, torch.full_like(probs, float("nan")))
+            b = probs.shape[0]
+            mm[row:row + b] = probs.cpu().numpy().astype(np.float16)
+            ids += list(batch["chip_id"]) if "chip_id" in batch else [str(i) for i in range(row, row + b)]
+            row += b
+        mm.flush()
+        del mm
+    atomic_write_json(out.with_suffix(".json"), {"chip_ids": ids, "shape": [n, k, int(h), int(w)],
+                                                 "dtype": "float16", "teacher": spec.to_dict()})
+    return np.load(out, mmap_mode="r")
+
+
+def pool_chip_ids(path: str | Path) -> list[str]:
+    """Chip ids (row order) of a :func:`label_pool` output."""
+    return json.loads(Path(path).with_suffix(".json").read_text())["chip_ids"]
