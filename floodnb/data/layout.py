@@ -7,7 +7,11 @@ Official bucket (``gs://sen1floods11/``), mirrored locally under a *root*::
     <root>/v1.1/data/perm_water/{S1Perm,JRCPerm}/...
     <root>/v1.1/splits/flood_handlabeled/flood_{train,valid,test,bolivia}_data.csv
     <root>/v1.1/Sen1Floods11_Metadata.geojson
-    <root>/v1.0/data/flood_events/WeaklyLabeled/S2_NoQC/<Event>_<id>_S2_NoQC.tif   (weak-chip S2)
+    <root>/v1.0/data/flood_events/WeaklyLabeled/S2_NoQC/<Event>_<id>_S2.tif   (weak-chip S2)
+
+Weak-chip Sentinel-2 is not in ``gs://sen1floods11``: it is the v1.0 release's ``S2_NoQC/`` folder
+in the older ``gs://cnn_chips`` bucket, whose objects follow v1.0 naming ``<Event>_<id>_S2.tif``.
+The ``v1.0/...`` folder above is where floodnb mirrors it locally; file names are kept as in the bucket.
 
 A root may also *be* the ``v1.1`` folder itself (what ``gsutil rsync gs://sen1floods11/v1.1 .``
 gives). The short developer layout (``../shared/data/sen1floods11``) drops the prefixes::
@@ -31,8 +35,10 @@ V11 = "v1.1"
 V10 = "v1.0"
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test", "bolivia")
 METADATA_FILE = "Sen1Floods11_Metadata.geojson"
-#: Folder and file suffix of weak-chip Sentinel-2 in the v1.0 bucket (no quality control).
+#: Folder of weak-chip Sentinel-2 in the v1.0 bucket ``gs://cnn_chips`` (no quality control).
 V10_WEAK_S2_FOLDER = "S2_NoQC"
+#: v1.0 layer suffix of those files: ``gs://cnn_chips/S2_NoQC/<Event>_<id>_S2.tif``.
+V10_WEAK_S2_SUFFIX = "S2"
 
 _GROUP_DIR = {"hand": "HandLabeled", "weak": "WeaklyLabeled"}
 
@@ -45,11 +51,14 @@ def split_csv_name(split: str) -> str:
 
 
 def chip_file_name(chip_id: str, layer: str) -> str:
-    """``<Event>_<id>_<Layer>.tif`` (v1.1 naming) for a layer in :data:`floodnb.bands.LAYERS`."""
+    """``<Event>_<id>_<Layer>.tif`` (v1.1 naming) for a layer in :data:`floodnb.bands.LAYERS`.
+
+    ``S2Weak`` keeps the v1.0 bucket name ``<Event>_<id>_S2.tif``.
+    """
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; expected one of {sorted(LAYERS)}")
     if layer == "S2Weak":
-        return f"{chip_id}_{V10_WEAK_S2_FOLDER}.tif"
+        return f"{chip_id}_{V10_WEAK_S2_SUFFIX}.tif"
     return f"{chip_id}_{layer}.tif"
 
 
