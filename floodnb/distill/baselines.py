@@ -58,8 +58,9 @@ def _chips(chips) -> Iterable:
     if isinstance(chips, pd.DataFrame):
         from floodnb.data.io import load_chip
 
-        return (load_chip(row, roles=("s1", "label"), with_truth="truth_water_path" in chips.columns
-                          and row["truth_water_path"] is not None) for _, row in chips.iterrows())
+        has_truth = "truth_water_path" in chips.columns
+        return (load_chip(row, roles=("s1", "label"), with_truth=has_truth and bool(pd.notna(row["truth_water_path"])))
+                for _, row in chips.iterrows())
     return chips
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from floodnb.bands import CLASS_NAMES
+from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.distill.inputs import assemble_inputs, chip_ids, collate, to_device
 from floodnb.metrics import ConfusionAccumulator
 
@@ -129,6 +129,8 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
         from floodnb.models import load_checkpoint
 
         model, spec = load_checkpoint(model)
+    if spec is not None:
+        check_dataset(spec, datasets)
     if plan is None:
         if spec is None:
             raise ValueError("evaluate: pass spec= (or plan=) with a model object, or a checkpoint path")
@@ -146,6 +148,26 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
         return metrics, pd.concat(tables, ignore_index=True)
     return evaluate_model(model, datasets, plan, reference=reference, batch_size=batch_size, device=device,
                           progress=progress)
+
+
+def check_dataset(spec, data) -> None:
+    """Refuse data whose bands or normalisers differ from a checkpoint's spec (error names both).
+
+    ``data``: a dataset or ``{split: dataset}``; checked when the dataset records ``normalizers``
+    (role -> Normalizer or dict) and optionally ``bands`` (role -> full band names, default the
+    floodnb band order); the spec's ``band_index`` selects the bands the model uses.
+    """
+    from floodnb.models import check_compatible
+
+    datasets = data.values() if isinstance(data, Mapping) else [data]
+    for ds in datasets:
+        if not hasattr(ds, "normalizers"):
+            continue
+        full = dict(ds.bands) if hasattr(ds, "bands") else {"s1": S1_BANDS, "s2": S2_BANDS}
+        index = spec.config["band_index"] if "band_index" in spec.config and spec.config["band_index"] else {}
+        bands = {r: tuple(full[r][i] for i in index[r]) if r in index else tuple(full[r]) for r in full}
+        norms = {r: (n.to_dict() if hasattr(n, "to_dict") else dict(n)) for r, n in ds.normalizers.items()}
+        check_compatible(spec, bands=bands, normalizers=norms)
 
 
 def evaluate_label_maps(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray], chip_ids_: Sequence[str], *,
