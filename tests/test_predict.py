@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rioxarray
 import torch
 import xarray as xr
 from torch import nn
 
+from floodnb.data.io import load_chip
 from floodnb.models import build_model
 from floodnb.predict import TileGrid, predict_array, predict_chip, resolve_predictor
 from floodnb.predict.tiles import RowBlender, predict_tile_row, ramp_weights
@@ -20,11 +20,8 @@ S1 = DATA / "HandLabeled" / "S1Hand"
 
 
 def load_s1_chip(chip_id: str) -> xr.Dataset:
-    """An S1 chip Dataset in the floodnb layout (``s1 (s1_band, y, x)`` float32 dB, CRS)."""
-    da = rioxarray.open_rasterio(S1 / f"{chip_id}_S1Hand.tif").astype(np.float32)
-    da = da.assign_coords(band=list(da.attrs["long_name"])).rename(band="s1_band")
-    ds = xr.Dataset({"s1": da.drop_vars("spatial_ref")}, attrs={"chip_id": chip_id})
-    return ds.rio.write_crs(da.rio.crs)
+    """A real S1 chip via :func:`floodnb.data.io.load_chip` (``s1 (s1_band, y, x)`` float32 dB, CRS)."""
+    return load_chip({"s1": str(S1 / f"{chip_id}_S1Hand.tif")})
 
 
 def s1_norm(x: np.ndarray) -> np.ndarray:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+
+from floodnb import io_utils
 
 CLASS_NODATA = -1
 PROB_UINT8_NODATA = 255
@@ -36,24 +37,21 @@ PROB_DTYPES = ("uint8", "float32")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix, so drivers can tell the format);
-    on success ``os.replace`` it onto ``path``; on error remove it and leave ``path`` alone."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)  # let the writer create it (some GDAL drivers refuse an existing empty file)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, Path(str(tmp) + ".aux.xml")):
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """:func:`floodnb.io_utils.atomic_path` for GDAL/OGR writers: the temporary name keeps the
+    target's suffix (so drivers tell the format) and does not exist when the block starts
+    (some drivers refuse an existing empty file); a GDAL ``.aux.xml`` sidecar left by a failed
+    write is removed too."""
+    with io_utils.atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            yield tmp
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-        raise
+                os.unlink(str(tmp) + ".aux.xml")
+            raise
+        if not tmp.exists():
+            raise FileNotFoundError(f"writer produced no file for {path}")
 
 
 def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarray:
@@ -109,10 +107,14 @@ class StripTiff:
             self._ds.close()
 
 
-def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int = 512) -> Path:
+def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int | None = None) -> Path:
     """Copy GeoTIFF ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver, DEFLATE,
-    internal overviews resampled by ``resampling``), written atomically."""
+    internal overviews resampled by ``resampling`` down to one block), written atomically.
+    ``blocksize`` defaults to 512 px, 256 px for rasters under 2048 px (so chips get overviews)."""
     dst = Path(dst)
+    if blocksize is None:
+        with rasterio.open(src) as ds:
+            blocksize = 512 if max(ds.width, ds.height) >= 2048 else 256
     with atomic_path(dst) as tmp:
         rasterio.shutil.copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=str(blocksize),
                              OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
@@ -136,10 +138,11 @@ def validate_cog(path: str | Path) -> list[str]:
         if "LAYOUT" not in structure or structure["LAYOUT"] != "COG":
             problems.append(f"{path}: no COG layout marker (IMAGE_STRUCTURE LAYOUT=COG ghost header)")
         bw, bh = ds.block_shapes[0]
-        if not ds.profile.get("tiled", False) and (bw != ds.width or ds.width > 512):
+        tiled = bool(ds.profile["tiled"]) if "tiled" in ds.profile else False
+        if not tiled and max(ds.width, ds.height) > 512:
             problems.append(f"{path}: not tiled (block {bw}x{bh})")
         ovr = ds.overviews(1)
-        if max(ds.width, ds.height) > 512 and not ovr:
+        if max(ds.width, ds.height) > (max(bw, bh) if tiled else 512) and not ovr:
             problems.append(f"{path}: no internal overviews")
         try:
             main_ifd = int(ds.get_tag_item("IFD_OFFSET", "TIFF", bidx=1))

@@ -191,6 +191,11 @@ def resolve_predictor(
         name = str(getattr(model, "model_name", type(model).__name__))
     if not inputs:
         raise ValueError("inputs: at least one input role is needed")
+    want_c = sum(len(bands_r[r]) for r in inputs)
+    have_c = getattr(model, "in_channels", None)
+    if isinstance(have_c, int) and have_c != want_c:
+        raise ValueError(f"{source}: model {name} takes {have_c} input channels but inputs {list(inputs)} give "
+                         f"{want_c} bands {[b for r in inputs for b in bands_r[r]]}")
     if "water" not in classes:
         raise ValueError(f"{source}: model classes {list(classes)} have no 'water' class")
     meta_arr = None

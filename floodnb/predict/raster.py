@@ -248,9 +248,9 @@ def predict_raster(
         source = open_source(src, bands=predictor.band_list)
         grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.scratch.tif")]
+        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
         if prob_out is not None:
-            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.scratch.tif"))
+            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
         writers: list[StripTiff] = []
         try:
             writers.append(StripTiff(scratch[0], height=grid.height, width=grid.width, dtype="int8",

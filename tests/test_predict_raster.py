@@ -1,0 +1,255 @@
+"""floodnb.predict on rasters: streamed tiles, COG outputs, polygons, checkpoints, CLI, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from floodnb.cli import main as cli_main
+from floodnb.data.io import load_chip
+from floodnb.data.normalize import get_preset
+from floodnb.models import ModelSpec, build_model, save_checkpoint
+from floodnb.predict import (
+    extent_polygons,
+    predict_chip,
+    predict_raster,
+    validate_cog,
+    write_polygons,
+)
+from floodnb.predict.raster import GeoTiffSource
+
+from test_predict import IDENTITY, vh_threshold_model
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
+S1_FILE = DATA / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"
+PIX = 8.983152841195215e-05
+
+
+def write_tif(path: Path, data: np.ndarray, *, descriptions=None, crs="EPSG:4326", transform=None, nodata=None):
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    transform = transform or from_origin(-1.0, 9.0, PIX, PIX)
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                       dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as ds:
+        ds.write(data)
+        if descriptions:
+            for i, d in enumerate(descriptions, 1):
+                ds.set_band_description(i, d)
+    return path
+
+
+def read1(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_streamed_raster_equals_whole_chip_and_is_cog(tmp_path):
+    m = vh_threshold_model()
+    chip = load_chip({"s1": str(S1_FILE)})
+    whole = predict_chip(m, chip, normalizers=IDENTITY)
+    res = predict_raster(m, S1_FILE, tmp_path / "scene_water.tif", tile=128, overlap=32, batch=3,
+                         normalizers=IDENTITY, prob_dtype="float32", progress=False)
+    assert res.prob_path == tmp_path / "scene_water_prob.tif"
+    prob, cls = read1(res.prob_path), read1(res.class_path)
+    valid = whole["pred"].values >= 0
+    np.testing.assert_allclose(prob[valid], whole["prob"].values[valid], atol=1e-6)
+    assert (prob[~valid] == -1.0).all()
+    np.testing.assert_array_equal(cls, whole["pred"].values.astype(np.int8))
+    assert res.n_water == int((cls == 1).sum()) and res.n_valid == int(valid.sum())
+    for p in (res.class_path, res.prob_path):
+        assert validate_cog(p) == []
+        with rasterio.open(p) as ds:
+            assert ds.profile["tiled"] and ds.overviews(1) and ds.crs == chip.rio.crs
+            assert ds.transform.almost_equals(chip.rio.transform())
+    with rasterio.open(res.class_path) as ds:
+        assert ds.dtypes[0] == "int8" and ds.nodata == -1
+    # nothing but the outputs is left in the folder (scratch files removed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene_water.tif", "scene_water_prob.tif"]
+
+
+def test_uint8_probability_encoding_and_separate_band_files(tmp_path):
+    with rasterio.open(S1_FILE) as ds:
+        vv, vh, transform = ds.read(1), ds.read(2), ds.transform
+    vv_f = write_tif(tmp_path / "vv.tif", vv, transform=transform)
+    vh_f = write_tif(tmp_path / "vh.tif", vh, transform=transform)
+    m = vh_threshold_model()
+    a = predict_raster(m, [vv_f, vh_f], tmp_path / "a.tif", tile=200, overlap=40, normalizers=IDENTITY,
+                       progress=False)
+    b = predict_raster(m, S1_FILE, tmp_path / "b.tif", tile=512, overlap=0, normalizers=IDENTITY, progress=False)
+    np.testing.assert_array_equal(read1(a.class_path), read1(b.class_path))
+    pa, pb = read1(a.prob_path), read1(b.prob_path)
+    assert pa.dtype == np.uint8 and pa.max() <= 100 and ((pa == 255) == (read1(b.class_path) == -1)).all()
+    assert np.abs(pa.astype(int) - pb.astype(int)).max() <= 1
+    with rasterio.open(a.prob_path) as ds:
+        assert ds.nodata == 255 and ds.scales[0] == pytest.approx(0.01)
+
+
+def test_nan_windows_skip_the_model_and_become_nodata(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(-15, 6, (2, 300, 400)).astype(np.float32)
+    data[:, :150, :] = np.nan  # whole tile rows without data
+    src = write_tif(tmp_path / "s1.tif", data, descriptions=("VV", "VH"))
+    res = predict_raster(vh_threshold_model(), src, tmp_path / "out.tif", tile=64, overlap=16,
+                         normalizers=IDENTITY, progress=False)
+    cls, prob = read1(res.class_path), read1(res.prob_path)
+    assert (cls[:150] == -1).all() and (prob[:150] == 255).all()
+    assert (cls[150:] >= 0).all() and (prob[150:] <= 100).all()
+    assert res.n_forward < res.n_tiles
+
+
+def test_reads_are_strips_of_tile_rows(tmp_path, monkeypatch):
+    """Bounded memory: the source is read one strip of `tile` rows at a time, never whole."""
+    rng = np.random.default_rng(2)
+    src = write_tif(tmp_path / "s1.tif", rng.normal(-15, 6, (2, 700, 333)).astype(np.float32))
+    calls = []
+    orig = GeoTiffSource.read
+
+    def spy(self, row0, nrows):
+        calls.append((row0, nrows))
+        return orig(self, row0, nrows)
+
+    monkeypatch.setattr(GeoTiffSource, "read", spy)
+    res = predict_raster(vh_threshold_model(), src, tmp_path / "o.tif", tile=96, overlap=32, normalizers=IDENTITY,
+                         write_prob=False, progress=False)
+    assert res.prob_path is None and not (tmp_path / "o_prob.tif").exists()
+    assert all(n == 96 for _, n in calls) and len(calls) == len({r for r, _ in calls})
+    assert calls[-1][0] + 96 == 700 and len(calls) == 11
+
+
+def test_bad_rasters_get_clear_errors_and_outputs_are_protected(tmp_path):
+    m = vh_threshold_model()
+    three = write_tif(tmp_path / "three.tif", np.zeros((3, 40, 40), np.float32))
+    with pytest.raises(ValueError, match=r"three\.tif has 3 band\(s\).*expected 2 bands \['VV', 'VH'\]"):
+        predict_raster(m, three, tmp_path / "o.tif", normalizers=IDENTITY, progress=False)
+    hh = write_tif(tmp_path / "hh.tif", np.zeros((2, 40, 40), np.float32), descriptions=("HH", "HV"))
+    with pytest.raises(ValueError, match=r"hh\.tif has bands \['HH', 'HV'\].*missing \['VV', 'VH'\]"):
+        predict_raster(m, hh, tmp_path / "o.tif", normalizers=IDENTITY, progress=False)
+    with pytest.raises(FileNotFoundError, match="nope.tif"):
+        predict_raster(m, tmp_path / "nope.tif", tmp_path / "o.tif", normalizers=IDENTITY, progress=False)
+    with pytest.raises(ValueError, match="one of the input rasters"):
+        predict_raster(m, S1_FILE, S1_FILE, normalizers=IDENTITY, progress=False, overwrite=True)
+    existing = tmp_path / "keep.tif"
+    existing.write_bytes(b"user data")
+    with pytest.raises(FileExistsError, match="keep.tif"):
+        predict_raster(m, S1_FILE, existing, normalizers=IDENTITY, progress=False)
+    assert existing.read_bytes() == b"user data"
+
+
+def test_failure_midway_leaves_no_output(tmp_path):
+    class Boom(type(vh_threshold_model())):
+        calls = 0
+
+        def forward(self, x):
+            Boom.calls += 1
+            if Boom.calls > 3:
+                raise RuntimeError("model failed")
+            return super().forward(x)
+
+    m = Boom(2, 2, 1)
+    with pytest.raises(RuntimeError, match="model failed"):
+        predict_raster(m, S1_FILE, tmp_path / "out.tif", tile=128, overlap=32, batch=1, normalizers=IDENTITY,
+                       progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_cog_rejects_plain_geotiff(tmp_path):
+    plain = write_tif(tmp_path / "plain.tif", np.zeros((1, 1024, 1024), np.int8))
+    problems = validate_cog(plain)
+    assert any("overviews" in p for p in problems) and any("COG layout" in p for p in problems)
+
+
+def test_polygons_geodesic_area_in_4326_and_utm(tmp_path):
+    # 4326, at 60 N: a 100 x 50 pixel water rectangle (~10 m pixels) and a 2 x 2 speck
+    cls = np.zeros((200, 200), np.int8)
+    cls[20:120, 30:80] = 1
+    cls[150:152, 150:152] = 1
+    cls[190:, :] = -1
+    path = write_tif(tmp_path / "cls.tif", cls, transform=from_origin(10.0, 60.0, PIX, PIX), nodata=-1)
+    gdf = extent_polygons(path)
+    assert len(gdf) == 2 and gdf["area_m2"].iloc[0] > gdf["area_m2"].iloc[1]
+    # independent check: the same polygon's area in its local UTM zone
+    utm = gdf.to_crs(gdf.estimate_utm_crs())
+    np.testing.assert_allclose(gdf["area_m2"].values, utm.area.values, rtol=2e-3)
+    # a degree pixel is ~10 m x ~5 m at 60 N: 5000 px -> about 5000 * 10.0 * 5.0 m² (not 5000 * 100)
+    assert 0.45 * 5000 * 100 < gdf["area_m2"].iloc[0] < 0.55 * 5000 * 100
+    big_only = extent_polygons(path, min_area_m2=1000.0)
+    assert len(big_only) == 1
+    # projected input (UTM 33N, 10 m pixels): area is exactly pixels x 100 m² up to the UTM scale factor
+    utm_path = write_tif(tmp_path / "cls_utm.tif", cls, crs="EPSG:32633", transform=from_origin(500000, 6650000, 10, 10),
+                         nodata=-1)
+    g2 = extent_polygons(utm_path, min_area_m2=1000.0)
+    assert g2["area_m2"].iloc[0] == pytest.approx(5000 * 100.0, rel=2e-3)
+    gpkg, geojson = write_polygons(gdf, tmp_path / "extent")
+    back = pyogrio.read_dataframe(gpkg)
+    assert len(back) == 2 and back.crs.to_epsg() == 4326
+    np.testing.assert_allclose(back["area_m2"].values, gdf["area_m2"].values)
+    gj = pyogrio.read_dataframe(geojson)
+    assert len(gj) == 2 and gj.crs.to_epsg() == 4326
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_polygons_from_predict_chip_dataset_and_empty_result(tmp_path):
+    chip = load_chip({"s1": str(S1_FILE)})
+    out = predict_chip(vh_threshold_model(), chip, normalizers=IDENTITY)
+    gdf = extent_polygons(out, min_area_m2=0.0)
+    n_water = int((out["pred"].values == 1).sum())
+    assert n_water > 0 and len(gdf) > 0
+    # total polygon area ~ water pixels x pixel area (~9.9 m x 9.9 m at 9 N)
+    assert gdf["area_m2"].sum() == pytest.approx(n_water * 9.86 * 9.93, rel=0.02)
+    none = extent_polygons(out["pred"].where(out["pred"] < 1, 0).astype(np.int16).rio.write_crs(4326))
+    assert len(none) == 0
+    gpkg, geojson = write_polygons(none, tmp_path / "empty.gpkg")
+    assert len(pyogrio.read_dataframe(gpkg)) == 0 and geojson.name == "empty.geojson"
+
+
+def _checkpoint(tmp_path: Path):
+    model = build_model("unet_tiny", in_channels=2)
+    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",), bands={"s1": ("VV", "VH")},
+                     normalizers={"s1": get_preset("sen1floods11_s1").to_dict()})
+    return save_checkpoint(tmp_path / "student.safetensors", model, spec=spec), model
+
+
+def test_checkpoint_path_and_pair_give_same_prediction(tmp_path):
+    from floodnb.models import load_checkpoint
+
+    ckpt, model = _checkpoint(tmp_path)
+    chip = load_chip({"s1": str(S1_FILE)})
+    a = predict_chip(ckpt, chip)
+    b = predict_chip(load_checkpoint(ckpt), chip)
+    c = predict_chip(model, chip, normalizers={"s1": get_preset("sen1floods11_s1")})
+    np.testing.assert_array_equal(a["prob"].values, b["prob"].values)
+    np.testing.assert_allclose(a["prob"].values, c["prob"].values, atol=1e-6)
+    assert a.attrs["checkpoint"] == str(ckpt) and a.attrs["model"] == "unet_tiny"
+    with pytest.raises(ValueError, match="records its inputs"):
+        predict_chip(ckpt, chip, normalizers={"s1": get_preset("sen1floods11_s1")})
+    s2_model = build_model("unet_tiny", in_channels=13)
+    s2_spec = ModelSpec(model_name="unet_tiny", model_config=s2_model.config(), inputs=("s2",),
+                        bands={"s2": tuple(get_preset("s2_l1c").bands)},
+                        normalizers={"s2": get_preset("s2_l1c").to_dict()})
+    with pytest.raises(ValueError, match=r"no 's2' variable"):
+        predict_chip((s2_model, s2_spec), chip)
+
+
+def test_cli_predict_writes_cogs_and_polygons_then_skips(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path)
+    out = tmp_path / "out"
+    argv = ["predict", str(ckpt), str(S1_FILE), "--out-dir", str(out), "--tile", "256", "--overlap", "32",
+            "--polygons", "--min-area", "200"]
+    assert cli_main(argv) == 0
+    stem = S1_FILE.stem
+    for name in (f"{stem}_water.tif", f"{stem}_water_prob.tif", f"{stem}_water.gpkg", f"{stem}_water.geojson"):
+        assert (out / name).is_file(), name
+    assert validate_cog(out / f"{stem}_water.tif") == []
+    mtime = (out / f"{stem}_water.tif").stat().st_mtime_ns
+    assert cli_main(argv) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert (out / f"{stem}_water.tif").stat().st_mtime_ns == mtime
+    bad = write_tif(tmp_path / "bad.tif", np.zeros((3, 40, 40), np.float32))
+    assert cli_main(["predict", str(ckpt), str(bad), "--out-dir", str(out)]) == 2
+    assert "bad.tif has 3 band(s)" in capsys.readouterr().err
