@@ -1,0 +1,97 @@
+"""Run-edge configuration of the scene simulator (one frozen dataclass, documented defaults).
+
+Every confusion rate is an *area fraction*, so a rate of 0 switches the effect off and a larger
+rate makes it cover proportionally more pixels of the affected surface, with all other random
+draws unchanged (the masks are drawn whatever the rate, then thresholded at the rate's
+quantile). Defaults were calibrated against the real Sen1Floods11 chips in
+``../shared/data/sen1floods11`` (see :mod:`floodnb.simulate.report` and the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+COMPRESSIONS: tuple[str, ...] = ("zstd", "deflate", "lzw", "none")
+OTSU_SCOPES: tuple[str, ...] = ("event", "chip")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Physical and output settings of :func:`floodnb.simulate.simulate_dataset`.
+
+    Sizes: ``size`` px square chips (10 m pixels, 8.983e-05 deg in EPSG:4326 as Sen1Floods11).
+
+    Sentinel-1:
+      ``enl``: equivalent number of looks of the multiplicative gamma speckle. ESA gives ENL
+        ~4.4 for IW GRDH (Sentinel-1 Product Definition); the speckle is drawn at the ~20 m
+        resolution cell and shared by 2x2 pixels (10 m spacing, spatially correlated).
+      ``nesz_db``: residual noise-equivalent sigma nought added before speckle. IW NESZ is
+        about -22 to -26 dB, but the Sen1Floods11 imagery (Google Earth Engine GRD) has thermal
+        noise removed, and real water reaches -37 dB in VH (5th percentile over the real
+        chips), so the residual floor is low.
+      ``wind_rate``: fraction of open water that is wind-roughened (Bragg scattering raises
+        water backscatter towards land values; VV more than VH) -> S1 misses water.
+      ``shadow_rate``: fraction of the chip area that is steep terrain; its back-slopes
+        (facing away from the radar) fall in radar shadow / grazing incidence and are as dark
+        as water -> S1 false water.
+      ``smooth_rate``: fraction of dry land covered by radar-smooth surfaces (sand, tarmac;
+        specular, so dark like water) -> S1 false water; optically bright, so S2 gets them right.
+      ``flooded_vegetation_rate``: fraction of flooded vegetated land whose canopy stays
+        emergent; trunk-water double bounce makes it bright in VV -> S1 misses water.
+      ``urban_flood_rate``: fraction of low-lying urban land that floods; wall-water double
+        bounce makes it brighter still -> S1 misses water.
+    Sentinel-2:
+      ``cloud_scale``: multiplies every event's cloud cover (0 = cloud-free S2).
+    Labels:
+      ``hand_edge_px``: blur (px) of the hand-label edges; hand labels also carry a smooth
+        random edge shift of about one pixel and mark clouds -1.
+      ``otsu_scope``: "event" (one Otsu threshold per event, computed over pilot scenes of the
+        event and recorded as ``VH_thresh``, as Sen1Floods11's metadata does) or "chip".
+    Dataset:
+      ``heldout_fraction``: share of hand chips from the held-out event (the Bolivia role).
+      ``s1_nodata_rate``: probability that a chip touches the S1 swath edge (NaN wedge).
+      ``compress``: GeoTIFF compression. Real Sen1Floods11 files are DEFLATE, untiled; floodnb
+        writes ZSTD (predictor, 256 px tiles) by default because it is 2-3x faster to write;
+        "deflate" reproduces the original codec.
+    """
+
+    size: int = 512
+    enl: float = 4.4
+    nesz_db: float = -40.0
+    wind_rate: float = 0.15
+    shadow_rate: float = 0.03
+    smooth_rate: float = 0.04
+    flooded_vegetation_rate: float = 0.2
+    urban_flood_rate: float = 0.5
+    cloud_scale: float = 1.0
+    hand_edge_px: float = 1.0
+    otsu_scope: str = "event"
+    heldout_fraction: float = 0.1
+    s1_nodata_rate: float = 0.03
+    compress: str = "zstd"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.size, int) and 32 <= self.size <= 4096 and self.size % 16 == 0):
+            raise ValueError(f"size must be an int in [32, 4096] divisible by 16, got {self.size!r}")
+        for name in ("wind_rate", "shadow_rate", "smooth_rate", "flooded_vegetation_rate",
+                     "urban_flood_rate", "heldout_fraction", "s1_nodata_rate"):
+            v = getattr(self, name)
+            if not (0.0 <= float(v) <= 1.0):
+                raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}")
+        if not self.enl > 0:
+            raise ValueError(f"enl must be > 0, got {self.enl!r}")
+        if not self.cloud_scale >= 0:
+            raise ValueError(f"cloud_scale must be >= 0, got {self.cloud_scale!r}")
+        if not self.hand_edge_px >= 0:
+            raise ValueError(f"hand_edge_px must be >= 0, got {self.hand_edge_px!r}")
+        if self.otsu_scope not in OTSU_SCOPES:
+            raise ValueError(f"otsu_scope must be one of {OTSU_SCOPES}, got {self.otsu_scope!r}")
+        if self.compress not in COMPRESSIONS:
+            raise ValueError(f"compress must be one of {COMPRESSIONS}, got {self.compress!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

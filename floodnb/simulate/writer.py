@@ -1,0 +1,273 @@
+"""Write a whole simulated dataset in the official Sen1Floods11 bucket layout, streamed to disk.
+
+Layout (all paths from :mod:`floodnb.data.layout`)::
+
+    <out>/v1.1/data/flood_events/HandLabeled/{S1Hand,S2Hand,LabelHand,S1OtsuLabelHand,JRCWaterHand}/
+    <out>/v1.1/data/flood_events/HandLabeled/{SimTruthWater,SimTruthClass}/        (truth, not labels)
+    <out>/v1.1/data/flood_events/WeaklyLabeled/{S1Weak,S1OtsuLabelWeak,S2IndexLabelWeak}/
+    <out>/v1.1/data/flood_events/WeaklyLabeled/{SimTruthWater,SimTruthClass}/
+    <out>/v1.0/data/flood_events/WeaklyLabeled/S2_NoQC/<chip>_S2_NoQC.tif        (weak-chip S2)
+    <out>/v1.1/splits/flood_handlabeled/flood_{train,valid,test,bolivia}_data.csv
+    <out>/v1.1/Sen1Floods11_Metadata.geojson
+    <out>/floodnb_simulation.json      (seed, configuration, counts, per-event VH thresholds)
+    <out>/floodnb_simulation_chips.csv (per chip: split, water/cloud fractions, weak-label
+                                        confusion counts against the truth)
+
+Chips are generated and written one at a time per worker process (bounded memory), in a
+``spawn`` process pool; every chip depends only on its own seed, and the tables are sorted
+before writing, so the bytes do not depend on the number of workers or their timing.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from floodnb.bands import S1_BANDS, S2_BANDS
+from floodnb.data import layout
+from floodnb.simulate.config import SimConfig
+from floodnb.simulate.events import EVENTS, Event, event_by_name, heldout_event, training_events
+from floodnb.simulate.geotiff import PIXEL_DEG, chip_transform, write_geotiff
+from floodnb.simulate.scene import Chip, chip_seed, event_vh_threshold, simulate_chip
+
+MANIFEST = "floodnb_simulation.json"
+CHIP_TABLE = "floodnb_simulation_chips.csv"
+#: real Sen1Floods11 hand split sizes train/valid/test (252/89/90), used as proportions.
+SPLIT_WEIGHTS: tuple[tuple[str, int], ...] = (("train", 252), ("valid", 89), ("test", 90))
+GRID_COLUMNS: int = 32
+WEAK_ID_OFFSET: int = 500000
+HAND_ID_OFFSET: int = 100000
+
+HAND_LAYERS = ("S1Hand", "S2Hand", "LabelHand", "S1OtsuLabelHand", "JRCWaterHand")
+WEAK_LAYERS = ("S1Weak", "S2Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak")
+TRUTH_LAYERS = ("SimTruthWater", "SimTruthClass")
+
+
+def _atomic_text(path: Path, text: str, *, newline: str = "\n") -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def plan_chips(*, n_hand: int, n_weak: int, seed: int, heldout_fraction: float) -> list[dict]:
+    """The chips to write: dicts with chip_id, event, group ("hand"/"weak"), number, split, slot.
+
+    Hand chips: ``round(n_hand * heldout_fraction)`` (at least 1 when n_hand >= 2) from the
+    held-out event (split "bolivia"), the rest round-robin over the training events and split
+    train/valid/test in Sen1Floods11's proportions by a seeded shuffle. Weak chips: round-robin
+    over the training events (the held-out event stays unseen), split "weak".
+    """
+    if n_hand < 0 or n_weak < 0:
+        raise ValueError(f"n_hand and n_weak must be >= 0, got {n_hand}, {n_weak}")
+    held = heldout_event()
+    train_ev = training_events()
+    n_held = int(round(n_hand * heldout_fraction))
+    if n_hand >= 2 and heldout_fraction > 0:
+        n_held = max(1, n_held)
+    chips: list[dict] = []
+    slot = {e.name: 0 for e in EVENTS}
+    for i in range(n_held):
+        chips.append(dict(event=held.name, group="hand", number=i, split="bolivia"))
+    hand_train = []
+    for i in range(n_hand - n_held):
+        ev = train_ev[i % len(train_ev)]
+        hand_train.append(dict(event=ev.name, group="hand", number=n_held + i, split=None))
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 7])).permutation(len(hand_train))
+    total = sum(w for _, w in SPLIT_WEIGHTS)
+    cuts = np.cumsum([w for _, w in SPLIT_WEIGHTS]) / total * len(hand_train)
+    for rank, j in enumerate(order):
+        hand_train[j]["split"] = next(name for (name, _), c in zip(SPLIT_WEIGHTS, cuts) if rank < round(c))
+    chips.extend(hand_train)
+    for i in range(n_weak):
+        ev = train_ev[i % len(train_ev)]
+        chips.append(dict(event=ev.name, group="weak", number=WEAK_ID_OFFSET + i, split="weak"))
+    for c in chips:
+        c["chip_id"] = f"{c['event']}_{(HAND_ID_OFFSET if c['group'] == 'hand' else 0) + c['number']}"
+        c["slot"] = slot[c["event"]]
+        slot[c["event"]] += 1
+    return chips
+
+
+def chip_origin(event: Event, slot: int, size: int) -> tuple[float, float]:
+    """(lon_west, lat_north) of the chip in grid position ``slot`` around the event centre."""
+    span = size * PIXEL_DEG
+    col, row = slot % GRID_COLUMNS, slot // GRID_COLUMNS
+    return event.lon + (col - GRID_COLUMNS / 2) * span, event.lat + (4 - row) * span
+
+
+def _confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
+    m = pred >= 0
+    p = pred[m] == 1
+    t = truth[m] == 1
+    tp = int(np.count_nonzero(p & t))
+    fp = int(np.count_nonzero(p & ~t))
+    fn = int(np.count_nonzero(~p & t))
+    return tp, fp, fn, int(m.sum()) - tp - fp - fn
+
+
+def _write_chip(root: Path, item: dict, chip: Chip, transform, compress: str) -> None:
+    def w(layer: str, arr: np.ndarray) -> None:
+        spec_nodata = {"S1Hand": np.nan, "S1Weak": np.nan, "S2Hand": 0, "S2Weak": 0}.get(layer)
+        desc = S1_BANDS if layer.startswith("S1") and arr.ndim == 3 else S2_BANDS if layer.startswith("S2") and arr.ndim == 3 else None
+        folder = (layout.truth_dir(root, layer, item["group"]) if layer in TRUTH_LAYERS
+                  else layout.layer_dir(root, layer))
+        write_geotiff(folder / layout.chip_file_name(item["chip_id"], layer), arr, transform=transform,
+                      nodata=spec_nodata, descriptions=desc, compress=compress)
+
+    if item["group"] == "hand":
+        w("S1Hand", chip.s1)
+        w("S2Hand", chip.s2)
+        w("LabelHand", chip.label)
+        w("S1OtsuLabelHand", chip.s1_otsu)
+        w("JRCWaterHand", chip.jrc)
+    else:
+        w("S1Weak", chip.s1)
+        w("S2Weak", chip.s2)
+        w("S1OtsuLabelWeak", chip.s1_otsu)
+        w("S2IndexLabelWeak", chip.s2_index)
+    w("SimTruthWater", chip.truth_water)
+    w("SimTruthClass", chip.truth_class)
+
+
+def _chip_task(args: tuple) -> dict:
+    root, item, config, seed, thresholds = args
+    event = event_by_name(item["event"])
+    chip = simulate_chip(chip_id=item["chip_id"], event=event, seq=chip_seed(seed, event, item["number"]),
+                         config=config, vh_threshold=thresholds[event.name] if config.otsu_scope == "event" else None)
+    lon, lat = chip_origin(event, item["slot"], config.size)
+    _write_chip(Path(root), item, chip, chip_transform(lon, lat), config.compress)
+    row = dict(chip_id=item["chip_id"], event=item["event"], group=item["group"], split=item["split"],
+               lon=lon + config.size * PIXEL_DEG / 2, lat=lat - config.size * PIXEL_DEG / 2,
+               incidence_deg=round(chip.incidence_deg, 3), water_level_m=round(chip.water_level_m, 3),
+               truth_water_fraction=round(float(chip.truth_water.mean()), 6),
+               cloud_fraction=round(chip.cloud_fraction, 6),
+               s1_nodata_fraction=round(float(np.isnan(chip.s1[1]).mean()), 6))
+    for name, pred in (("s1_otsu", chip.s1_otsu), ("s2_index", chip.s2_index), ("label", chip.label)):
+        if name == "label" and item["group"] != "hand":
+            continue
+        tp, fp, fn, tn = _confusion(pred, chip.truth_water)
+        row.update({f"{name}_tp": tp, f"{name}_fp": fp, f"{name}_fn": fn, f"{name}_tn": tn})
+    return row
+
+
+def _threshold_task(args: tuple) -> tuple[str, float]:
+    name, config, seed = args
+    return name, event_vh_threshold(event_by_name(name), config, seed=seed)
+
+
+def _metadata(chips: list[dict], thresholds: dict[str, float], size: int) -> dict:
+    feats = []
+    span = size * PIXEL_DEG
+    for ev in sorted(EVENTS, key=lambda e: e.name):
+        mine = [c for c in chips if c["event"] == ev.name]
+        if mine:
+            origins = [chip_origin(ev, c["slot"], size) for c in mine]
+            w = min(o[0] for o in origins)
+            e = max(o[0] for o in origins) + span
+            n = max(o[1] for o in origins)
+            s = min(o[1] for o in origins) - span
+        else:
+            w, e, s, n = ev.lon - span, ev.lon + span, ev.lat - span, ev.lat + span
+        ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+        props = {
+            "coincident_size": float(len(mine)),
+            "location": ev.name,
+            "orbit": ev.orbit,
+            "rel_orbit_num": float(ev.rel_orbit),
+            "s1_date": ev.s1_date,
+            "s2_date": ev.s2_date,
+            "ID": ev.event_id,
+            "ISO_CC": ev.iso,
+            "VH_thresh": thresholds[ev.name],
+            "train_chip": sum(1 for c in mine if c["group"] == "weak"),
+            "val_chip": sum(1 for c in mine if c["group"] == "hand"),
+        }
+        feats.append({"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    return {"type": "FeatureCollection", "name": "Sen1Floods11_Metadata", "features": feats}
+
+
+def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, size: int = 512, seed: int = 0,
+                     workers: int = 2, config: SimConfig | None = None, overwrite: bool = False,
+                     progress: bool = True) -> Path:
+    """Simulate and write a Sen1Floods11-format dataset under ``out``; returns ``out`` (the root).
+
+    ``n_hand`` hand-labelled chips (train/valid/test + the held-out event) and ``n_weak`` weak
+    chips of ``size`` px (overrides ``config.size``), seeded by ``seed``; ``workers`` processes
+    (1 = in this process). ``config``: physics and output settings (:class:`SimConfig`).
+    Refuses to write into a folder that already holds a Sen1Floods11 layout unless
+    ``overwrite`` is True *and* that folder is a previous floodnb simulation (its
+    ``floodnb_simulation.json`` is present); other files are never touched.
+    Read it with :func:`floodnb.data.catalog.build_catalog` like the real dataset.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from floodnb import __version__
+
+    cfg = replace(config or SimConfig(), size=int(size))
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"simulate_dataset: output {str(root)!r} exists and is not a folder")
+    existing = [p for p in (root / layout.V11, root / layout.V10) if p.exists()]
+    if existing:
+        if not overwrite:
+            raise FileExistsError(f"simulate_dataset: {str(root)!r} already holds a dataset ({existing[0].name}/); "
+                                  "choose an empty folder or pass overwrite=True for a previous simulation")
+        if not (root / MANIFEST).exists():
+            raise FileExistsError(f"simulate_dataset: {str(root)!r} holds a Sen1Floods11 layout that floodnb did "
+                                  f"not simulate (no {MANIFEST}); refusing to overwrite it")
+        import shutil
+        for p in existing:
+            shutil.rmtree(p)
+    chips = plan_chips(n_hand=n_hand, n_weak=n_weak, seed=seed, heldout_fraction=cfg.heldout_fraction)
+    groups = {c["group"] for c in chips}
+    for layer in (HAND_LAYERS if "hand" in groups else ()) + (WEAK_LAYERS if "weak" in groups else ()):
+        layout.layer_dir(root, layer).mkdir(parents=True, exist_ok=True)
+    for g in groups:
+        for layer in TRUTH_LAYERS:
+            layout.truth_dir(root, layer, g).mkdir(parents=True, exist_ok=True)
+    layout.splits_dir(root).mkdir(parents=True, exist_ok=True)
+
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(workers) if workers > 1 else None
+    try:
+        imap = pool.imap_unordered if pool is not None else map
+        thresholds = dict(imap(_threshold_task, [(e.name, cfg, seed) for e in EVENTS]))
+        tasks = [(str(root), c, cfg, seed, thresholds) for c in chips]
+        rows = []
+        it = pool.imap_unordered(_chip_task, tasks, chunksize=2) if pool is not None else map(_chip_task, tasks)
+        for row in tqdm(it, total=len(tasks), desc="simulate", unit="chip", disable=not progress):
+            rows.append(row)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+
+    sdir = layout.splits_dir(root)
+    for split in layout.SPLIT_NAMES:
+        ids = sorted(c["chip_id"] for c in chips if c["split"] == split)
+        text = "".join(f"{layout.chip_file_name(i, 'S1Hand')},{layout.chip_file_name(i, 'LabelHand')}\r\n" for i in ids)
+        _atomic_text(sdir / layout.split_csv_name(split), text, newline="")
+    _atomic_text(layout.metadata_path(root), json.dumps(_metadata(chips, thresholds, cfg.size), indent=1))
+    table = pd.DataFrame(rows).sort_values("chip_id", kind="stable").reset_index(drop=True)
+    tmp = root / f".{CHIP_TABLE}.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, root / CHIP_TABLE)
+    manifest = {
+        "generator": "floodnb.simulate", "floodnb_version": __version__, "simulated": True, "seed": int(seed),
+        "n_hand": int(n_hand), "n_weak": int(n_weak), "config": cfg.to_dict(),
+        "vh_thresholds_db": {k: thresholds[k] for k in sorted(thresholds)},
+        "heldout_event": heldout_event().name,
+        "truth_layers": {"SimTruthWater": "true water mask (int16 0/1), not a label",
+                         "SimTruthClass": "true surface class (int16, floodnb.bands.SIM_CLASSES)"},
+    }
+    _atomic_text(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    return root
