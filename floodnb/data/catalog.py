@@ -57,10 +57,10 @@ def _chip_id_from_name(name: str, layer: str) -> str | None:
     if is_temporary_name(name) or name.startswith("."):
         return None
     suffix = lay.chip_file_name("X", layer)[1:]  # "_<Layer>.tif"
-    if name.endswith(suffix) and len(name) > len(suffix):
+    if name.endswith(suffix) and len(name) > len(suffix) and not name[: -len(suffix)].endswith("_"):
         return name[: -len(suffix)]
     if layer == "S2Weak" and name.lower().endswith((".tif", ".tiff")):
-        # v1.0 weak-chip S2 naming is not uniform across mirrors (<chip>_S2.tif, <chip>_S2_NoQC.tif):
+        # v1.0 weak-chip S2 is <chip>_S2.tif in gs://cnn_chips; accept other mirrors' names (<chip>_S2_NoQC.tif):
         # take "<Event>_<id>" from the first two tokens.
         parts = name.rsplit(".", 1)[0].split("_")
         if len(parts) >= 2 and parts[1]:

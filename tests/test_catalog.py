@@ -1,0 +1,162 @@
+"""Catalog: layouts, splits, missing chips, metadata join, real developer sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from conftest import make_tiny_dataset, tree_checksums
+from floodnb.cli import main
+from floodnb.data import layout as lay
+from floodnb.data.catalog import (COLUMNS, build_catalog, missing_report, read_catalog, read_split_csv,
+                                  summarize, write_catalog)
+from floodnb.data.metadata import event_key, iso_date, read_event_metadata
+
+REAL_LAYERS = {  # PROVENANCE.md "Chips" table
+    "Ghana_53713": {"s1", "label"}, "Ghana_83483": {"s1", "label"}, "Ghana_97059": {"s1", "label"},
+    "Mekong_333434": {"s1", "label"}, "Paraguay_34417": {"s1", "label"}, "Spain_6860600": {"s1", "label"},
+    "Spain_7370579": {"s1", "s2", "label"}, "USA_430764": {"s2"}, "USA_905409": {"s1", "label"},
+}
+
+
+def test_real_catalog_rows_layers_and_metadata(real_root):
+    before = tree_checksums(real_root)
+    cat = build_catalog(real_root)
+    assert tuple(cat.columns) == COLUMNS
+    assert cat.attrs["layout"] == "short"
+    assert dict(zip(cat["chip_id"], cat["split"])) == {c: "test" for c in REAL_LAYERS}
+    assert set(cat["group"]) == {"hand"}
+    for _, row in cat.iterrows():
+        present = {c[:-5] for c in cat.columns if c.endswith("_path") and row[c] is not None}
+        assert present == REAL_LAYERS[row["chip_id"]], row["chip_id"]
+        for role in present:
+            assert Path(row[f"{role}_path"]).is_file()
+        # absent layers are None (visible), not NaN or ""
+        assert row["jrc_path"] is None and row["truth_water_path"] is None
+    byid = cat.set_index("chip_id")
+    assert byid.at["Mekong_333434", "location"] == "Cambodia"
+    assert byid.at["Mekong_333434", "s1_date"] == "2018-08-05" and byid.at["Mekong_333434", "s2_date"] == "2018-08-04"
+    assert byid.at["Spain_7370579", "vh_thresh"] == pytest.approx(-25.13)
+    assert byid.at["Paraguay_34417", "iso_cc"] == "PRY" and byid.at["USA_430764", "orbit"] == "ASCENDING"
+    # chip centre = centre of the raster bounds (header only)
+    with rasterio.open(byid.at["USA_430764", "s2_path"]) as ds:
+        b = ds.bounds
+    assert byid.at["USA_430764", "lat"] == pytest.approx((b.top + b.bottom) / 2)
+    assert byid.at["USA_430764", "lon"] == pytest.approx((b.left + b.right) / 2)
+    assert -25 < byid.at["Paraguay_34417", "lat"] < -24 and 105 < byid.at["Mekong_333434", "lon"] < 107
+    assert tree_checksums(real_root) == before
+
+
+def test_real_split_csvs_and_missing_report(real_root):
+    ids = read_split_csv(real_root / "splits" / "flood_train_data.csv")
+    assert len(ids) == 252 and all("\r" not in c and c.count("_") == 1 for c in ids)
+    assert (real_root / "splits" / "flood_train_data.csv").read_bytes().count(b"\r\n") == 252
+    miss = missing_report(real_root)
+    # 446 chips named, 8 with S1Hand + LabelHand on disk (USA_430764 has S2 only)
+    assert len(miss) == 446 - 8
+    assert miss.groupby("split").size().to_dict() == {"train": 252, "valid": 89, "test": 82, "bolivia": 15}
+    assert set(miss["chip_id"]) & (set(REAL_LAYERS) - {"USA_430764"}) == set()
+    assert miss.set_index("chip_id").at["USA_430764", "missing"] == "S1Hand,LabelHand"
+
+
+def test_metadata_reader_and_keys(real_root):
+    meta = read_event_metadata(real_root / "Sen1Floods11_Metadata.geojson")
+    assert len(meta) == 12 and "colombia" in meta.index
+    assert meta.at[event_key("Mekong"), "location"] == "Cambodia"
+    assert event_key("Sri-Lanka") == event_key("Sri Lanka") == "srilanka"
+    assert meta.at["srilanka", "s2_date"] == "2017-05-28"
+    assert iso_date("2018/8/5") == "2018-08-05" and iso_date(None) is None
+    with pytest.raises(ValueError, match="YYYY/MM/DD"):
+        iso_date("05.08.2018")
+
+
+def test_tiny_official_layout(tiny_dataset):
+    cat = build_catalog(tiny_dataset)
+    assert cat.attrs["layout"] == "official"
+    byid = cat.set_index("chip_id")
+    assert byid["split"].to_dict() == {"Spain_100": "train", "Mekong_101": "valid", "Spain_102": "test",
+                                       "Mekong_103": "unassigned", "Spain_104": "weak", "Mekong_105": "weak"}
+    weak = byid.loc["Spain_104"]
+    assert weak["group"] == "weak" and weak["label_path"] is None and weak["jrc_path"] is None
+    assert "/v1.0/" in weak["s2_path"] and weak["s2_index_path"].endswith("_S2IndexLabelWeak.tif")
+    assert byid.at["Mekong_101", "location"] == "Cambodia"
+    assert list(cat["group"]) == ["hand"] * 4 + ["weak"] * 2
+    s = summarize(cat).set_index(["split", "group"])
+    assert s.at[("weak", "weak"), "chips"] == 2 and s.at[("weak", "weak"), "label"] == 0
+    assert s.at[("train", "hand"), "jrc"] == 1
+    miss = missing_report(tiny_dataset)
+    assert miss.to_dict("records") == [{"chip_id": "Spain_900", "split": "train", "missing": "S1Hand,LabelHand"}]
+
+
+@pytest.mark.parametrize("layout", ["v1.1", "short"])
+def test_other_layouts_same_chips(tmp_path, layout):
+    official = build_catalog(make_tiny_dataset(tmp_path / "o"))
+    root = tmp_path / layout / ("v1.1" if layout == "v1.1" else "")
+    make_tiny_dataset(root, layout=layout)
+    cat = build_catalog(root)
+    assert cat.attrs["layout"] == layout
+    cols = ["chip_id", "split", "group", "s1_date", "lat", "lon"]
+    got = cat[cols] if layout == "v1.1" else cat[cols][cat["group"] == "hand"].reset_index(drop=True)
+    want = official[cols] if layout == "v1.1" else official[cols][official["group"] == "hand"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+
+
+def test_catalog_roundtrip_csv(tiny_dataset, tmp_path):
+    cat = build_catalog(tiny_dataset)
+    out = write_catalog(cat, tmp_path / "cat.csv")
+    back = read_catalog(out)
+    assert back["label_path"].iloc[-1] is None
+    pd.testing.assert_frame_equal(back, cat, check_dtype=False)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_temp_files_and_alternative_weak_s2_names(tiny_dataset):
+    s1dir = lay.layer_dir(tiny_dataset, "S1Hand")
+    shutil.copy(s1dir / "Spain_100_S1Hand.tif", s1dir / ".Spain_777_S1Hand.x1.tmp.tif")
+    (s1dir / "notes.txt").write_text("not a chip")
+    s2w = lay.layer_dir(tiny_dataset, "S2Weak")
+    for f in list(s2w.iterdir()):
+        f.rename(s2w / f.name.replace(lay.chip_file_name("X", "S2Weak")[1:], "_S2_NoQC.tif"))
+    cat = build_catalog(tiny_dataset)
+    assert "Spain_777" not in set(cat["chip_id"]) and len(cat) == 6
+    assert cat[cat["group"] == "weak"]["s2_path"].str.endswith("_S2_NoQC.tif").all()
+
+
+def test_empty_and_bad_roots(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        build_catalog(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no Sen1Floods11 layout"):
+        build_catalog(tmp_path / "empty")
+    (tmp_path / "nochips" / "HandLabeled" / "S1Hand").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no Sen1Floods11 chip files"):
+        build_catalog(tmp_path / "nochips")
+
+
+def test_chip_in_two_splits_is_an_error(tiny_dataset):
+    sdir = lay.splits_dir(tiny_dataset)
+    with open(sdir / "flood_test_data.csv", "ab") as f:
+        f.write(b"Spain_100_S1Hand.tif,Spain_100_LabelHand.tif\r\n")
+    with pytest.raises(ValueError, match="two splits.*flood_train_data.csv.*flood_test_data.csv"):
+        build_catalog(tiny_dataset)
+
+
+def test_missing_metadata_warns_and_leaves_none(tiny_dataset):
+    lay.metadata_path(tiny_dataset).unlink()
+    with pytest.warns(UserWarning, match="no event metadata"):
+        cat = build_catalog(tiny_dataset)
+    assert cat["s1_date"].isna().all() and np.isfinite(cat["lat"]).all()
+
+
+def test_catalog_command(real_root, tmp_path, capsys):
+    out = tmp_path / "cat.csv"
+    assert main(["catalog", str(real_root), "--csv", str(out), "--show-missing", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "9 chips" in text and "438 chips" in text and "train 252" in text
+    assert len(read_catalog(out)) == 9
+    assert main(["catalog", str(tmp_path / "missing")]) == 2
