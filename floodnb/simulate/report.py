@@ -33,6 +33,17 @@ from floodnb.data import layout
 from floodnb.labels.weak import otsu_label
 
 BINS = np.arange(-45.0, 10.5, 0.5)
+#: Ranges (dB) that simulated class-conditional S1 statistics (pooled over chips, by label) must
+#: fall in: (band, class) -> ((mean_lo, mean_hi), (std_lo, std_hi)). Measured on the real
+#: Sen1Floods11 chips in ../shared (7 chips with S1; pooled VV water -18.1 +- 5.0, dry -9.9 +-
+#: 3.0; VH water -26.8 +- 6.3, dry -16.6 +- 2.9; per-chip means VV water -20.2..-12.1, dry
+#: -11.3..-8.3, VH water -30.1..-19.4, dry -17.0..-14.3) and widened by about 1.5 dB.
+S1_CLASS_RANGES: dict[tuple[str, str], tuple[tuple[float, float], tuple[float, float]]] = {
+    ("VV", "water"): ((-21.0, -15.0), (3.0, 8.0)),
+    ("VV", "dry"): ((-12.0, -8.0), (2.0, 4.5)),
+    ("VH", "water"): ((-30.0, -23.0), (3.5, 8.0)),
+    ("VH", "dry"): ((-18.5, -14.5), (2.0, 4.5)),
+}
 #: chip prefixes of the real dataset whose metadata ``location`` differs.
 REAL_EVENT_ALIASES: dict[str, str] = {"Mekong": "Cambodia"}
 
