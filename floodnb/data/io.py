@@ -112,7 +112,7 @@ def _validate_bands(role: str, count: int, descriptions: Sequence[str | None], p
         what = f"{n} bands ({', '.join(want)})" if want else "1 band"
         raise ChipReadError(f"{path}: has {count} band(s); expected {what} for a {_layer_name(role)}-like "
                             f"'{role}' layer")
-    if want and all(descriptions) and tuple(descriptions) != tuple(want):
+    if want and descriptions and all(descriptions) and tuple(descriptions) != tuple(want):
         raise ChipReadError(f"{path}: band descriptions {tuple(descriptions)}; expected {want} in this order")
 
 
