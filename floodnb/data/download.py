@@ -65,6 +65,7 @@ __all__ = [
     "Plan",
     "DownloadReport",
     "list_objects",
+    "human_bytes",
     "plan",
     "download",
 ]
@@ -81,7 +82,7 @@ HAND_LAYERS: tuple[str, ...] = tuple(n for n, s in LAYERS.items() if s.group == 
 WEAK_LAYERS: tuple[str, ...] = tuple(n for n, s in LAYERS.items() if s.group == "weak" and n != "S2Weak")
 PART_SUFFIX = ".part"
 
-_CHUNK = 1 << 18  # 256 KiB
+_CHUNK = 1 << 16  # 64 KiB: a dropped connection loses at most this much of the .part
 _MAX_BACKOFF_S = 60.0
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
 _GROUP_DIR = {"hand": "HandLabeled", "weak": "WeaklyLabeled"}
@@ -148,7 +149,7 @@ class DownloadReport:
 
     def summary(self) -> str:
         lines = [
-            f"downloaded {len(self.downloaded)} file(s) ({_human(self.bytes_downloaded)}"
+            f"downloaded {len(self.downloaded)} file(s) ({human_bytes(self.bytes_downloaded)}"
             + (f", {len(self.resumed)} resumed" if self.resumed else "")
             + f"), skipped {len(self.skipped)} already complete, failed {len(self.failed)}"
         ]
@@ -251,7 +252,7 @@ def _content_range_total(value: str) -> tuple[int, int | None]:
     return first, (None if total == "*" else int(total))
 
 
-def _human(n: int) -> str:
+def human_bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
