@@ -130,8 +130,7 @@ def _map_pixels(page) -> np.ndarray:
     """RGB screenshot ``(H, W, 3)`` of the map canvas."""
     from PIL import Image
 
-    box = page.locator("canvas").first.bounding_box()
-    png = page.screenshot(clip=box)
+    png = page.locator("canvas").first.screenshot()  # scrolled into view, whole canvas
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 

@@ -93,7 +93,15 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
     pn.extension("tabulator", inline=True)
     pn.config.inline = True  # Panel extension JS/CSS inlined or served locally, never from a CDN
 
+    from panel.io.resources import LOCAL_DIST
+
     def app():
+        # Panel resolves stylesheet URLs of models created later in a session from this template
+        # variable and falls back to its CDN when it is unset; under concurrent sessions that
+        # fallback was seen in the browser (Panel 1.9). Pin it to the app's own static route.
+        doc = pn.state.curdoc
+        if doc is not None and "dist_url" not in doc._template_variables:
+            doc._template_variables["dist_url"] = LOCAL_DIST
         chip = None
         args = pn.state.session_args or {}
         if "chip" in args and args["chip"]:

@@ -1,0 +1,179 @@
+"""Dashboard speed: time to first render and to switch chips, 1 session vs 10 concurrent sessions.
+
+Serves a run (the test fixture of ``tests/_run_fixture.py`` at Sen1Floods11's 512 x 512 chip
+size by default) with ``floodnb dashboard`` in a subprocess on 127.0.0.1 and drives Debian
+Chromium through Playwright (async API): one Chromium, one browser context per session.
+
+* first render: navigation start -> the map canvas shows the S1 and prediction layers
+  (screenshot pixels) and the chip metrics name the worst chip;
+* chip switch: click on a table row -> the chip metrics name the clicked chip and the map
+  screenshot has changed.
+
+Every session is checked: it must show its own map and the chip it clicked. Figures printed
+side by side (median / max seconds), plus the ratio concurrent / single.
+
+    python benchmarks/bench_dashboard.py [--chips 12] [--size 512] [--sessions 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _run_fixture import make_run_dir  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+
+
+def _water_px(img: np.ndarray) -> int:
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    return int(((b - r > 50) & (b - g > 25)).sum())
+
+
+async def _map(page) -> np.ndarray:
+    return _pixels(await page.locator("canvas").first.screenshot())
+
+
+async def _chip_text(page) -> str:
+    loc = page.locator("table.chip-metrics")
+    return await loc.first.inner_text() if await loc.count() else ""
+
+
+async def _has_text(page, text: str) -> bool:
+    return text in await _chip_text(page)
+
+
+async def _until(cond, timeout: float, what: str, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await cond()
+        if isinstance(v, np.ndarray) or v:
+            return v
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def _session(browser, url: str, first: str, target: str, row: int) -> dict:
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    t0 = time.perf_counter()
+    await page.goto(url, timeout=180000)
+    await page.wait_for_selector("canvas", state="attached", timeout=120000)
+
+    async def rendered():  # screenshots are costly: poll the DOM first, pixels every 0.2 s
+        im = await _map(page)
+        return im if _water_px(im) > 300 else None
+
+    await _until(lambda: _has_text(page, first), 120, "chip metrics")
+    before = await _until(rendered, 120, "first render", every=0.2)
+    t_render = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    await page.locator(".tabulator-row").nth(row).click()
+
+    async def switched():
+        im = await _map(page)
+        return im if np.abs(im - before).mean() > 2 and _water_px(im) > 300 else None
+
+    await _until(lambda: _has_text(page, target), 120, "clicked chip's metrics")
+    await _until(switched, 120, "chip switch", every=0.2)
+    t_switch = time.perf_counter() - t1
+    await ctx.close()
+    return {"render": t_render, "switch": t_switch, "errors": errors}
+
+
+async def _measure(url: str, order: list[str], sessions: int) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            single = [await _session(browser, url, order[0], order[1 + k % (len(order) - 1)], 1 + k % (len(order) - 1))
+                      for k in range(3)]
+            rows = [1 + k % min(len(order) - 1, 10) for k in range(sessions)]
+            many = await asyncio.gather(*[_session(browser, url, order[0], order[r], r) for r in rows])
+        finally:
+            await browser.close()
+    return single, list(many)
+
+
+def _stats(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):6.2f} s   max {max(xs):6.2f} s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chips", type=int, default=12)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--sessions", type=int, default=10)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        run_dir = make_run_dir(Path(tmp), n_chips=args.chips, size=args.size)
+        print(f"fixture: {args.chips} chips of {args.size}x{args.size} px written in {time.perf_counter() - t:.1f} s")
+        pc = pd.read_csv(run_dir / "05_evaluate" / "per_chip.csv")
+        order = list(pc[pc["method"] == "student"].sort_values("water_iou")["chip_id"])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = Path(tmp) / "server.log"
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "floodnb.cli", "dashboard", str(run_dir), "--port", str(port),
+                                 "--basemap", "none"], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited:\n{log.read_text()}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            print(f"server start (process launch -> port open): {time.perf_counter() - t:.2f} s")
+            single, many = asyncio.run(_measure(f"http://127.0.0.1:{port}/", order, args.sessions))
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+    errors = [e for r in single + many for e in r["errors"]]
+    for e in sorted(set(errors))[:5]:
+        print("console error:", e[:300])
+    print(f"\n{'':28}{'first render':>34}    {'chip switch':>30}")
+    print(f"{'1 session (3 in a row)':28}{_stats([r['render'] for r in single]):>34}    {_stats([r['switch'] for r in single]):>30}")
+    print(f"{f'{args.sessions} concurrent sessions':28}{_stats([r['render'] for r in many]):>34}    {_stats([r['switch'] for r in many]):>30}")
+    ratio_r = statistics.median([r["render"] for r in many]) / statistics.median([r["render"] for r in single])
+    ratio_s = statistics.median([r["switch"] for r in many]) / statistics.median([r["switch"] for r in single])
+    print(f"{'ratio concurrent / single':28}{f'{ratio_r:.2f} x (median)':>34}    {f'{ratio_s:.2f} x (median)':>30}")
+    print(f"\nall {len(many)} concurrent sessions showed their map and switched to the clicked chip; "
+          f"console errors: {len(errors)}")
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
