@@ -107,7 +107,8 @@ def _lonlat(transform, size: int, crs: str) -> tuple[np.ndarray, np.ndarray]:
     from pyproj import Transformer
 
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
-    x, y = transform * (xx, yy)
+    x = transform.c + transform.a * xx
+    y = transform.f + transform.e * yy
     if crs == "EPSG:4326":
         return x, y
     return Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y)

@@ -17,6 +17,8 @@ from floodnb.scale.collections import resolve_assets, s1_to_db, s1_units_of, s2_
 from floodnb.scale.stac_pool import MANIFEST_FILE, SKIPPED_FILE, build_pool
 from floodnb.scale.stac_search import find_pairs, group_acquisitions, search_items
 
+pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
+
 CHIP = 64
 # 2 x 1 chips inside the scenes (S1 covers 300 px from (WEST, NORTH)); away from the S1 nodata edge
 BBOX = (WEST + 0.001, NORTH - 0.001 - CHIP * RES_DEG - RES_DEG / 4, WEST + 0.001 + 2 * CHIP * RES_DEG + RES_DEG / 4,
@@ -188,3 +190,17 @@ def test_asset_names_of_both_providers():
     del item.assets["cirrus"]
     _, absent, missing = resolve_assets(item, "s2")
     assert absent == ["B10"] and missing == ["B11"]
+
+
+def test_cli_pool(stac_url, tmp_path, capsys):
+    from floodnb.cli import main
+
+    root = tmp_path / "cli_pool"
+    rc = main(["pool", "--bbox", *map(str, BBOX), "--start", "2023-03-20", "--end", "2023-03-22", "--out", str(root),
+               "--stac-url", stac_url, "--chip", str(CHIP)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "1 S1/S2 pairs" in out and "written 2" in out
+    assert len(build_catalog(root)) == 2
+    rc = main(["pool", "--bbox", "1", "2", "0", "3", "--start", "2023-03-20", "--end", "2023-03-22", "--out",
+               str(root), "--stac-url", stac_url])
+    assert rc == 2 and "bbox" in capsys.readouterr().err

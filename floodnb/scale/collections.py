@@ -33,6 +33,8 @@ EARTH_SEARCH_URL = "https://earth-search.aws.element84.com/v1"
 DEFAULT_STAC_URL = PLANETARY_COMPUTER_URL
 DEFAULT_S1_COLLECTION = "sentinel-1-rtc"
 DEFAULT_S2_COLLECTION = "sentinel-2-l2a"
+#: ~10 m at the equator in degrees, the Sen1Floods11 pixel size.
+DEFAULT_RESOLUTION_DEG = 8.983152841195215e-05
 
 #: Sen1Floods11 band -> candidate asset keys (Planetary Computer, Element84 earth-search, plain).
 ASSET_CANDIDATES: dict[str, tuple[str, ...]] = {

@@ -42,6 +42,7 @@ from floodnb.bands import LAYERS, S1_BANDS, S2_BANDS
 from floodnb.data import layout as lay
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.scale.collections import (
+    DEFAULT_RESOLUTION_DEG,
     DEFAULT_S1_COLLECTION,
     DEFAULT_S2_COLLECTION,
     DEFAULT_STAC_URL,
@@ -61,8 +62,6 @@ from floodnb.scale.stac_search import (
     search_items,
 )
 
-#: ~10 m at the equator in degrees, the Sen1Floods11 pixel size.
-DEFAULT_RESOLUTION_DEG = 8.983152841195215e-05
 MANIFEST_FILE = "stac_pool_manifest.csv"
 SKIPPED_FILE = "stac_pool_skipped.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
