@@ -208,5 +208,8 @@ def resolve_predictor(
             raise ValueError(f"meta: expected {meta_dim} values for model {name}, got shape {np.shape(meta)}")
     elif meta is not None:
         raise ValueError(f"meta: model {name} is not metadata-conditioned; do not pass meta=")
-    return Predictor(model=model.eval(), inputs=tuple(inputs), bands=bands_r, normalizers=norms, meta=meta_arr,
+    model = model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return Predictor(model=model, inputs=tuple(inputs), bands=bands_r, normalizers=norms, meta=meta_arr,
                      water_index=classes.index("water"), name=name, source=source, channels_last=channels_last)

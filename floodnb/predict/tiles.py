@@ -1,8 +1,9 @@
 """Overlapping tiles with blended seams, streamed one row of tiles at a time.
 
-A raster of ``H x W`` pixels is covered by tiles of ``tile x tile`` pixels whose starts step by
-``tile - overlap``; the last row/column of tiles is shifted to end on the raster edge, so no
-tile reads outside the raster (a raster smaller than a tile is one tile of its own size).
+A raster of ``H x W`` pixels is covered by the fewest tiles of ``tile x tile`` pixels that
+overlap by at least ``overlap`` pixels, spread evenly from the first to the last pixel, so no
+tile reads outside the raster and the extra compute of overlapping is as small as it can be
+(a raster smaller than a tile is one tile of its own size).
 
 Seams are blended with a separable weight ``w(y, x) = w_y(y) * w_x(x)``: 1 in the tile
 interior, a raised-cosine ramp ``0.5 - 0.5 cos(pi (k + 1/2) / overlap)`` over the ``overlap``
@@ -31,13 +32,12 @@ from floodnb.predict.model import Predictor
 
 
 def _starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
+    """Fewest tiles covering ``n`` pixels with >= ``overlap`` overlap, spread evenly from 0 to
+    ``n - tile`` (consecutive starts differ by at most ``tile - overlap``)."""
     if n <= tile:
         return (0,)
-    stride = tile - overlap
-    starts = list(range(0, n - tile + 1, stride))
-    if starts[-1] != n - tile:
-        starts.append(n - tile)
-    return tuple(starts)
+    count = -(-(n - overlap) // (tile - overlap))  # ceil
+    return tuple(k * (n - tile) // (count - 1) for k in range(count))
 
 
 def ramp_weights(length: int, *, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
