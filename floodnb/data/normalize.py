@@ -213,9 +213,9 @@ def _iter_role_arrays(source, *, role: str, split, progress: bool):
         from tqdm.auto import tqdm
 
         idx = source.index
-        keep = idx[f"has_{role}"].to_numpy(bool)
+        keep = idx[f"has_{role}"].to_numpy(bool).copy()
         if splits is not None:
-            keep &= idx["split"].isin(splits).to_numpy()
+            keep = keep & idx["split"].isin(splits).to_numpy()
         for i in tqdm(np.flatnonzero(keep), desc=f"fit {role}", disable=not progress):
             yield source.read(int(i), roles=[role])[role]
         return
