@@ -29,6 +29,8 @@ import scipy.fft
 from scipy import ndimage
 
 PIXEL_M: float = 10.0
+#: steep-terrain relief (m) per pixel of chip width (hills of ~250 m in a 512 px chip).
+HILL_RELIEF_M_PER_PX: float = 0.5
 
 
 @lru_cache(maxsize=8)
@@ -124,7 +126,7 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
     """
     n = size
     smooth, hillzone, ponds, tilt = fractal_fields(rng, n, (3.2, 3.0, 3.4, 3.8), max_cycles=24.0)
-    ridges = fractal_fields(rng, n, (2.6,), max_cycles=48.0)[0]
+    ridges = fractal_fields(rng, n, (3.0,), max_cycles=24.0)[0]
     has_river = bool(rng.random() < river_prob)
     theta = rng.uniform(0.0, np.pi)
     offset = rng.uniform(-0.25, 0.25) * n
@@ -159,7 +161,9 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
     hills = quantile_mask(hillzone, shadow_rate, where=away)
     if hills.any():
         ramp = ndimage.uniform_filter(hills.astype(np.float32), size=max(3, n // 32))
-        h = h + 220.0 * ramp * (1.0 - np.abs(ridges)) ** 2
+        # relief scales with the chip so that slopes (not heights) are size-independent:
+        # ~0.5 m per pixel of chip width gives 30-60 deg slopes and radar shadow on back-slopes
+        h = h + np.float32(HILL_RELIEF_M_PER_PX * n) * ramp * (1.0 - np.abs(ridges)) ** 2
     perm = quantile_mask(ponds, pond_frac) if pond_frac > 0 else np.zeros((n, n), dtype=bool)
     if has_river:
         perm |= dist < width / 2.0

@@ -1,0 +1,166 @@
+"""floodnb.simulate: the written dataset (layout, conventions, determinism, reader, CLI, report)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from floodnb.data import layout
+from floodnb.simulate import SimConfig, simulate_dataset
+from floodnb.simulate.writer import MANIFEST
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
+HAND_CHIP_LAYERS = ("S1Hand", "S2Hand", "LabelHand", "S1OtsuLabelHand", "JRCWaterHand")
+WEAK_CHIP_LAYERS = ("S1Weak", "S2Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Path:
+    return simulate_dataset(tmp_path_factory.mktemp("sim") / "root", n_hand=12, n_weak=6, size=64, seed=3,
+                            workers=1, progress=False)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_workers(tmp_path):
+    a = simulate_dataset(tmp_path / "a", n_hand=4, n_weak=3, size=32, seed=11, workers=1, progress=False)
+    b = simulate_dataset(tmp_path / "b", n_hand=4, n_weak=3, size=32, seed=11, workers=2, progress=False)
+    c = simulate_dataset(tmp_path / "c", n_hand=4, n_weak=3, size=32, seed=12, workers=1, progress=False)
+    da, db, dc = _digest(a), _digest(b), _digest(c)
+    assert len(da) > 40 and da == db
+    tifs = [k for k in da if k.endswith("S1Hand.tif")]
+    assert tifs and all(da[k] != dc[k] for k in tifs)
+
+
+def test_official_layout_and_file_names(sim):
+    assert layout.detect(sim) == "official"
+    base = sim / "v1.1" / "data" / "flood_events"
+    for group, layers in (("HandLabeled", HAND_CHIP_LAYERS + ("SimTruthWater", "SimTruthClass")),
+                          ("WeaklyLabeled", ("S1Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater", "SimTruthClass"))):
+        for layer in layers:
+            files = sorted((base / group / layer).glob("*.tif"))
+            assert files, f"{group}/{layer} empty"
+            assert all(f.name.endswith(f"_{layer}.tif") for f in files)
+    s2w = sorted(layout.layer_dir(sim, "S2Weak").glob("*.tif"))
+    assert len(s2w) == 6
+    assert all(f.name == layout.chip_file_name(f.name.split("_S2")[0], "S2Weak") for f in s2w)
+    assert "v1.0/data/flood_events/WeaklyLabeled/S2_NoQC" in str(s2w[0])
+
+
+def test_split_csvs_match_real_format(sim):
+    sdir = layout.splits_dir(sim)
+    total = 0
+    for split in ("train", "valid", "test", "bolivia"):
+        raw = (sdir / f"flood_{split}_data.csv").read_bytes()
+        real = (REAL / "splits" / f"flood_{split}_data.csv").read_bytes()
+        assert raw.endswith(b"\r\n") and real.endswith(b"\r\n")
+        rows = raw.decode().split("\r\n")[:-1]
+        assert all(len(r.split(",")) == 2 and r.split(",")[0].endswith("_S1Hand.tif")
+                   and r.split(",")[1] == r.split(",")[0].replace("_S1Hand", "_LabelHand") for r in rows)
+        total += len(rows)
+    assert total == 12
+    bol = (sdir / "flood_bolivia_data.csv").read_text()
+    assert bol.startswith("Bolivia_") and "Bolivia" not in (sdir / "flood_train_data.csv").read_text()
+
+
+def test_metadata_has_the_real_property_names(sim):
+    real = json.loads((REAL / "Sen1Floods11_Metadata.geojson").read_text())
+    mine = json.loads(layout.metadata_path(sim).read_text())
+    assert mine["type"] == "FeatureCollection"
+    real_keys = set(real["features"][0]["properties"])
+    for f in mine["features"]:
+        assert set(f["properties"]) == real_keys
+        p = f["properties"]
+        assert len(p["s1_date"]) == 10 and p["s1_date"][4] == "/" and p["orbit"] in ("ASCENDING", "DESCENDING")
+        assert -35 < p["VH_thresh"] < -12
+    assert json.loads((sim / MANIFEST).read_text())["simulated"] is True
+
+
+@pytest.mark.parametrize("mine,real", [("S1Hand", "S1Hand/Spain_7370579_S1Hand.tif"),
+                                       ("S2Hand", "S2Hand/Spain_7370579_S2Hand.tif"),
+                                       ("LabelHand", "LabelHand/Spain_7370579_LabelHand.tif")])
+def test_raster_conventions_match_real_files(sim, mine, real):
+    f = sorted(layout.layer_dir(sim, mine).glob("*.tif"))[0]
+    with rasterio.open(f) as a, rasterio.open(REAL / "HandLabeled" / real) as b:
+        assert a.dtypes == b.dtypes and a.count == b.count
+        assert a.descriptions == b.descriptions
+        assert (a.nodata is None) == (b.nodata is None)
+        if b.nodata is not None:
+            assert (np.isnan(a.nodata) and np.isnan(b.nodata)) or a.nodata == b.nodata
+        assert a.crs.to_epsg() == b.crs.to_epsg() == 4326
+        assert a.transform.a == pytest.approx(b.transform.a, rel=1e-9)
+        assert a.transform.e == pytest.approx(b.transform.e, rel=1e-9)
+        assert a.tags()["AREA_OR_POINT"] == b.tags()["AREA_OR_POINT"]
+        assert a.tags()["OVR_RESAMPLING_ALG"] == b.tags()["OVR_RESAMPLING_ALG"]
+        arr = a.read()
+    if mine == "LabelHand":
+        assert set(np.unique(arr)) <= {-1, 0, 1}
+    if mine == "S2Hand":
+        assert arr.min() >= 1 and arr.max() < 20000
+
+
+def test_weak_layers_and_truth_conventions(sim):
+    for layer in ("S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater"):
+        d = layout.layer_dir(sim, layer) if layer != "SimTruthWater" else layout.truth_dir(sim, layer, "weak")
+        for f in sorted(d.glob("*.tif")):
+            with rasterio.open(f) as ds:
+                assert ds.dtypes == ("int16",) and ds.nodata is None
+                assert set(np.unique(ds.read())) <= {-1, 0, 1}
+
+
+def test_real_reader_loads_output_unchanged_and_truth_is_not_a_label(sim):
+    from floodnb.data.catalog import build_catalog
+    from floodnb.data.io import load_chip
+
+    cat = build_catalog(sim)
+    assert len(cat) == 18
+    assert cat.groupby("group").size().to_dict() == {"hand": 12, "weak": 6}
+    assert set(cat.split) <= {"train", "valid", "test", "bolivia", "weak"} and (cat.split == "bolivia").sum() >= 1
+    assert all("SimTruth" not in str(p) for p in cat.label_path.dropna())
+    assert all("SimTruthWater" in str(p) for p in cat.truth_water_path)
+    hand = cat[cat.group == "hand"].iloc[0]
+    ds = load_chip(hand)
+    assert {"s1", "s2", "label", "s1_otsu", "jrc"} <= set(ds.data_vars)
+    assert "truth_water" not in ds and "truth_class" not in ds
+    assert ds["s1"].shape == (2, 64, 64) and ds["s2"].shape == (13, 64, 64)
+    assert float(ds["s2"].max()) < 2.0  # reflectance, not DN
+    dt = load_chip(cat[cat.group == "weak"].iloc[0], with_truth=True)
+    assert {"s1", "s2", "s1_otsu", "s2_index", "truth_water", "truth_class"} <= set(dt.data_vars)
+    assert "label" not in dt
+    assert np.isfinite(hand["vh_thresh"])
+
+
+def test_refuses_to_overwrite_foreign_or_existing_data(tmp_path, sim):
+    foreign = tmp_path / "foreign"
+    (foreign / "v1.1" / "data").mkdir(parents=True)
+    (foreign / "v1.1" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not simulate"):
+        simulate_dataset(foreign, n_hand=2, n_weak=0, size=32, workers=1, overwrite=True, progress=False)
+    assert (foreign / "v1.1" / "keep.txt").read_text() == "mine"
+    with pytest.raises(FileExistsError, match="already holds"):
+        simulate_dataset(sim, n_hand=2, n_weak=0, size=32, workers=1, progress=False)
+    with pytest.raises(ValueError, match="size must be"):
+        SimConfig(size=50)
+    with pytest.raises(ValueError, match="wind_rate"):
+        SimConfig(wind_rate=1.5)
+
+
+def test_cli_and_realism_report(tmp_path):
+    from floodnb.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["simulate", str(out), "--hand", "5", "--weak", "2", "--size", "32", "--workers", "1",
+                 "--report", "--real-root", str(REAL)]) == 0
+    rep = out / "realism"
+    for name in ("realism_report.png", "realism_report.md", "realism_s1_stats.csv", "realism_weak_labels.csv",
+                 "realism_s2_means.csv"):
+        assert (rep / name).stat().st_size > 100
+    md = (rep / "realism_report.md").read_text()
+    assert "real_chip_otsu_water_iou_vs_hand: 0.209" in md  # measured on the 7 real chips with S1
+    assert "simulated" in (rep / "realism_s1_stats.csv").read_text() and "real" in (rep / "realism_s1_stats.csv").read_text()
