@@ -7,7 +7,7 @@ files *in place* (nothing is copied), emulates the GCS JSON listing API at
 base64 ``md5Hash``; small pages so paging is exercised), honours ``Range: bytes=a-`` / ``a-b``
 with 206 + ``Content-Range`` (416 past the end), sends ``x-goog-hash: crc32c=...,md5=...`` like
 GCS, and can inject faults per object: the first N requests answer a status (503, 429, ...), the
-first N bodies stop after K bytes and drop the connection, a wrong MD5 in the listing or header,
+first N bodies stop after K bytes and drop the connection, a slow body, a wrong MD5 in the listing or header,
 Range ignored, 404. Every request is logged (method, path, Range header, status).
 
 Use as a context manager (the fixture's ``with`` ends it; the serving thread is a daemon)::
@@ -26,6 +26,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +85,7 @@ class Faults:
     ignore_range: bool = False
     md5_header: bool = True
     retry_after: str | None = None  # Retry-After value sent with injected failures
+    throttle: dict[str, float] = field(default_factory=dict)  # name -> seconds per 64 KiB of body
 
 
 @dataclass(frozen=True)
@@ -165,15 +167,26 @@ class BucketServer:
     # -- handling ----------------------------------------------------------------------------
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str],
-              head: bool) -> None:
+              head: bool, *, delay: float = 0.0) -> None:
         self._record(h, status)
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
-        if not head:
+        if head:
+            return
+        if not delay:
             h.wfile.write(body)
+            return
+        for i in range(0, len(body), 65536):  # a slow link: lets a test kill the client mid-file
+            try:
+                h.wfile.write(body[i : i + 65536])
+                h.wfile.flush()
+            except OSError:  # client went away
+                h.close_connection = True
+                return
+            time.sleep(delay)
 
     def _handle(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
         url = urlsplit(h.path)
@@ -226,7 +239,7 @@ class BucketServer:
                 except OSError:
                     pass
                 return None
-        return self._send(h, status, body, headers, head)
+        return self._send(h, status, body, headers, head, delay=f.throttle.get(name, 0.0))
 
     def _listing(self, h: BaseHTTPRequestHandler, bucket: str, query: dict[str, list[str]], head: bool) -> None:
         files = self.buckets.get(bucket)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +162,52 @@ def test_interrupted_download_resumes_with_range(tmp_path):
         assert no_part_files(out)
 
 
+def test_killed_process_is_resumed_by_the_next_run(tmp_path):
+    """SIGKILL a real ``floodnb download`` mid-file; the next run continues the .part with Range."""
+    buckets = make_buckets(tmp_path, chips=["Ghana_53713"], weak=False)
+    out = tmp_path / "out"
+    dest = dest_of(out, BIG)
+    part = dest.with_name(dest.name + dl.PART_SUFFIX)
+    faults = Faults(throttle={BIG: 0.05})  # ~1.3 MB/s: the 1.7 MB file takes > 1 s
+    with BucketServer(buckets, faults=faults) as srv:
+        cmd = [sys.executable, "-m", "floodnb.cli", "download", str(out), "--splits", "test",
+               "--base-url", srv.base_url("sen1floods11"), "--listing-url", srv.listing_url("sen1floods11"),
+               "--workers", "1", "--no-progress"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not (part.exists() and part.stat().st_size >= 3 * 65536):
+                assert proc.poll() is None, "download finished before it could be killed"
+                assert time.monotonic() < deadline, "no .part appeared"
+                time.sleep(0.02)
+            proc.kill()
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert not dest.exists()  # never a truncated file under the final name
+        kept = part.stat().st_size
+        faults.throttle.clear()
+        report = dl.download(out, splits=("test",), **urls(srv), **FAST)
+        assert report.ok and dest in report.resumed
+        assert srv.requests_for(BIG)[-1].range == f"bytes={kept}-"
+    assert sha256(dest) == sha256(buckets["sen1floods11"][BIG])
+    assert no_part_files(out)
+
+
+def test_stale_part_with_wrong_bytes_is_redone_from_scratch(tmp_path):
+    buckets = make_buckets(tmp_path, chips=["Ghana_53713"], weak=False)
+    out = tmp_path / "out"
+    dest = dest_of(out, BIG)
+    dest.parent.mkdir(parents=True)
+    dest.with_name(dest.name + dl.PART_SUFFIX).write_bytes(b"\x00" * 100_000)  # not the object's bytes
+    with BucketServer(buckets) as srv:
+        report = dl.download(out, splits=("test",), **urls(srv), **FAST)
+        assert report.ok and dest in report.downloaded and report.resumed == ()
+        assert [r.range for r in srv.requests_for(BIG)] == ["bytes=100000-", None]  # MD5 failed -> clean retry
+    assert sha256(dest) == sha256(buckets["sen1floods11"][BIG]) and no_part_files(out)
+
+
 def test_connection_drops_are_retried_by_resuming_within_one_run(tmp_path):
     buckets = make_buckets(tmp_path, chips=["Ghana_53713"], weak=False)
     faults = Faults(drop_after={BIG: (2, 300_000)})
@@ -289,6 +338,11 @@ def test_bad_arguments_name_the_argument(tmp_path):
         dl.plan(tmp_path, base_url="ftp://example.org/x")
     with pytest.raises(ValueError, match="workers"):
         dl.download(tmp_path, workers=0)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        dl.plan(tmp_path / "afile")
+    with pytest.raises(ValueError, match="line 2"):
+        dl._chips_from_split_csv("Ghana_1_S1Hand.tif,Ghana_1_LabelHand.tif\r\n../../x_S1Hand.tif,y\r\n", "t.csv")
 
 
 def test_cli_exit_codes_and_dry_run(tmp_path, capsys):

@@ -37,6 +37,7 @@ import base64
 import email.utils
 import hashlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -85,7 +86,8 @@ PART_SUFFIX = ".part"
 _CHUNK = 1 << 16  # 64 KiB: a dropped connection loses at most this much of the .part
 _MAX_BACKOFF_S = 60.0
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
-_GROUP_DIR = {"hand": "HandLabeled", "weak": "WeaklyLabeled"}
+#: ``<Event>_<id>`` (events like ``Sri-Lanka``); anything else (paths, dots) is refused.
+_CHIP_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*_[A-Za-z0-9]+$")
 
 
 class FileTask(NamedTuple):
@@ -354,7 +356,7 @@ def _chips_from_split_csv(text: str, source: str) -> list[str]:
         if not first.lower().endswith(".tif") or "_" not in first:
             raise ValueError(f"split CSV {source} line {lineno}: expected '<chip>_S1Hand.tif,...', got {line!r}")
         chip = first.rsplit("_", 1)[0]
-        if "_" not in chip:
+        if not _CHIP_RE.match(chip):
             raise ValueError(f"split CSV {source} line {lineno}: {first!r} names no '<Event>_<id>' chip")
         chips.append(chip)
     return chips
@@ -397,6 +399,8 @@ def plan(
     ``include_v10_s2``. Raises ValueError naming a bad argument.
     """
     out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise ValueError(f"out_root {str(out_root)!r} exists and is not a folder")
     splits = _tuple_of_str(splits, "splits")
     layers = _tuple_of_str(layers, "layers")
     weak_layers = _tuple_of_str(weak_layers, "weak_layers")
@@ -443,7 +447,9 @@ def plan(
                 return list_objects(prefix, listing_url=url, session=session, retries=retries,
                                     timeout=timeout, backoff=backoff)
             except RuntimeError as exc:
-                failed.append(Failure(f"{url}?prefix={prefix}", None, str(exc)))
+                failed.append(Failure(f"{url}?prefix={prefix}", None,
+                                      f"{exc} (files under this prefix are fetched without listing sizes/MD5s; "
+                                      "weak chips under it are not found)"))
                 return None
 
         def add(rel: Path, index: dict[str, tuple[int, str | None]] | None, *, base: str = base_url,
@@ -498,7 +504,7 @@ def plan(
                 suffix = "_" + lay.chip_file_name("X", layer).split("_", 1)[1]  # "_<Layer>.tif"
                 for name in index:
                     base = name.rsplit("/", 1)[-1]
-                    if base.endswith(suffix) and len(base) > len(suffix):
+                    if base.endswith(suffix) and _CHIP_RE.match(base[: -len(suffix)]):
                         found[(base[: -len(suffix)], layer)] = name
             weak_chips = sorted({c for c, _ in found if keep_event(c)})
             if max_weak_chips is not None:
@@ -516,7 +522,7 @@ def plan(
                 if not stem.lower().endswith((".tif", ".tiff")):
                     continue
                 parts = stem.rsplit(".", 1)[0].split("_")
-                if len(parts) >= 2 and parts[1]:
+                if len(parts) >= 2 and _CHIP_RE.match(f"{parts[0]}_{parts[1]}"):
                     s2_by_chip.setdefault(f"{parts[0]}_{parts[1]}", name)
             if weak_chips is not None:
                 s2_chips = [c for c in weak_chips if c in s2_by_chip]
