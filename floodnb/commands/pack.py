@@ -36,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
         return roles
 
     roles, require = roles_arg(args.roles, "--roles"), roles_arg(args.require, "--require")
+    from pathlib import Path
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"{args.out!r} already exists; pass --overwrite to replace it (only once the new store "
+                         "is complete)")
     catalog = build_catalog(args.root)
     if args.split:
         catalog = catalog[catalog["split"].isin([s.strip() for s in args.split.split(",")])]
