@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -73,16 +74,41 @@ class Normalizer:
             x = (x - np.float32(self.offset)) / np.float32(self.scale)
         return x
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Normalise ``x (C, H, W)`` (or ``(..., C, H, W)``) -> float32, NaN -> 0 after normalising."""
+    @cached_property
+    def _kc(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.affine()
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-band ``(k, c)`` float32 (C, 1, 1) with ``y = clip(x) * k + c`` (the formula, fused)."""
+        std = np.asarray(self.std, np.float64)
+        mean = np.asarray(self.mean, np.float64)
+        k = 1.0 / (self.scale * std)
+        c = -(self.offset / self.scale + mean) / std
+        return k.astype(np.float32)[:, None, None], c.astype(np.float32)[:, None, None]
+
+    def __call__(self, x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Normalise ``x (C, H, W)`` (or ``(..., C, H, W)``) -> float32, NaN/inf -> 0 after normalising.
+
+        ``inplace=True`` reuses ``x``'s memory when it is a writable float32 array (the torch
+        Dataset passes its own fresh copy); ``x`` is never modified otherwise.
+        """
         x = np.asarray(x)
         if x.ndim < 3 or x.shape[-3] != len(self.bands):
             raise ValueError(f"Normalizer {self.name!r} ({self.role}): expected (..., {len(self.bands)}, H, W) "
                              f"for bands {self.bands}, got shape {x.shape}")
-        mean = np.asarray(self.mean, np.float32)[:, None, None]
-        std = np.asarray(self.std, np.float32)[:, None, None]
-        y = (self.prescale(x) - mean) / std
-        return np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+        if inplace and x.dtype == np.float32 and x.flags.writeable:
+            y = x
+        else:
+            y = np.array(x, dtype=np.float32, copy=True)
+        if self.clip is not None:  # maximum/minimum keep NaN (and are faster than np.clip)
+            np.maximum(y, np.float32(self.clip[0]), out=y)
+            np.minimum(y, np.float32(self.clip[1]), out=y)
+        k, c = self._kc
+        y *= k
+        y += c
+        # after clipping only NaN can be non-finite; without a clip also +-inf
+        np.copyto(y, np.float32(0.0), where=np.isnan(y) if self.clip is not None else ~np.isfinite(y))
+        return y
 
     def select(self, bands: Sequence[str]) -> Normalizer:
         """The same normaliser restricted to ``bands`` (in that order)."""

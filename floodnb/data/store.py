@@ -141,6 +141,8 @@ class ChipStore:
         self.roles: tuple[str, ...] = tuple(meta["roles"])
         self.height, self.width = int(meta["height"]), int(meta["width"])
         self._arrays: dict[str, np.ndarray] = {}
+        self._has = {r: (index[f"has_{r}"].to_numpy(bool) if f"has_{r}" in index.columns
+                         else np.zeros(len(index), bool)) for r in self.roles}
 
     @classmethod
     def open(cls, path: str | Path) -> ChipStore:
@@ -197,8 +199,7 @@ class ChipStore:
         return self._arrays[role]
 
     def has(self, role: str, i: int) -> bool:
-        col = f"has_{role}"
-        return bool(col in self.index.columns and self.index.at[i, col])
+        return bool(role in self._has and self._has[role][i])
 
     def read(self, i: int, *, roles: Sequence[str] | None = None,
              window: tuple[slice, slice] | None = None) -> dict[str, np.ndarray]:

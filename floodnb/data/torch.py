@@ -175,7 +175,8 @@ class ChipDataset(torch.utils.data.Dataset):
             x = geo(arrays[role])
             ok = np.isfinite(x).all(axis=0)
             valid = ok if valid is None else valid & ok
-            sample[role] = torch.from_numpy(self.normalizers[role](x))
+            # x is this call's own array (fresh read / copy): normalise in place
+            sample[role] = torch.from_numpy(self.normalizers[role](x, inplace=True))
         assert valid is not None
         sample["valid"] = torch.from_numpy(valid)
         h, w = valid.shape
@@ -194,7 +195,7 @@ class ChipDataset(torch.utils.data.Dataset):
         if self.soft is not None:
             s = np.asarray(self.soft[r][..., win[0], win[1]], dtype=np.float32)
             sample["soft"] = torch.from_numpy(geo(s).astype(np.float32, copy=False))
-        sample["index"] = torch.tensor(r, dtype=torch.int64)
+        sample["index"] = torch.from_numpy(np.array(r, dtype=np.int64))
         sample["chip_id"] = str(self.table.at[r, "chip_id"])
         return sample
 
@@ -204,7 +205,8 @@ class ChipDataset(torch.utils.data.Dataset):
         if lab is None:
             return torch.full(hw, IGNORE_INDEX, dtype=torch.int64)
         out = lab.astype(np.int64)
-        out[lab == LABEL_NODATA] = IGNORE_INDEX
+        drop = lab == LABEL_NODATA
         if mask_input and self.ignore_invalid_input:
-            out[~valid] = IGNORE_INDEX
+            drop |= ~valid
+        np.copyto(out, IGNORE_INDEX, where=drop)
         return torch.from_numpy(out)
