@@ -123,7 +123,10 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
             t = float(threshold)
         else:
             t = thresholds[str(_attr(c, "event"))]
-        pred = np.asarray(weak.otsu_label(s1, threshold=t))
+        if t is not None and not np.isfinite(t):  # an event without a single valid VH pixel
+            pred = np.full(s1.shape[1:], -1, dtype=np.int16)
+        else:
+            pred = np.asarray(weak.otsu_label(s1, threshold=t))
         if t is None:
             vh = s1[1][np.isfinite(s1[1])]
             t = float(weak.otsu_threshold(vh)) if vh.size else float("nan")

@@ -155,6 +155,17 @@ class EpochSampler(Sampler[int]):
         return self.num_samples - self.start
 
 
+def set_epoch(data: Dataset, epoch: int) -> None:
+    """Call ``set_epoch(epoch)`` on ``data`` and on every dataset it wraps (ConcatDataset, views),
+    so epoch-seeded augmentation (``floodnb.data.torch.ChipDataset``) follows the engine's epoch."""
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(epoch)
+    for inner in (data.datasets if hasattr(data, "datasets") else []):
+        set_epoch(inner, epoch)
+    if hasattr(data, "data") and isinstance(data.data, Dataset):
+        set_epoch(data.data, epoch)
+
+
 def _rng_state() -> dict:
     np_state = np.random.get_state()
     return {
@@ -281,6 +292,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         while epoch < config.epochs:
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
+            set_epoch(train_data, epoch)
             sampler.set_start(step * config.batch_size)
             bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)

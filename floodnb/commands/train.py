@@ -1,0 +1,122 @@
+"""``floodnb train teacher|student|baseline``: thin layer over :mod:`floodnb.distill`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "train a teacher (S2 / S2+S1), a distilled S1 student or an S1 baseline"
+
+
+def _csv(s: str | None) -> tuple[str, ...] | None:
+    return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("method", choices=("teacher", "student", "baseline"))
+    p.add_argument("--data-root", help="Sen1Floods11-layout data root (catalog built from it)")
+    p.add_argument("--store", default=None, help="packed chip store (floodnb pack) instead of --data-root")
+    p.add_argument("--out-dir", required=True, help="run folder: checkpoints, metrics.json, per_chip.csv, logs")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="unet_small", help="unet_tiny | unet_small | unet (default unet_small)")
+    p.add_argument("--crop", type=int, default=None, help="random training crop in px (default: whole chips)")
+    p.add_argument("--bands", default=None, help="teacher: comma-separated S2 bands (default all 13)")
+    p.add_argument("--inputs", default="s2", help="teacher inputs: s2 or s2,s1 (default s2)")
+    p.add_argument("--metadata", action="store_true", help="teacher: FiLM conditioning on place and day of year")
+    p.add_argument("--label-conditioning", action="store_true", help="teacher: weak label as an extra input")
+    p.add_argument("--weak-role", default="s1_otsu", help="weak label layer (default s1_otsu)")
+    p.add_argument("--kind", choices=("s1_weak", "s1_hand"), default="s1_weak", help="baseline kind")
+    p.add_argument("--teacher", default=None, help="student: teacher checkpoint that labels the pool")
+    p.add_argument("--pool-split", default="weak", help="student: split of unlabelled pool chips (default weak)")
+    p.add_argument("--mode", choices=("soft", "hard"), default="soft", help="student distillation targets")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--threshold", type=float, default=0.9, help="student hard mode: confidence threshold")
+    p.add_argument("--distill-weight", type=float, default=1.0)
+    p.add_argument("--hand-repeat", type=int, default=1)
+    p.add_argument("--edge-width", type=int, default=0, help="edge weighting band width in px (0 = off)")
+    p.add_argument("--edge-weight", type=float, default=1.0, help="extra weight inside/outside water edges")
+    p.add_argument("--class-weights", default=None, help="comma-separated per-class loss weights (dry,water)")
+    p.add_argument("--reference", choices=("label", "truth"), default="label",
+                   help="score against hand labels or the simulator's true water mask")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch checkpoints")
+    p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out-dir")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from floodnb.distill import datasets as ds
+    from floodnb.distill.engine import TrainConfig
+    from floodnb.distill.runner import EdgeOption
+
+    source = ds.load_source(args.data_root, store=args.store)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    edge = EdgeOption(width=args.edge_width, inner=args.edge_weight, outer=args.edge_weight) if args.edge_width else None
+    cw = tuple(float(x) for x in _csv(args.class_weights)) if args.class_weights else None
+    reference = "truth_water" if args.reference == "truth" else "label"
+    common = dict(out_dir=args.out_dir, model=args.model, config=config, reference=reference, class_weights=cw,
+                  edge=edge, resume=not args.no_resume)
+
+    def data(split: str, inputs, *, train: bool, meta: bool = False, weak: str | None = args.weak_role):
+        return ds.split_dataset(source, split, inputs=inputs, weak=weak, with_meta=meta,
+                                crop=args.crop if train else None, augment=train, seed=args.seed)
+
+    if args.method == "teacher":
+        from floodnb.bands import S2_BANDS
+        from floodnb.distill.teacher import train_teacher
+
+        inputs = _csv(args.inputs)
+        res = train_teacher(train=data("train", inputs, train=True, meta=args.metadata),
+                            valid=data("valid", inputs, train=False, meta=args.metadata), inputs=inputs,
+                            s2_bands=_csv(args.bands) or S2_BANDS, metadata=args.metadata,
+                            label_conditioning=args.label_conditioning,
+                            evaluate_on=ds.eval_datasets(source, inputs=inputs, weak=args.weak_role,
+                                                         with_meta=args.metadata), **common)
+    elif args.method == "baseline":
+        from floodnb.distill.baselines import train_baseline
+
+        if args.bands:
+            raise ValueError("--bands applies to the teacher only (baselines use Sentinel-1 VV, VH)")
+        res = train_baseline(kind=args.kind, train=data("train", ("s1",), train=True),
+                             valid=data("valid", ("s1",), train=False),
+                             evaluate_on=ds.eval_datasets(source, inputs=("s1",), weak=args.weak_role), **common)
+    else:
+        from floodnb.data.torch import ChipDataset
+        from floodnb.distill.student import train_student
+        from floodnb.distill.teacher import label_pool
+        from floodnb.models import read_spec
+
+        pool = None
+        if args.teacher:
+            spec = read_spec(args.teacher)
+            pool_cat = ds.pool_source(source, split=args.pool_split)
+            pool_path = Path(args.out_dir) / "pool_probs.npy"
+            if pool_path.exists():
+                import numpy as np
+
+                probs = np.load(pool_path, mmap_mode="r")
+            else:
+                teacher_pool = ChipDataset(pool_cat, inputs=spec.inputs, target=None,
+                                           weak=args.weak_role if spec.label_conditioning else None,
+                                           with_meta=spec.meta_dim > 0)
+                probs = label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
+                                   progress=not args.no_progress)
+            pool = ChipDataset(pool_cat, inputs=("s1",), target=None, weak=None, soft=probs, crop=args.crop,
+                               augment=True, seed=args.seed)
+        res = train_student(hand=data("train", ("s1",), train=True, weak=None), pool=pool,
+                            valid=data("valid", ("s1",), train=False, weak=None), mode=args.mode,
+                            temperature=args.temperature, threshold=args.threshold,
+                            distill_weight=args.distill_weight, hand_repeat=args.hand_repeat,
+                            evaluate_on=ds.eval_datasets(source, inputs=("s1",), weak=None), **common)
+    print(f"{res.method}: best epoch {res.fit.best_epoch}; checkpoint {res.out_dir / 'best.safetensors'}")
+    for split, m in res.metrics["splits"].items():
+        print(f"  {split:8s} water IoU (global) {m['water_iou']:.4f}   mIoU {m['miou']:.4f}   "
+              f"precision {m['water_precision']:.4f}   recall {m['water_recall']:.4f}   ({m['chips']} chips, "
+              f"reference {res.metrics['reference']})")
+    print(json.dumps({"out_dir": str(res.out_dir), "best_epoch": res.fit.best_epoch}))
+    return 0

@@ -1,0 +1,71 @@
+"""Datasets for the training methods from a data root, catalog or packed store.
+
+Thin glue over :class:`floodnb.data.torch.ChipDataset`, used by ``floodnb train`` /
+``floodnb evaluate`` and the notebooks: :func:`load_source` opens a data root (catalog) or a
+packed store, :func:`split_dataset` makes one split's dataset and refuses an empty split by
+name, :func:`pool_source` selects the unlabelled pool (weak chips) with rows aligned to
+:func:`floodnb.distill.teacher.label_pool`'s output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+#: Splits scored after training (those with chips); "bolivia" is the held-out event.
+EVAL_SPLITS: tuple[str, ...] = ("valid", "test", "bolivia")
+
+
+def load_source(data_root: str | Path | None = None, *, store: str | Path | None = None):
+    """A catalog DataFrame of ``data_root`` or an opened :class:`~floodnb.data.store.ChipStore`."""
+    if store is not None:
+        from floodnb.data.store import ChipStore
+
+        return ChipStore.open(store)
+    if data_root is None:
+        raise ValueError("give a data root (--data-root) or a packed store (--store)")
+    from floodnb.data.catalog import build_catalog
+
+    return build_catalog(data_root)
+
+
+def _table(source) -> pd.DataFrame:
+    return source if isinstance(source, pd.DataFrame) else source.index
+
+
+def split_sizes(source) -> dict[str, int]:
+    """Chips per split of a source."""
+    return {str(k): int(v) for k, v in _table(source)["split"].value_counts().items()}
+
+
+def split_dataset(source, split: str, *, inputs: Sequence[str], normalizers: Mapping | None = None,
+                  weak: str | None = "s1_otsu", with_meta: bool = False, crop: int | None = None,
+                  augment: bool = False, seed: int = 0):
+    """``ChipDataset`` of one split; ``ValueError`` naming the split and the sizes of all splits when empty."""
+    from floodnb.data.torch import ChipDataset
+
+    sizes = split_sizes(source)
+    if split not in sizes or sizes[split] == 0:
+        raise ValueError(f"split {split!r} has no chips in this data (chips per split: {sizes})")
+    return ChipDataset(source, inputs=tuple(inputs), target="label", weak=weak, normalizers=normalizers,
+                       crop=crop, augment=augment, with_meta=with_meta, split=split, seed=seed)
+
+
+def eval_datasets(source, *, inputs: Sequence[str], normalizers: Mapping | None = None, weak: str | None = "s1_otsu",
+                  with_meta: bool = False, splits: Sequence[str] = EVAL_SPLITS) -> dict:
+    """``{split: ChipDataset}`` for the evaluation splits that have chips (no crop, no augmentation)."""
+    sizes = split_sizes(source)
+    return {s: split_dataset(source, s, inputs=inputs, normalizers=normalizers, weak=weak, with_meta=with_meta)
+            for s in splits if s in sizes and sizes[s] > 0}
+
+
+def pool_source(source, *, split: str = "weak") -> pd.DataFrame:
+    """Catalog rows of the pool split, re-indexed 0..N-1 (row i <-> ``label_pool`` row i)."""
+    if not isinstance(source, pd.DataFrame):
+        raise ValueError("the pool needs a catalog source (--data-root), not a packed store")
+    pool = source[source["split"] == split].reset_index(drop=True)
+    if len(pool) == 0:
+        raise ValueError(f"pool split {split!r} has no chips (chips per split: {split_sizes(source)})")
+    return pool
