@@ -78,15 +78,22 @@ def otsu_label(s1: np.ndarray, *, threshold: float | None = None) -> np.ndarray:
 
 
 def _check_s2(s2: np.ndarray, name: str) -> np.ndarray:
-    s2 = np.asarray(s2, dtype=np.float32)
+    """Validate shape; reject digital numbers (a cheap test on B3). Returns the array unconverted:
+    callers convert only the bands they use (``_band``)."""
+    if not hasattr(s2, "shape") or not hasattr(s2, "ndim"):
+        s2 = np.asarray(s2, dtype=np.float32)
     if s2.ndim != 3 or s2.shape[0] != len(S2_BANDS):
         raise ValueError(f"{name}: s2 must be ({len(S2_BANDS)}, H, W) reflectance in band order {S2_BANDS}, "
                          f"got shape {s2.shape}")
-    finite = s2[np.isfinite(s2)]
-    if finite.size and float(finite.max()) > 100.0:
-        raise ValueError(f"{name}: s2 looks like digital numbers (max {float(finite.max()):.0f}); "
+    green = np.asarray(s2[_B["B3"]], dtype=np.float32)
+    if green.size and np.isfinite(green).any() and float(np.nanmax(green)) > 100.0:
+        raise ValueError(f"{name}: s2 looks like digital numbers (max B3 {float(np.nanmax(green)):.0f}); "
                          "pass reflectance = DN / floodnb.bands.S2_SCALE with NaN for nodata")
     return s2
+
+
+def _band(s2: np.ndarray, name: str) -> np.ndarray:
+    return np.asarray(s2[_B[name]], dtype=np.float32)
 
 
 def _normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,7 +109,7 @@ def ndwi(s2: np.ndarray) -> np.ndarray:
     Returns float32 ``(H, W)``; NaN where an input is NaN or the denominator is 0.
     """
     s2 = _check_s2(s2, "ndwi")
-    return _normalized_difference(s2[_B["B3"]], s2[_B["B8"]])
+    return _normalized_difference(_band(s2, "B3"), _band(s2, "B8"))
 
 
 def mndwi(s2: np.ndarray) -> np.ndarray:
@@ -111,13 +118,13 @@ def mndwi(s2: np.ndarray) -> np.ndarray:
     Returns float32 ``(H, W)``; NaN where an input is NaN or the denominator is 0.
     """
     s2 = _check_s2(s2, "mndwi")
-    return _normalized_difference(s2[_B["B3"]], s2[_B["B11"]])
+    return _normalized_difference(_band(s2, "B3"), _band(s2, "B11"))
 
 
 def ndvi(s2: np.ndarray) -> np.ndarray:
     """NDVI = (B8 - B4) / (B8 + B4) (Rouse et al. 1974). ``s2`` (13, H, W) reflectance -> (H, W)."""
     s2 = _check_s2(s2, "ndvi")
-    return _normalized_difference(s2[_B["B8"]], s2[_B["B4"]])
+    return _normalized_difference(_band(s2, "B8"), _band(s2, "B4"))
 
 
 def s2_cloud_mask(s2: np.ndarray, *, blue_threshold: float = 0.2, cirrus_threshold: float = 0.012) -> np.ndarray:
@@ -132,7 +139,7 @@ def s2_cloud_mask(s2: np.ndarray, *, blue_threshold: float = 0.2, cirrus_thresho
     """
     s2 = _check_s2(s2, "s2_cloud_mask")
     with np.errstate(invalid="ignore"):
-        return (s2[_B["B2"]] > blue_threshold) | (s2[_B["B10"]] > cirrus_threshold)
+        return (_band(s2, "B2") > blue_threshold) | (_band(s2, "B10") > cirrus_threshold)
 
 
 def s2_index_label(
