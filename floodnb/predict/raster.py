@@ -38,7 +38,7 @@ from floodnb.predict.export import (
     to_cog,
 )
 from floodnb.predict.model import Predictor, resolve_predictor
-from floodnb.predict.tiles import TileGrid, iter_blended, predict_tile_row
+from floodnb.predict.tiles import RowResult, TileGrid, iter_blended, predict_tile_row
 
 #: transforms of several input files must agree to this fraction of a pixel
 _TRANSFORM_TOL = 1e-6
@@ -268,8 +268,7 @@ def predict_raster(
                 nonlocal n_forward
                 for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}",
                                    unit="tile row"):
-                    res = predict_tile_row(predictor, source.read(grid.row_starts[i], grid.tile_h), grid, i,
-                                           batch=batch)
+                    res = predict_source_row(predictor, source, grid, i, batch=batch)
                     n_forward += res.n_forward
                     yield res
 
@@ -295,6 +294,17 @@ def predict_raster(
     return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
                             crs=source.crs, transform=source.transform, n_valid=n_valid, n_water=n_water,
                             n_tiles=grid.n_tiles, n_forward=n_forward, seconds=time.perf_counter() - t0)
+
+
+def predict_source_row(predictor: Predictor, source: GeoTiffSource | ArraySource, grid: TileGrid, index: int, *,
+                       batch: int) -> RowResult:
+    """One independent task: read tile row ``index`` of ``grid`` from ``source`` and predict it.
+
+    All arguments are picklable (a :class:`GeoTiffSource` opens its files per read), so a
+    scheduler such as dask.distributed can run rows on workers and feed the results, in row
+    order, to a single :class:`~floodnb.predict.tiles.RowBlender` + writer.
+    """
+    return predict_tile_row(predictor, source.read(grid.row_starts[index], grid.tile_h), grid, index, batch=batch)
 
 
 def _progress(it, *, enabled: bool, desc: str, unit: str):
