@@ -119,7 +119,10 @@ def _ref_key(reference: str) -> str:
 def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
              plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
              progress: bool = True) -> tuple[dict, pd.DataFrame]:
-    """Evaluate a model (or a checkpoint path) on one dataset or on ``{split: dataset}``.
+    """Evaluate a model (or a checkpoint path) on one dataset, on ``{split: dataset}`` or on a catalog.
+
+    A catalog DataFrame (:func:`floodnb.data.catalog.build_catalog`) is split into its
+    valid/test/bolivia chips, read with the checkpoint's normalisers.
 
     ``model``: an ``nn.Module`` (then give ``spec`` or ``plan``) or a checkpoint path (spec read
     from it). Returns ``(metrics, per_chip)``: with a mapping, ``metrics = {split: summary}`` and
@@ -129,6 +132,15 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
         from floodnb.models import load_checkpoint
 
         model, spec = load_checkpoint(model)
+    if isinstance(datasets, pd.DataFrame):  # a catalog: every evaluation split it has, normalised as in the spec
+        if spec is None:
+            raise ValueError("evaluate on a catalog needs the checkpoint's spec (pass a checkpoint path or spec=)")
+        from floodnb.data.normalize import Normalizer
+        from floodnb.distill.datasets import eval_datasets
+
+        datasets = eval_datasets(datasets, inputs=spec.inputs, with_meta=spec.meta_dim > 0,
+                                 normalizers={r: Normalizer.from_dict(spec.normalizers[r]) for r in spec.inputs},
+                                 weak="s1_otsu" if spec.label_conditioning else None)
     if spec is not None:
         check_dataset(spec, datasets)
     if plan is None:
