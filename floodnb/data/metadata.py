@@ -127,7 +127,7 @@ def day_of_year(date: str | None) -> int | None:
     """Day of year (1..366) of an ISO date string, None for None."""
     if date is None or (isinstance(date, float) and np.isnan(date)):
         return None
-    return int(pd.Timestamp(date).dayofyear)
+    return int(pd.Timestamp(date).day_of_year)
 
 
 def meta_vector(*, date: str | None, lat: float | None, lon: float | None) -> np.ndarray:
