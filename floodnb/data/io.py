@@ -197,6 +197,16 @@ def _read_rasterio(path: str, role: str) -> tuple[np.ndarray, Grid, float | None
                             f"{_layer_name(role)} GeoTIFF (truncated or not a GeoTIFF?)") from exc
 
 
+def _resolve(row_or_paths, roles: Sequence[str] | None, *, with_truth: bool) -> tuple[dict, str, list[str]]:
+    """``(role -> path, chip name, roles to read)``; error naming the chip when nothing is left to read."""
+    paths = role_paths(row_or_paths)
+    chip = _chip_name(row_or_paths, paths)
+    sel = _select_roles(paths, roles, with_truth=with_truth, chip=chip)
+    if not sel:
+        raise ValueError(f"chip {chip}: no layer files to read")
+    return paths, chip, sel
+
+
 def read_arrays(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None = None,
                 with_truth: bool = False) -> tuple[dict[str, np.ndarray], Grid]:
     """Fast path (rasterio, no xarray): role -> converted array, plus the chip's grid.
@@ -204,11 +214,7 @@ def read_arrays(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | Non
     Same conventions, checks, errors and warnings as :func:`load_chip`; image roles are
     (C, H, W) float32, label roles (H, W) int16. Used by the torch Dataset and the store packer.
     """
-    paths = role_paths(row_or_paths)
-    chip = _chip_name(row_or_paths, paths)
-    sel = _select_roles(paths, roles, with_truth=with_truth, chip=chip)
-    if not sel:
-        raise ValueError(f"chip {chip}: no layer files to read")
+    paths, chip, sel = _resolve(row_or_paths, roles, with_truth=with_truth)
     out: dict[str, np.ndarray] = {}
     ref: tuple[Grid, str] | None = None
     for role in sel:
@@ -275,11 +281,7 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
     import rasterio
     import rioxarray
 
-    paths = role_paths(row_or_paths)
-    chip = _chip_name(row_or_paths, paths)
-    sel = _select_roles(paths, roles, with_truth=with_truth, chip=chip)
-    if not sel:
-        raise ValueError(f"chip {chip}: no layer files to read")
+    paths, chip, sel = _resolve(row_or_paths, roles, with_truth=with_truth)
     data_vars: dict[str, xr.DataArray] = {}
     ref: tuple[Grid, str, np.ndarray, np.ndarray] | None = None
     for role in sel:
