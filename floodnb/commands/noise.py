@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maps", action="store_true", help="also write per-chip noise maps (GeoTIFF) to OUT_DIR/noise_maps")
     parser.add_argument("--gallery", type=int, default=8, help="chips in the worst-chips gallery (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="score at most this many chips (catalog order)")
+    parser.add_argument("--model", default=None, metavar="CHECKPOINT",
+                        help="model (usually the S2 teacher) whose probabilities give the self-confidence score "
+                             "1 - P(weak label | x); use it on chips it was not trained on")
+    parser.add_argument("--other-model", default=None, metavar="CHECKPOINT",
+                        help="a model of the other sensor (e.g. an S1 model): with --model, adds the CromSS "
+                             "cross-sensor score (Liu et al., TGRS 2025)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +66,18 @@ def run(args: argparse.Namespace) -> int:
                          + (f" in split {args.split!r}" if args.split else ""))
     with_truth = "truth_water_path" in catalog.columns and bool(catalog["truth_water_path"].notna().any())
 
+    from floodnb.labels.model_probs import iter_catalog_with_models, load_predictor
+
+    if args.other_model and not args.model:
+        raise ValueError("--other-model is CromSS's second sensor: give --model too")
+    model, other_model = load_predictor(args.model), load_predictor(args.other_model)
+
+    def chips(cat, truth: bool):
+        return iter_catalog_with_models(cat, sources=sources, with_truth=truth, model=model,
+                                        other_model=other_model)
+
     result = stream.score_stream(
-        stream.iter_catalog(catalog, sources=sources, with_truth=with_truth), weak=weak,
+        chips(catalog, with_truth), weak=weak,
         out_dir=out_dir, write_maps=bool(args.maps), total=len(catalog))
     paths = stream.write_tables(result, out_dir)
 
@@ -76,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         rows = catalog.set_index("chip_id")
         for _, r in top.iterrows():
             sub = rows.loc[[r["chip_id"]]].reset_index()
-            chip_in = next(stream.iter_catalog(sub, sources=sources, with_truth=False))
+            chip_in = next(chips(sub, False))
             scores, _, _ = stream.score_chip(chip_in, weak=weak)
 
             img_roles = [x for x in ("s1", "s2") if isinstance(sub.iloc[0][f"{x}_path"], str)]
