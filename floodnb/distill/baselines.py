@@ -32,12 +32,14 @@ def train_baseline(*, kind: str, train: Dataset, out_dir: str | Path, valid: Dat
                    model: str = "unet_small", class_weights: Sequence[float] | None = None,
                    edge: EdgeOption | None = None, cromss: bool = False, normalizers: Mapping | None = None,
                    config: TrainConfig = TrainConfig(), evaluate_on: Mapping[str, Dataset] | None = None,
-                   reference: str = "label", resume: bool = True, step_callback=None) -> TrainedRun:
+                   reference: str = "label", resume: bool = True, step_callback=None,
+                   model_kw: Mapping | None = None) -> TrainedRun:
     """Train an S1-only model on weak (``"s1_weak"``: sample key ``weak``) or hand (``"s1_hand"``) labels.
 
     ``cromss=True`` weights the loss by ``batch["weight"]`` (CromSS pixel weights, Liu et al.
     TGRS 2025) that the training samples must carry. Validation and evaluation always score
     against ``reference`` (hand labels or simulated truth), never against the weak label.
+    ``model_kw``: architecture overrides for :func:`floodnb.models.build_model` (e.g. ``{"width": 8}``).
     """
     if kind not in BASELINE_KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {tuple(BASELINE_KINDS)}")
@@ -51,7 +53,7 @@ def train_baseline(*, kind: str, train: Dataset, out_dir: str | Path, valid: Dat
                         extra_config={"kind": kind, "cromss": cromss,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
-                        resume=resume, step_callback=step_callback)
+                        resume=resume, step_callback=step_callback, model_kw=model_kw)
 
 
 def _chips(chips) -> Iterable:

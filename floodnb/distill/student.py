@@ -41,7 +41,7 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                   hand_repeat: int = 1, class_weights: Sequence[float] | None = None, model: str = "unet_small",
                   normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
-                  resume: bool = True, step_callback=None) -> TrainedRun:
+                  resume: bool = True, step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
     """Train the S1 student on hand labels (``hand``) + teacher targets on ``pool``.
 
     ``soft``: teacher probabilities ``(N, K, H, W)`` aligned with ``pool`` (array or the ``.npy``
@@ -51,6 +51,7 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
     ``temperature``) or ``"hard"`` (confident labels, ``threshold``). ``hand_repeat`` repeats the
     hand chips in each epoch (the pool is usually much larger). Without ``pool`` the student is
     the S1-hand model.
+    ``model_kw``: architecture overrides for :func:`floodnb.models.build_model` (e.g. ``{"width": 8}``).
     """
     if hand_repeat < 1:
         raise ValueError(f"hand_repeat must be >= 1, got {hand_repeat}")
@@ -79,4 +80,4 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                                       "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
-                        resume=resume, step_callback=step_callback)
+                        resume=resume, step_callback=step_callback, model_kw=model_kw)

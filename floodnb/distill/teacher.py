@@ -56,13 +56,14 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                   normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   data_bands: Mapping[str, Sequence[str]] = DATA_BANDS, resume: bool = True,
-                  step_callback=None) -> TrainedRun:
+                  step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
     """Train the teacher on hand labels; returns the best epoch's model, spec and metrics.
 
     ``train``/``valid``/``evaluate_on``: datasets of sample dicts (``floodnb.data.torch.ChipDataset``
     with ``inputs`` including ``"s2"``, ``with_meta=True`` for ``metadata``, ``weak=...`` for
     ``label_conditioning``). ``inputs``: ``("s2",)`` or ``("s2", "s1")``. ``s2_bands``: names of
     the Sentinel-2 bands to use, in that order (subset of ``data_bands["s2"]``).
+    ``model_kw``: architecture overrides for :func:`floodnb.models.build_model` (e.g. ``{"width": 8}``).
     """
     inputs = tuple(inputs)
     if inputs not in TEACHER_INPUTS:
@@ -83,7 +84,7 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                         extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
-                        resume=resume, step_callback=step_callback)
+                        resume=resume, step_callback=step_callback, model_kw=model_kw)
 
 
 def _resolve(teacher) -> tuple[nn.Module, ModelSpec]:
