@@ -204,9 +204,8 @@ class ChipDataset(torch.utils.data.Dataset):
         """The single place where nodata becomes IGNORE_INDEX."""
         if lab is None:
             return torch.full(hw, IGNORE_INDEX, dtype=torch.int64)
-        out = lab.astype(np.int64)
-        drop = lab == LABEL_NODATA
-        if mask_input and self.ignore_invalid_input:
-            drop |= ~valid
-        np.copyto(out, IGNORE_INDEX, where=drop)
+        out = lab.astype(np.int64)  # labels are checked to be in {-1, 0, 1} on read
+        out += (lab == LABEL_NODATA) * np.int64(IGNORE_INDEX - LABEL_NODATA)  # -1 -> IGNORE_INDEX (fastest form)
+        if mask_input and self.ignore_invalid_input and not valid.all():
+            np.putmask(out, ~valid, IGNORE_INDEX)
         return torch.from_numpy(out)
