@@ -1,0 +1,332 @@
+"""The rows of the evidence experiment: what each trains or thresholds, and how it is scored.
+
+Every row returns ``{"test": summary, "bolivia": summary}`` scored against the simulator's
+true water mask (reference ``truth_water``; water IoU from a global confusion matrix,
+:mod:`floodnb.metrics`) plus its validation water IoU against *hand labels* (used to pick the
+distillation teacher and the best student, never the test split).
+
+Methods: Otsu (Bonafilia et al. 2020), S1 on weak labels (the Sen1Floods11 baseline that Garg
+et al. 2023 beat), S1 on hand labels, S2 / S2+S1 / S2+metadata teachers and soft / hard /
+edge-weighted students (Garg et al. 2023, arXiv 2302.08180; metadata only in the teacher:
+Bernhard et al., ECAI 2024), CromSS pixel selection and consistency (Liu et al., TGRS 2025).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from floodnb.experiment.config import Budget
+
+#: Splits scored for every row: the test split and the held-out event (Sen1Floods11's "bolivia").
+EVAL_SPLITS: tuple[str, ...] = ("test", "bolivia")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: a name, a group, a description and the rows it needs first."""
+
+    name: str
+    group: str
+    description: str
+    deps: tuple[str, ...] = ()
+
+
+ROWS: dict[str, Row] = {r.name: r for r in (
+    Row("otsu_chip", "baseline", "Otsu threshold on each chip's VH (no training)"),
+    Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)"),
+    Row("s1_weak", "baseline", "S1 U-Net on the pool's S1-Otsu weak labels (Sen1Floods11 weak baseline)"),
+    Row("s1_hand", "baseline", "S1 U-Net on hand labels only"),
+    Row("s2_weak", "cromss", "S2 U-Net on the same weak labels (CromSS partner sensor of s1_weak_cromss*)"),
+    Row("s1_weak_cromss", "cromss", "s1_weak + CromSS class-balanced pixel selection (ratio 1 -> 0.5)",
+        ("s2_weak",)),
+    Row("s1_weak_cromss_cons", "cromss", "s1_weak + CromSS selection + cross-sensor consistency term",
+        ("s2_weak",)),
+    Row("teacher_s2", "teacher", "S2 teacher (13 bands) on hand labels"),
+    Row("teacher_s2s1", "teacher", "S2+S1 teacher on hand labels"),
+    Row("teacher_s2_meta", "teacher", "S2 teacher + FiLM metadata (day of year, position)"),
+    Row("student_soft", "student", "S1 student: hand CE + soft KL on the teacher-labelled pool",
+        ("teacher_s2", "teacher_s2s1")),
+    Row("student_hard", "student", "S1 student: hand CE + CE on confident teacher labels",
+        ("teacher_s2", "teacher_s2s1")),
+    Row("student_soft_edge", "student", "student_soft + edge weighting", ("teacher_s2", "teacher_s2s1")),
+    Row("student_meta", "student", "student_soft distilled from the metadata teacher", ("teacher_s2_meta",)),
+    Row("student_soft_cromss", "cromss", "student_soft + CromSS selection of pool pixels",
+        ("teacher_s2", "teacher_s2s1")),
+    Row("student_soft_cons", "cromss", "student_soft + CromSS consistency weighting of pool pixels",
+        ("teacher_s2", "teacher_s2s1")),
+)}
+TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
+
+
+@dataclass
+class Context:
+    """What rows share: data (catalog + packed stores), budget, seed, finished rows' results."""
+
+    out_dir: Path
+    catalog: pd.DataFrame
+    hand: object  # ChipStore of the hand-labelled chips
+    pool: object  # ChipStore of the weak pool chips
+    budget: Budget
+    seed: int
+    progress: bool
+    results: dict[str, dict] = field(default_factory=dict)  # row -> result dict (metrics, checkpoint, ...)
+    row_dirs: dict[str, Path] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- datasets
+    def _ds(self, source, split: str | None, *, inputs, train: bool, meta: bool = False, weak=None, target="label",
+            soft=None):
+        from floodnb.data.torch import ChipDataset
+
+        return ChipDataset(source, inputs=tuple(inputs), target=target, weak=weak, with_meta=meta, soft=soft,
+                           split=split, crop=self.budget.crop if train else None, augment=train, seed=self.seed)
+
+    def hand_split(self, split: str, *, inputs=("s1",), train: bool = False, meta: bool = False):
+        from floodnb.distill.datasets import split_sizes
+
+        sizes = split_sizes(self.hand)
+        if split not in sizes or sizes[split] == 0:
+            raise ValueError(f"split {split!r} has no hand-labelled chips (chips per split: {sizes}); the experiment "
+                             f"needs train, valid, test and bolivia chips")
+        return self._ds(self.hand, split, inputs=inputs, train=train, meta=meta)
+
+    def evaluate_on(self, *, inputs=("s1",), meta: bool = False) -> dict:
+        return {s: self.hand_split(s, inputs=inputs, meta=meta) for s in EVAL_SPLITS}
+
+    def fixed(self, data, length: int | None = None):
+        from floodnb.experiment.training import FixedLength
+
+        return FixedLength(data, self.budget.samples_per_epoch if length is None else length, seed=self.seed)
+
+    def pool_ds(self, *, inputs=("s1",), weak=None, soft=None):
+        return self._ds(self.pool, None, inputs=inputs, train=True, weak=weak, target=None, soft=soft)
+
+    def config(self):
+        from floodnb.distill.engine import TrainConfig
+
+        b = self.budget
+        return TrainConfig(epochs=b.epochs, batch_size=b.batch_size, lr=b.lr, seed=self.seed,
+                           checkpoint_every=25, progress=self.progress)
+
+    @property
+    def model_kw(self) -> dict:
+        return {"width": self.budget.width}
+
+    # ---------------------------------------------------------------- teachers and pools
+    def checkpoint(self, row: str) -> Path:
+        if row not in self.results or not self.results[row]["checkpoint"]:
+            raise ValueError(f"row {row!r} has no checkpoint (did it finish?)")
+        return Path(self.results[row]["checkpoint"])
+
+    def distill_teacher(self) -> str:
+        """The teacher (teacher_s2 or teacher_s2s1) with the higher validation water IoU on hand labels."""
+        cands = [t for t in ("teacher_s2", "teacher_s2s1") if t in self.results]
+        if not cands:
+            raise ValueError("no distillation teacher finished (teacher_s2, teacher_s2s1)")
+        return max(cands, key=lambda t: (self.results[t]["valid_water_iou"], t == "teacher_s2"))
+
+    def pool_probs(self, row: str):
+        """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached)."""
+        import numpy as np
+
+        from floodnb.data.torch import ChipDataset
+        from floodnb.distill.teacher import label_pool
+        from floodnb.models import read_spec
+
+        path = self.row_dirs[row] / "pool_probs.npy"
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        ckpt = self.checkpoint(row)
+        spec = read_spec(ckpt)
+        data = ChipDataset(self.pool, inputs=tuple(spec.inputs), target=None, weak=None, with_meta=spec.meta_dim > 0)
+        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress)
+
+
+def _summaries(run) -> dict:
+    return {"splits": {s: run.metrics["splits"][s] for s in EVAL_SPLITS},
+            "valid_water_iou": float(run.fit.best_metrics["water_iou"]) if "water_iou" in run.fit.best_metrics
+            else float("nan"),
+            "checkpoint": str(run.out_dir / "best.safetensors"), "teacher": ""}
+
+
+# ---------------------------------------------------------------- row implementations
+def _otsu(ctx: Context, mode: str) -> dict:
+    from floodnb.distill.baselines import otsu_baseline
+
+    cat = ctx.catalog
+    splits = {}
+    for s in EVAL_SPLITS:
+        chips = cat[(cat["split"] == s) & cat["s1_path"].notna() & cat["truth_water_path"].notna()]
+        if len(chips) == 0:
+            raise ValueError(f"split {s!r} has no chips with S1 and truth in the catalog")
+        splits[s], _ = otsu_baseline(chips, mode=mode, reference="truth_water", split=s)
+    val = cat[(cat["split"] == "valid") & cat["s1_path"].notna() & cat["label_path"].notna()]
+    vm, _ = otsu_baseline(val, mode=mode, reference="label", split="valid")
+    return {"splits": splits, "valid_water_iou": float(vm["water_iou"]), "checkpoint": "", "teacher": ""}
+
+
+def _baseline(ctx: Context, out: Path, kind: str) -> dict:
+    from floodnb.distill.baselines import train_baseline
+
+    train = ctx.fixed(ctx.pool_ds(weak="s1_otsu")) if kind == "s1_weak" else ctx.fixed(
+        ctx.hand_split("train", train=True))
+    run = train_baseline(kind=kind, train=train, valid=ctx.hand_split("valid"), out_dir=out, model=ctx.budget.model,
+                         config=ctx.config(), evaluate_on=ctx.evaluate_on(), reference="truth_water",
+                         model_kw=ctx.model_kw)
+    return _summaries(run)
+
+
+def _s2_weak(ctx: Context, out: Path) -> dict:
+    from floodnb.bands import S2_BANDS
+    from floodnb.distill.evaluate import InputPlan
+    from floodnb.distill.runner import SupervisedObjective, normalizer_dicts, train_method
+
+    plan = InputPlan(inputs=("s2",))
+    train = ctx.fixed(ctx.pool_ds(inputs=("s2",), weak="s1_otsu"))
+    run = train_method(method="s2_weak", model_name=ctx.budget.model, plan=plan, bands={"s2": S2_BANDS},
+                       normalizers=normalizer_dicts(None, ("s2",), train),
+                       objective=SupervisedObjective(plan=plan, target="weak"), train=train,
+                       valid=ctx.hand_split("valid", inputs=("s2",)), out_dir=out, config=ctx.config(),
+                       evaluate_on=ctx.evaluate_on(inputs=("s2",)), reference="truth_water",
+                       extra_config={"kind": "s2_weak", "role": "CromSS partner sensor"}, model_kw=ctx.model_kw)
+    return _summaries(run)
+
+
+def _s1_weak_cromss(ctx: Context, out: Path, consistency: bool) -> dict:
+    from floodnb.bands import S1_BANDS
+    from floodnb.distill.evaluate import InputPlan
+    from floodnb.distill.runner import normalizer_dicts, train_method
+    from floodnb.experiment.training import CromssSupervisedObjective, WithRatio
+
+    b = ctx.budget
+    plan = InputPlan(inputs=("s1",))
+    base = ctx.fixed(ctx.pool_ds(weak="s1_otsu", soft=ctx.pool_probs("s2_weak")))
+    train = WithRatio(base, epochs=b.epochs, end=b.cromss_end_ratio)
+    obj = CromssSupervisedObjective(plan=plan, target="weak", select=True,
+                                    consistency=b.consistency_weight if consistency else 0.0)
+    run = train_method(method="s1_weak_cromss" + ("_cons" if consistency else ""), model_name=b.model, plan=plan,
+                       bands={"s1": S1_BANDS}, normalizers=normalizer_dicts(None, ("s1",), base), objective=obj,
+                       train=train, valid=ctx.hand_split("valid"), out_dir=out, config=ctx.config(),
+                       evaluate_on=ctx.evaluate_on(), reference="truth_water",
+                       extra_config={"kind": "s1_weak", "cromss": {"select": True, "end_ratio": b.cromss_end_ratio,
+                                                                    "consistency": obj.consistency,
+                                                                    "partner": "s2_weak"}},
+                       model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = "s2_weak (partner)"
+    return res
+
+
+def _teacher(ctx: Context, out: Path, inputs: tuple[str, ...], meta: bool) -> dict:
+    from floodnb.distill.teacher import train_teacher
+
+    train = ctx.fixed(ctx.hand_split("train", inputs=inputs, train=True, meta=meta))
+    run = train_teacher(train=train, valid=ctx.hand_split("valid", inputs=inputs, meta=meta), out_dir=out,
+                        inputs=inputs, model=ctx.budget.model, metadata=meta, config=ctx.config(),
+                        evaluate_on=ctx.evaluate_on(inputs=inputs, meta=meta), reference="truth_water",
+                        model_kw=ctx.model_kw)
+    return _summaries(run)
+
+
+def _student_parts(ctx: Context, teacher: str):
+    n = ctx.budget.samples_per_epoch
+    n_hand = max(1, round(ctx.budget.hand_fraction * n))
+    hand = ctx.fixed(ctx.hand_split("train", train=True), n_hand)
+    pool = ctx.fixed(ctx.pool_ds(soft=ctx.pool_probs(teacher)), n - n_hand)
+    return hand, pool
+
+
+def _student(ctx: Context, out: Path, *, mode: str, edge: bool = False, teacher: str | None = None) -> dict:
+    from floodnb.distill.runner import EdgeOption
+    from floodnb.distill.student import train_student
+
+    b = ctx.budget
+    teacher = teacher or ctx.distill_teacher()
+    hand, pool = _student_parts(ctx, teacher)
+    run = train_student(hand=hand, pool=pool, valid=ctx.hand_split("valid"), mode=mode, temperature=b.temperature,
+                        threshold=b.threshold, hand_repeat=1, out_dir=out, model=b.model,
+                        edge=EdgeOption(width=b.edge_width, inner=b.edge_weight, outer=b.edge_weight) if edge else None,
+                        config=ctx.config(), evaluate_on=ctx.evaluate_on(), reference="truth_water",
+                        model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = teacher
+    return res
+
+
+def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
+    from torch.utils.data import ConcatDataset
+
+    from floodnb.bands import S1_BANDS
+    from floodnb.distill.evaluate import InputPlan
+    from floodnb.distill.inputs import SelectKeys
+    from floodnb.distill.runner import normalizer_dicts, train_method
+    from floodnb.distill.student import STUDENT_KEYS
+    from floodnb.experiment.training import CromssDistillObjective, WithRatio
+
+    b = ctx.budget
+    teacher = ctx.distill_teacher()
+    hand, pool = _student_parts(ctx, teacher)
+    train = WithRatio(ConcatDataset([SelectKeys(hand, STUDENT_KEYS), SelectKeys(pool, STUDENT_KEYS)]),
+                      epochs=b.epochs, end=b.cromss_end_ratio)
+    plan = InputPlan(inputs=("s1",))
+    obj = CromssDistillObjective(plan=plan, temperature=b.temperature, select=select, consistency=not select)
+    run = train_method(method="student_soft_cromss" if select else "student_soft_cons", model_name=b.model, plan=plan,
+                       bands={"s1": S1_BANDS}, normalizers=normalizer_dicts(None, ("s1",), hand), objective=obj,
+                       train=train, valid=ctx.hand_split("valid"), out_dir=out, config=ctx.config(),
+                       evaluate_on=ctx.evaluate_on(), reference="truth_water",
+                       extra_config={"mode": "soft", "temperature": b.temperature, "teacher": teacher,
+                                     "cromss": {"select": select, "consistency": not select,
+                                                "end_ratio": b.cromss_end_ratio}},
+                       model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = teacher
+    return res
+
+
+RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
+    "otsu_chip": lambda ctx, out: _otsu(ctx, "chip"),
+    "otsu_event": lambda ctx, out: _otsu(ctx, "event"),
+    "s1_weak": lambda ctx, out: _baseline(ctx, out, "s1_weak"),
+    "s1_hand": lambda ctx, out: _baseline(ctx, out, "s1_hand"),
+    "s2_weak": _s2_weak,
+    "s1_weak_cromss": lambda ctx, out: _s1_weak_cromss(ctx, out, False),
+    "s1_weak_cromss_cons": lambda ctx, out: _s1_weak_cromss(ctx, out, True),
+    "teacher_s2": lambda ctx, out: _teacher(ctx, out, ("s2",), False),
+    "teacher_s2s1": lambda ctx, out: _teacher(ctx, out, ("s2", "s1"), False),
+    "teacher_s2_meta": lambda ctx, out: _teacher(ctx, out, ("s2",), True),
+    "student_soft": lambda ctx, out: _student(ctx, out, mode="soft"),
+    "student_hard": lambda ctx, out: _student(ctx, out, mode="hard"),
+    "student_soft_edge": lambda ctx, out: _student(ctx, out, mode="soft", edge=True),
+    "student_meta": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta"),
+    "student_soft_cromss": lambda ctx, out: _student_cromss(ctx, out, select=True),
+    "student_soft_cons": lambda ctx, out: _student_cromss(ctx, out, select=False),
+}
+assert set(RUNNERS) == set(ROWS)
+
+
+def resolve_rows(rows) -> list[str]:
+    """Requested rows plus their dependencies, in execution order; unknown names raise ``ValueError``."""
+    if rows is None:
+        return list(ROWS)
+    if isinstance(rows, str):
+        rows = [r.strip() for r in rows.split(",") if r.strip()]
+    rows = list(rows)
+    if not rows:
+        raise ValueError(f"rows is empty; expected names from {list(ROWS)}")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown experiment rows {unknown}; expected names from {list(ROWS)}")
+    need: set[str] = set()
+
+    def add(r: str) -> None:
+        if r not in need:
+            need.add(r)
+            for d in ROWS[r].deps:
+                add(d)
+
+    for r in rows:
+        add(r)
+    return [r for r in ROWS if r in need]
