@@ -1,4 +1,10 @@
-"""``floodnb train teacher|student|baseline``: thin layer over :mod:`floodnb.distill`."""
+"""``floodnb train teacher|student|baseline``: thin layer over :mod:`floodnb.distill`.
+
+Data-parallel training (:mod:`floodnb.distill.ddp`): ``--nproc N`` spawns N processes on this
+machine (gloo on CPU, one GPU each with ``--device cuda``); under ``torchrun`` (``WORLD_SIZE``
+set) the command joins the group torchrun describes. ``--batch-size`` is the global batch.
+Rank 0 labels the student's pool, evaluates, writes every file and prints the results.
+"""
 
 from __future__ import annotations
 
@@ -44,18 +50,77 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch checkpoints")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out-dir")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes to spawn on this machine (gloo on CPU, NCCL with --device cuda); "
+                        "--batch-size is the global batch and must be divisible by it. For several machines use "
+                        "torchrun -m floodnb train ... instead")
+    p.add_argument("--device", default="auto",
+                   help="cpu | cuda | auto (cuda when available); under data-parallel training cuda means "
+                        "cuda:LOCAL_RANK of each process")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or auto")
+    return name
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1:
+        if "WORLD_SIZE" in os.environ:
+            raise ValueError("--nproc spawns its own processes; under torchrun (WORLD_SIZE is set) leave --nproc out")
+        if args.batch_size % args.nproc:
+            raise ValueError(f"--batch-size {args.batch_size} is the global batch and must be divisible by "
+                             f"--nproc {args.nproc}")
+        from torch.multiprocessing import ProcessExitedException
+
+        from floodnb.distill.ddp import launch
+
+        try:
+            launch(_rank_main, (args,), nproc=args.nproc, device=_device(args.device))
+        except ProcessExitedException as exc:  # a rank exited with an error code (its message is printed)
+            return int(exc.exit_code) if exc.exit_code and exc.exit_code > 0 else 1
+        return 0
+    return _train(args)
+
+
+def _rank_main(args: argparse.Namespace) -> None:
+    """One process of ``--nproc N``: train; a user error exits with code 2 after rank 0 printed it."""
+    import sys
+
+    from floodnb.distill.ddp import rank_world
+
+    try:
+        rc = _train(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        if rank_world()[0] == 0:
+            print(f"floodnb train: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if rc:
+        sys.exit(rc)
+
+
+def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from floodnb.distill import datasets as ds
+    from floodnb.distill import ddp
     from floodnb.distill.engine import TrainConfig
     from floodnb.distill.runner import EdgeOption
 
+    device = _device(args.device)
+    rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
     source = ds.load_source(args.data_root, store=args.store)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device)
     edge = EdgeOption(width=args.edge_width, inner=args.edge_weight, outer=args.edge_weight) if args.edge_width else None
     cw = tuple(float(x) for x in _csv(args.class_weights)) if args.class_weights else None
     reference = "truth_water" if args.reference == "truth" else "label"
@@ -96,16 +161,21 @@ def run(args: argparse.Namespace) -> int:
             spec = read_spec(args.teacher)
             pool_cat = ds.pool_source(source, split=args.pool_split)
             pool_path = Path(args.out_dir) / "pool_probs.npy"
-            if pool_path.exists():
+            if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
                 import numpy as np
 
                 probs = np.load(pool_path, mmap_mode="r")
             else:
-                teacher_pool = ChipDataset(pool_cat, inputs=spec.inputs, target=None,
-                                           weak=args.weak_role if spec.label_conditioning else None,
-                                           with_meta=spec.meta_dim > 0)
-                probs = label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
-                                   progress=not args.no_progress)
+                if rank == 0:
+                    teacher_pool = ChipDataset(pool_cat, inputs=spec.inputs, target=None,
+                                               weak=args.weak_role if spec.label_conditioning else None,
+                                               with_meta=spec.meta_dim > 0)
+                    label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
+                               device=device, progress=not args.no_progress)
+                ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
+                import numpy as np
+
+                probs = np.load(pool_path, mmap_mode="r")
             pool = ChipDataset(pool_cat, inputs=("s1",), target=None, weak=None, soft=probs, crop=args.crop,
                                augment=True, seed=args.seed)
         res = train_student(hand=data("train", ("s1",), train=True, weak=None), pool=pool,
@@ -113,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
                             temperature=args.temperature, threshold=args.threshold,
                             distill_weight=args.distill_weight, hand_repeat=args.hand_repeat,
                             evaluate_on=ds.eval_datasets(source, inputs=("s1",), weak=None), **common)
+    if rank != 0:
+        return 0
     print(f"{res.method}: best epoch {res.fit.best_epoch}; checkpoint {res.out_dir / 'best.safetensors'}")
     for split, m in res.metrics["splits"].items():
         print(f"  {split:8s} water IoU (global) {m['water_iou']:.4f}   mIoU {m['miou']:.4f}   "

@@ -21,10 +21,23 @@ the final weights equal those of an uninterrupted run (tested). The sample order
 of ``(seed, epoch)`` only (:class:`EpochSampler`), so resuming just skips the batches already
 done. A run whose configuration differs from the stored one is refused.
 
-Data-parallel: when ``torch.distributed`` is initialised (e.g. launched with ``torchrun``), the
-model is wrapped in ``DistributedDataParallel``, :class:`EpochSampler` shards each epoch's
-permutation across ranks exactly like ``torch.utils.data.DistributedSampler``, ``batch_size``
-is per process, and only rank 0 writes files, evaluates and shows progress.
+Data-parallel (:mod:`floodnb.distill.ddp`): when ``torch.distributed`` is initialised, or the
+process was started by ``torchrun`` (``WORLD_SIZE`` > 1; the group is then initialised here:
+NCCL and ``cuda:LOCAL_RANK`` for ``device="cuda"``, gloo on CPU), the model is wrapped in
+``DistributedDataParallel`` and :class:`EpochSampler` shards each epoch's permutation across
+ranks exactly like ``torch.utils.data.DistributedSampler``. ``batch_size`` is the *global*
+batch: each of the ``W`` processes takes ``batch_size / W`` samples per step (it must divide),
+and the union of the ranks' samples of step ``k`` is the 1-process batch ``k`` whenever the
+dataset size is a multiple of ``batch_size`` (otherwise the last step is padded by wrapping,
+as ``DistributedSampler`` does). The logged loss is the mean over ranks (every rank logs the
+same value). Rank 0 alone writes files (checkpoints, logs, metrics), runs ``validate`` and
+shows progress; the others wait at a barrier after each write. On resume rank 0 reads
+``last.pt`` and broadcasts it, so every rank starts from identical state even without a shared
+file system. DDP averages the per-rank mean losses' gradients: this equals the gradient of the
+global-batch mean when every rank's share has the same loss weight (same count of labelled
+pixels), as with whole labelled chips; chips with different no-data areas give slightly
+different (equally valid) averaging. BatchNorm models get ``SyncBatchNorm`` on CUDA
+(``sync_batchnorm``); GroupNorm (floodnb's default) needs nothing.
 
 A non-finite loss raises :class:`NonFiniteLossError` naming the batch's chips.
 """
@@ -46,6 +59,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from floodnb.distill import ddp
 from floodnb.distill.inputs import chip_ids, collate, to_device
 from floodnb.models.checkpoint import SPEC_KEY, ModelSpec, atomic_path, atomic_write_text, save_checkpoint
 
@@ -64,7 +78,7 @@ class TrainConfig:
     """Optimisation settings of one run (stored in checkpoints and ``config.json``)."""
 
     epochs: int = 10
-    batch_size: int = 8
+    batch_size: int = 8  # global batch: split evenly over the processes of data-parallel training
     lr: float = 1e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -73,7 +87,8 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps between mid-epoch checkpoints, 0 = epoch ends only
     num_workers: int = 0
     progress: bool = True
-    device: str = "cpu"
+    device: str = "cpu"  # "cuda" = cuda:LOCAL_RANK of each process under data-parallel training
+    sync_batchnorm: bool = True  # data-parallel on CUDA: BatchNorm -> SyncBatchNorm
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -97,23 +112,15 @@ class FitResult:
     best_metrics: dict = field(default_factory=dict)
     best_epoch: int | None = None
     resumed_from: tuple[int, int] | None = None  # (epoch, step in epoch) of the checkpoint resumed
-    losses: list[float] = field(default_factory=list)  # per-step losses of this call (rank 0)
+    losses: list[float] = field(default_factory=list)  # per-step losses of this call (mean over ranks)
 
 
 def dist_info() -> tuple[int, int]:
     """``(rank, world_size)`` of ``torch.distributed`` or ``(0, 1)`` when not initialised."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return ddp.rank_world()
 
 
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+_barrier = ddp.barrier
 
 
 class EpochSampler(Sampler[int]):
@@ -201,6 +208,15 @@ def _config_dict(config: TrainConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in RESUME_FREE}
 
 
+def _config_diff(stored: Mapping, config: TrainConfig) -> dict:
+    """``{field: (stored, now)}`` of the resume-relevant fields that differ; a field the stored run
+    predates counts as its default."""
+    fields = TrainConfig.__dataclass_fields__
+    now = _config_dict(config)
+    old = {k: stored[k] if k in stored else fields[k].default for k in now}
+    return {k: (old[k], now[k]) for k in now if old[k] != now[k]}
+
+
 def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: TrainConfig, out_dir: str | Path,
         spec: ModelSpec, validate: Callable[[nn.Module], dict] | None = None, select_metric: str = "water_iou",
         resume: bool = True, step_callback: Callable[..., None] | None = None) -> FitResult:
@@ -214,35 +230,37 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     With ``resume=False`` an out_dir that already holds a run is refused (nothing is overwritten).
     """
     out = Path(out_dir)
-    rank, world = dist_info()
+    rank, world = ddp.ensure_initialized(config.device)
     is_main = rank == 0
-    device = torch.device(config.device)
+    device = ddp.process_device(config.device)
     state_path = out / STATE_FILE
     if len(train_data) == 0:
         raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
-    if state_path.exists() and not resume:
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} is the global batch and must be divisible by the number "
+                         f"of data-parallel processes ({world}); choose e.g. batch_size="
+                         f"{max(world, config.batch_size - config.batch_size % world)}")
+    rank_batch = config.batch_size // world
+    # rank 0 decides and reads; every rank gets the same answer and the same state
+    has_state = ddp.broadcast_object(state_path.exists())
+    if has_state and not resume:
         raise FileExistsError(f"{out} already holds a run ({state_path.name}); pass resume=True to continue it "
                               "or choose another out_dir")
-    model = model.to(device)
+    st = ddp.broadcast_object(torch.load(state_path, map_location="cpu", weights_only=True)
+                              if has_state and is_main else None)
+    model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
     base_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model)
 
     sampler = EpochSampler(len(train_data), seed=config.seed, rank=rank, world_size=world)
-    steps_per_epoch = math.ceil(sampler.num_samples / config.batch_size)
+    steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
     opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)
     result = FitResult(out_dir=out)
     epoch, step, global_step = 0, 0, 0
     loss_sum, loss_count = 0.0, 0
     best_score = -math.inf
-    if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        stored = json.loads(st["config"])
-        now = _config_dict(config)
-        diff = {k: (stored[k] if k in stored else None, now[k]) for k in now if (stored[k] if k in stored else None) != now[k]}
+    if st is not None:
+        diff = _config_diff(json.loads(st["config"]), config)
         if diff:
             raise ValueError(f"{state_path}: cannot resume, configuration differs from the stored run "
                              f"(field: (stored, now)) {diff}; use another out_dir")
@@ -263,6 +281,8 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
         (out / "train_log.jsonl").unlink(missing_ok=True)
+    del st
+    model = ddp.wrap_model(base_model, device=device)
 
     def save_state() -> None:
         if is_main:
@@ -273,14 +293,14 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
                 "loss_count": loss_count, "history": json.dumps(result.history), "best_score": best_score,
                 "best_epoch": result.best_epoch if result.best_epoch is not None else -1,
                 "best_metrics": json.dumps(result.best_metrics, default=float),
-                "config": json.dumps(_config_dict(config)),
+                "config": json.dumps(_config_dict(config)), "world_size": world,
                 SPEC_KEY: _spec_with(spec, config, result.best_metrics).to_json(),
             }
             with atomic_path(state_path) as tmp:
                 torch.save(blob, tmp)
         _barrier()
 
-    loader = DataLoader(train_data, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+    loader = DataLoader(train_data, batch_size=rank_batch, sampler=sampler, collate_fn=collate,
                         num_workers=config.num_workers, drop_last=False,
                         # own generator: creating an iterator must not draw from the global RNG
                         generator=torch.Generator().manual_seed(config.seed))
@@ -293,31 +313,34 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
             t0 = time.perf_counter()
             sampler.set_epoch(epoch)
             set_epoch(train_data, epoch)
-            sampler.set_start(step * config.batch_size)
+            sampler.set_start(step * rank_batch)
             bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{config.epochs}",
                        disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)
             for batch in loader:
                 batch = to_device(batch, device)
                 loss, parts = objective(model, batch)
-                if not bool(torch.isfinite(loss.detach())):
+                # global mean over ranks, agreed before backward (a failing rank must not strand the others)
+                value, terms, bad = ddp.step_summary(loss, parts)
+                if bad:
+                    ids = ddp.gather_object(chip_ids(batch))
+                    where = "; ".join(f"rank {r}: {ids[r]}" for r in bad) if world > 1 else str(ids[0])
                     raise NonFiniteLossError(
-                        f"non-finite loss {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (global step "
-                        f"{global_step + 1}); terms {parts}; chips of the batch: {chip_ids(batch)}")
+                        f"non-finite loss {value} at epoch {epoch + 1}, step {step + 1} (global step "
+                        f"{global_step + 1}); terms {terms}; chips of the batch: {where}")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
                     nn.utils.clip_grad_norm_(base_model.parameters(), config.grad_clip)
                 opt.step()
                 sched.step()
-                value = float(loss.detach())
                 step += 1
                 global_step += 1
                 loss_sum += value
                 loss_count += 1
+                result.losses.append(value)
                 if is_main:
-                    result.losses.append(value)
                     log.write(json.dumps({"epoch": epoch + 1, "step": step, "global_step": global_step, "loss": value,
-                                          **{k: float(v) for k, v in parts.items()},
+                                          **terms,
                                           "lr": opt.param_groups[0]["lr"]}) + "\n")
                     log.flush()
                     bar.set_postfix(loss=f"{value:.4f}", refresh=False)

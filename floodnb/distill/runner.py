@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
-from floodnb.distill.engine import FitResult, TrainConfig, fit, seed_everything
+from floodnb.distill.engine import FitResult, TrainConfig, dist_info, fit, seed_everything
 from floodnb.distill.evaluate import InputPlan, evaluate_model
 from floodnb.distill.inputs import masked_target, valid_mask
 from floodnb.distill.losses import (
@@ -207,6 +207,11 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
                                          device=config.device)[0]) if valid is not None else None
     result = fit(model, objective, train, config=config, out_dir=out, spec=spec, validate=validate,
                  resume=resume, step_callback=step_callback)
+    if dist_info()[0] != 0:
+        # data-parallel training (floodnb.distill.ddp): rank 0 alone evaluates and writes the results;
+        # the other ranks return the final weights (identical on every rank) and no metrics
+        return TrainedRun(method=method, model=model, spec=spec, fit=result, metrics={"method": method, "splits": {}},
+                          per_chip=pd.DataFrame(), out_dir=out)
     best, spec = load_checkpoint(out / "best.safetensors")
     metrics: dict = {"method": method, "metric": "water_iou (global confusion matrix, valid pixels)",
                      "reference": reference, "best_epoch": result.best_epoch, "splits": {}}
