@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real-root", default=None, help="real Sen1Floods11 chips: report Otsu and the best student")
     p.add_argument("--readme", default=None,
                    help="README whose <!-- experiment:start --> ... <!-- experiment:end --> block gets the table")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on shared cores)")
     p.add_argument("--list-rows", action="store_true", help="print the rows and exit")
     p.add_argument("--no-progress", action="store_true")
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         budget = replace(budget, steps_per_epoch=args.steps_per_epoch)
     table = run_experiment(args.out_dir, data_root=args.data_root, sim=FAST_SIM if args.fast else DEFAULT_SIM,
                            budget=budget, seed=args.seed, rows=args.rows, real_root=args.real_root,
-                           readme=args.readme, progress=not args.no_progress,
+                           readme=args.readme, progress=not args.no_progress, threads=args.threads,
                            command="floodnb experiment " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                            if len(sys.argv) > 1 and sys.argv[1] == "experiment" else "floodnb experiment")
     cols = ["row", "status", "action", "test_water_iou", "bolivia_water_iou", "seconds"]

@@ -51,7 +51,7 @@ class Budget:
     """
 
     epochs: int = 4
-    steps_per_epoch: int = 75
+    steps_per_epoch: int = 50
     batch_size: int = 8
     crop: int = 128
     model: str = "unet_small"

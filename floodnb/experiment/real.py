@@ -22,8 +22,23 @@ def real_chip_report(real_root: str | Path, *, checkpoint: str | Path | None, mo
     """``(summary, per_chip)`` of Otsu (chip, event) and ``checkpoint`` on the hand-labelled chips of ``real_root``.
 
     ``summary``: one row per method and split ("all" = every chip) with :data:`COLUMNS`;
-    ``per_chip``: chip_id, split, method, water_iou and pixel counts.
+    ``per_chip``: chip_id, split, method, water_iou and pixel counts. Empty-chip warnings of the
+    reader (all-NaN S1, all-nodata labels) are collected into ``summary.attrs["notes"]``.
     """
+    import warnings
+
+    from floodnb.data.io import EmptyChipWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyChipWarning)
+        summary, per_chip = _report(real_root, checkpoint=checkpoint, model_row=model_row, progress=progress)
+    notes = sorted({str(w.message).split(" layer ")[0] + ": " + str(w.message).split("; ")[-1]
+                    for w in caught if issubclass(w.category, EmptyChipWarning)})
+    summary.attrs["notes"] = notes  # e.g. "chip Paraguay_34417: returned as all-NaN"
+    return summary, per_chip
+
+
+def _report(real_root, *, checkpoint, model_row: str, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     from floodnb.data.catalog import build_catalog
     from floodnb.distill.baselines import otsu_baseline
 
@@ -34,7 +49,10 @@ def real_chip_report(real_root: str | Path, *, checkpoint: str | Path | None, mo
     chips = cat[cat["s1_path"].notna() & cat["label_path"].notna()].reset_index(drop=True)
     if len(chips) == 0:
         raise ValueError(f"{root}: no chip has both S1Hand and LabelHand; nothing to evaluate")
-    groups = {"all": chips, **{str(s): g for s, g in chips.groupby("split") if len(g)}}
+    groups = {"all": chips}
+    by_split = {str(s): g for s, g in chips.groupby("split") if len(g)}
+    if len(by_split) > 1:  # per-split lines only where they differ from "all"
+        groups.update(by_split)
     rows, tables = [], []
     for mode in ("chip", "event"):
         for split, g in groups.items():

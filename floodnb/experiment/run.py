@@ -159,7 +159,7 @@ def _as_result(rec) -> dict:
 def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, sim: SimSpec = DEFAULT_SIM,
                    budget: Budget = DEFAULT_BUDGET, seed: int = 0, rows=None, real_root: str | Path | None = None,
                    readme: str | Path | None = None, progress: bool = True,
-                   command: str = "floodnb.experiment.run_experiment(...)") -> pd.DataFrame:
+                   command: str = "floodnb.experiment.run_experiment(...)", threads: int = 1) -> pd.DataFrame:
     """Run (or reuse) the experiment's rows and write results.csv/.md/.png; returns the results table.
 
     ``data_root``: a simulated Sen1Floods11-layout root with truth layers (default: simulate
@@ -167,8 +167,25 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     a comma-separated string) from :data:`floodnb.experiment.rows.ROWS`; their dependencies run
     too (default: all). ``real_root``: real Sen1Floods11 chips for the Otsu / best-student report.
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
-    ``command``: how it was started (shown in results.md). Rows that fail are recorded with their error (dependants fail too); the others still run.
+    ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
+    while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
+    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that fail are recorded with their error (dependants fail too); the others still run.
     """
+    import torch
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run(out_dir, data_root=data_root, sim=sim, budget=budget, seed=seed, rows=rows, real_root=real_root,
+                    readme=readme, progress=progress, command=command, threads=threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, real_root, readme, progress: bool,
+         command: str, threads: int) -> pd.DataFrame:
     from floodnb.data.catalog import build_catalog
     from floodnb.experiment.report import replace_readme_block, write_figure, write_markdown
 
@@ -254,7 +271,8 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
             per_chip.to_csv(tmp, index=False)
         real_note = (f"Hand-labelled chips of `{Path(real_root).name}` (S1Hand + LabelHand); reference = hand labels; "
                      + (f"model = {best['row']} (the student with the best validation water IoU on simulated hand "
-                        "labels, trained only on simulated data)." if best is not None else "no student finished."))
+                        "labels, trained only on simulated data)." if best is not None else "no student finished.")
+                     + (" Reader notes: " + "; ".join(real.attrs["notes"]) + "." if real.attrs["notes"] else ""))
     wall = time.perf_counter() - t_start
     n_chips = catalog["split"].value_counts().to_dict()
     header = {
@@ -266,7 +284,7 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
         "dataset": (f"simulated, {sim.n_hand} hand + {sim.n_weak} weak chips of {sim.size} px, seed {sim.seed}"
                     if data_root is None else f"{root}") + f" (chips per split: {n_chips})",
         "budget (every trained row)": budget.describe(),
-        "seed": str(seed),
+        "seed": f"{seed} (torch threads: {threads})",
         "selection": "best epoch by validation water IoU on hand labels; the students' teacher = the better of "
                      "teacher_s2 / teacher_s2s1 on validation",
         "wall time": f"{wall / 60:.1f} min this invocation (reused rows: wall s from their first run); load average "
