@@ -98,7 +98,7 @@ def write_figure(path: Path, results: pd.DataFrame, *, title: str) -> None:
     ax.set_ylabel("water IoU vs true mask")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
