@@ -37,8 +37,10 @@ NOTEBOOKS: tuple[str, ...] = (
     "05_evaluate",
 )
 SIMULATE_STAGE = "simulate"
-#: Simulated dataset sizes used when no data root is given.
-SIM_DEFAULT: dict[str, int] = {"sim_hand": 200, "sim_weak": 400, "sim_size": 256}
+#: Simulated dataset sizes used when no data root is given. The default run (simulate + five
+#: notebooks, unet_small on 128 px crops, :data:`floodnb.workflow.DEFAULTS` epochs) is sized to
+#: finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``).
+SIM_DEFAULT: dict[str, int] = {"sim_hand": 160, "sim_weak": 200, "sim_size": 256}
 SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
 
 
@@ -133,7 +135,10 @@ def run_pipeline(
 
     extra = dict(params or {})
     sim = {**(SIM_FAST if fast else SIM_DEFAULT), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
-    epochs = epochs if epochs is not None else (1 if fast else 8)
+    if epochs is None:
+        from floodnb.workflow import DEFAULTS
+
+        epochs = DEFAULTS[bool(fast)]["epochs"]
 
     report = RunReport(run_dir=run_dir)
     invalidated = False  # once a stage reruns, every later stage must rerun too
