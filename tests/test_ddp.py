@@ -1,9 +1,11 @@
 """Data-parallel training (floodnb.distill.ddp + engine): 2 gloo processes on 127.0.0.1 vs 1 process.
 
 Tolerances: per-step losses of 2 processes (per-rank batch 2) vs 1 process (batch 4) agree to
-``LOSS_RTOL`` relative; final weights to ``WEIGHT_ATOL`` absolute (only the summation order of
-the batch mean and of the gradient all-reduce differs). Resume of a killed 2-process run
-reproduces the uninterrupted 2-process run exactly (same arithmetic).
+``LOSS_RTOL`` relative; final weights (6 AdamW steps at lr 1e-2) to ``WEIGHT_ATOL`` absolute:
+only the summation order of the batch mean and of the gradient all-reduce differs (measured:
+1.2e-7 relative on the losses, 4.4e-6 on the weights; GroupNorm U-Net, every chip with the same
+number of labelled pixels). Resume of a SIGKILLed 2-process run reproduces the uninterrupted
+2-process run exactly (same arithmetic).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ torch.set_num_threads(1)
 PLAN = InputPlan(inputs=("s1",))
 #: 8 chips, global batch 4 -> 2 steps per epoch, 3 epochs = 6 steps
 CFG = {"epochs": 3, "batch_size": 4, "lr": 1e-2, "seed": 3, "checkpoint_every": 0, "progress": False}
-LOSS_RTOL = 1e-4
+LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-4
 TIMEOUT_S = 120
 
@@ -75,6 +77,10 @@ def _train(out, report, kill_at=None, check_refusals=False):
     finally:
         for mod in users:
             mod.atomic_path = real
+    if check_refusals:  # the finished run: rank 0 sees last.pt and every rank refuses a fresh start
+        with pytest.raises(FileExistsError, match="already holds a run"):
+            fit(model, SupervisedObjective(plan=PLAN), ToyChips(n=8), config=TrainConfig(**CFG), out_dir=out,
+                spec=_spec(model), resume=False)
     torch.save({"losses": res.losses, "weights": model.state_dict(), "writes": writes,
                 "resumed_from": res.resumed_from}, os.path.join(report, f"rank{rank}.pt"))
 
@@ -151,6 +157,20 @@ def test_cli_nproc_two(tmp_path, capfd):
     log = [json.loads(x) for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert json.loads((tmp_path / "b" / "config.json").read_text())["batch_size"] == 2
     assert [r["global_step"] for r in log] == list(range(1, len(log) + 1)) and log[-1]["epoch"] == 1
-    # the finished run is refused a second start (error raised in the ranks, printed once, code 2)
-    assert main([*args, "--out-dir", str(tmp_path / "b"), "--batch-size", "2", "--no-resume"]) == 2
-    assert capfd.readouterr().err.count("already holds a run") == 1
+
+
+def test_single_process_helpers(monkeypatch):
+    from floodnb.distill import ddp
+
+    for k in ddp.ENV_KEYS:
+        monkeypatch.delenv(k, raising=False)
+    assert ddp.rank_world() == (0, 1) and ddp.ensure_initialized("cpu") == (0, 1)
+    assert ddp.backend_for("cpu") == "gloo" and ddp.backend_for("cuda:1") == "nccl"
+    assert ddp.broadcast_object({"a": 1}) == {"a": 1} and ddp.gather_object(3) == [3]
+    loss, terms, bad = ddp.step_summary(torch.tensor(0.5), {"ce": torch.tensor(0.25)})
+    assert (loss, terms, bad) == (0.5, {"ce": 0.25}, [])
+    assert ddp.step_summary(torch.tensor(float("nan")), {})[2] == [0]
+    with pytest.raises(ValueError, match=r"\['RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'\] are not set"):
+        ddp.init_distributed(device="cpu")
+    with pytest.raises(ValueError, match="nproc must be >= 1"):
+        launch(_train, (), nproc=0)
