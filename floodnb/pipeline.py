@@ -9,6 +9,8 @@ Each notebook receives the same parameters (``data_root``, ``run_dir``, ``out_di
 ``epochs``, ``fast`` and any extra ones) and writes only into its own ``out_dir =
 runs/<name>/<notebook>/``; the executed notebook is kept at ``runs/<name>/notebooks/<notebook>.ipynb``.
 ``runs/<name>/run.json`` records every stage's status, parameters hash and wall time.
+``notebooks/06_dashboard.ipynb`` is not run headless: it serves the finished run
+(``floodnb dashboard runs/<name>`` or ``panel serve notebooks/06_dashboard.ipynb``).
 
 Rerunning a run never silently redoes or skips work: a finished stage with the same parameters
 is skipped *and reported*; a failed stage is rerun (and every stage after it, since its inputs
@@ -40,7 +42,7 @@ SIMULATE_STAGE = "simulate"
 #: Simulated dataset sizes used when no data root is given. The default run (simulate + five
 #: notebooks, unet_small on 128 px crops, :data:`floodnb.workflow.DEFAULTS` epochs) is sized to
 #: finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``).
-SIM_DEFAULT: dict[str, int] = {"sim_hand": 160, "sim_weak": 200, "sim_size": 256}
+SIM_DEFAULT: dict[str, int] = {"sim_hand": 120, "sim_weak": 160, "sim_size": 256}
 SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
 
 
