@@ -7,7 +7,9 @@ Prints, measured in this one process on this machine:
 * kernel start-up overhead per notebook: the median wall time of executing an empty notebook
   through papermill (kernel start, one trivial cell, shutdown), and of a notebook holding only
   the imports cell of each pipeline notebook (what every notebook pays before its own work);
-* each stage's share spent in overhead (start-up + imports) vs its own work.
+* each stage's share spent in overhead (start-up + imports) vs its own work;
+* the CPU time (user + sys) of the whole run, a figure that other processes on a shared machine
+  do not inflate: on an idle 2-core machine the wall time lies between CPU/2 and CPU.
 
 Usage::
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,9 +74,12 @@ def main() -> int:
         cmd.append("--fast")
     print(f"machine: {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
     print("command:", " ".join(cmd))
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     total = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n")
         print(f"floodnb run FAILED after {total:.1f} s")
@@ -93,6 +99,8 @@ def main() -> int:
     print(f"\nfloodnb run{' --fast' if args.fast else ''} (default simulated dataset): total {total:.1f} s "
           f"= {total / 60:.2f} min  (target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'MISSED'}; "
           f"ratio {total / TARGET_S:.2f})")
+    print(f"CPU time of the run (user+sys, all its processes): {cpu:.1f} s = {cpu / 60:.2f} min — independent of "
+          f"other load; on an idle 2-core machine the wall time lies between {cpu / 2 / 60:.2f} and {cpu / 60:.2f} min")
     print(f"simulation sizes: {state['stages']['simulate']['params'] if 'simulate' in state['stages'] else 'given root'}; "
           f"epochs {state['params']['epochs']}")
     print(f"\n{'stage':<28}{'wall s':>8}{'start-up s':>12}{'+imports s':>12}{'own work s':>12}{'overhead %':>12}")
