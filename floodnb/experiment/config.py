@@ -50,14 +50,14 @@ class Budget:
     CromSS cross-sensor consistency term in the weak baseline.
     """
 
-    epochs: int = 4
+    epochs: int = 3
     steps_per_epoch: int = 50
     batch_size: int = 8
     crop: int = 128
     model: str = "unet_small"
     width: int = 8
     lr: float = 2e-3
-    hand_fraction: float = 0.25
+    hand_fraction: float = 0.5
     temperature: float = 2.0
     threshold: float = 0.9
     edge_width: int = 2

@@ -287,8 +287,10 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
         "seed": f"{seed} (torch threads: {threads})",
         "selection": "best epoch by validation water IoU on hand labels; the students' teacher = the better of "
                      "teacher_s2 / teacher_s2s1 on validation",
-        "wall time": f"{wall / 60:.1f} min this invocation (reused rows: wall s from their first run); load average "
-                     f"{load_start} at start, {load_average()} at end (2 shared cores)",
+        "wall time": f"{wall / 60:.1f} min this invocation (set-up, rows, report); the rows' wall s add up to "
+                     f"{table['seconds'].astype(float).sum() / 60:.1f} min (a reused row shows the time of the run "
+                     f"that computed it); load average {load_start} at start, {load_average()} at end "
+                     "(2 cores shared with other jobs: timings are noisy)",
     }
     md = write_markdown(out / "results.md", table, header=header, real=real, real_note=real_note)
     write_figure(out / "results.png", table, title=f"water IoU vs truth — {budget.describe()}")
