@@ -42,7 +42,7 @@ SIMULATE_STAGE = "simulate"
 #: Simulated dataset sizes used when no data root is given. The default run (simulate + five
 #: notebooks, unet_small on 128 px crops, :data:`floodnb.workflow.DEFAULTS` epochs) is sized to
 #: finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``).
-SIM_DEFAULT: dict[str, int] = {"sim_hand": 120, "sim_weak": 160, "sim_size": 256}
+SIM_DEFAULT: dict[str, int] = {"sim_hand": 120, "sim_weak": 120, "sim_size": 256}
 SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
 
 

@@ -30,7 +30,7 @@ from floodnb.io_utils import atomic_write_json
 RUN_DIR_ENV = "FLOODNB_RUN_DIR"
 #: Training defaults per mode: ``fast`` (tests, smoke runs on 64 px chips) and the default run.
 DEFAULTS: dict[bool, dict] = {
-    False: {"epochs": 5, "model": "unet_small", "crop": 128},
+    False: {"epochs": 4, "model": "unet_small", "crop": 128},
     True: {"epochs": 1, "model": "unet_tiny", "crop": 64},
 }
 #: File marking a finished simulation (written last by :func:`floodnb.simulate.simulate_dataset`).
