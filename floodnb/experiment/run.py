@@ -218,7 +218,8 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
 
     results_path = out / "results.csv"
     prev = _read_results(results_path)
-    records: dict[str, dict] = {str(r["row"]): r.to_dict() for _, r in prev.iterrows() if str(r["row"]) in ROWS}
+    records: dict[str, dict] = {str(r["row"]): {**r.to_dict(), "action": "earlier run"} for _, r in prev.iterrows()
+                                if str(r["row"]) in ROWS}
     failed: set[str] = set()
     for row in order:
         h = hashes[row]
