@@ -1,0 +1,600 @@
+"""Many-scene water mapping on a dask.distributed cluster, resumable.
+
+:func:`predict_scenes` maps a batch of Sentinel-1 scenes (GeoTIFF paths in dB, lists of
+single-band paths, or STAC items with ``vv``/``vh`` assets) to one class COG, one probability COG
+and one flood-polygon layer per scene, with the prediction engine of :mod:`floodnb.predict`
+(overlapping tiles blended with raised-cosine ramps, the U-Net overlap-tile strategy of
+Ronneberger et al., MICCAI 2015), so every output equals :func:`floodnb.predict.predict_raster`
+on the same scene:
+
+* one **writer task per scene** (:func:`_write_scene`) runs on a worker. It secedes from the
+  worker's thread pool (``worker_client``), submits the scene's **tile-row tasks**
+  (:func:`floodnb.predict.tiles.predict_tile_row`: read a strip of ``tile`` rows, predict its
+  overlapping tiles, blend them horizontally) at most ``rows_ahead`` at a time, consumes them in
+  order (:class:`floodnb.predict.tiles.RowBlender` blends them vertically), releases each row as
+  soon as it is written, and streams the rows to scratch GeoTIFFs. Cluster memory per scene is
+  therefore ``rows_ahead`` strips (``tile x width`` float32 + bool), never a whole scene;
+* the client keeps at most ``scenes_in_flight`` writers running (default: the cluster's thread
+  count + 1) and submits the next scene when one finishes, so a batch of thousands of scenes
+  needs no more memory than a batch of a few;
+* all outputs of an attempt are built in a hidden per-attempt folder
+  ``.<scene>_water.<tag>.partial/`` in ``out_dir`` (scratch strips -> COGs -> polygons), then
+  ``os.replace``\\ d onto their final names, then a **marker** ``<scene>_water.done.json`` is
+  written atomically. A re-run skips scenes whose marker and outputs exist (same checkpoint and
+  settings) and redoes the others, so an interrupted batch resumes where it stopped. Partial
+  folders of a dead attempt are removed when the scene is retried.
+
+A killed worker loses only its tasks: the scheduler re-runs them elsewhere (dask's
+``distributed.scheduler.allowed-failures``), a writer that died is re-run from its first row,
+and the batch completes. The model (a :class:`floodnb.predict.Predictor`, weights included) is
+a task result computed from the pickled predictor, so it is re-created if every worker holding
+it dies. Scenes, ``out_dir`` and the checkpoint must be reachable by the workers (shared file
+system or URLs).
+
+Cluster (:func:`open_client`): ``scheduler=None`` starts a ``LocalCluster`` on 127.0.0.1
+(``n_workers`` processes of ``threads_per_worker`` threads); ``scheduler="tcp://host:8786"``
+connects to a running scheduler (:class:`SchedulerUnreachableError` naming the address after
+``connect_timeout`` seconds); a ``distributed.Client`` is used as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import pickle
+import shutil
+import time
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from floodnb.io_utils import atomic_write_json
+
+MARKER_SUFFIX = "_water.done.json"
+RESULT_COLUMNS: tuple[str, ...] = ("scene", "source", "status", "class_path", "prob_path", "polygons_path",
+                                   "height", "width", "n_valid", "n_water", "n_polygons", "water_km2", "seconds",
+                                   "error")
+STATUSES: tuple[str, ...] = ("done", "skipped", "failed")
+
+
+class SchedulerUnreachableError(ConnectionError):
+    """The dask scheduler at the given address did not answer within the timeout."""
+
+
+@dataclass(frozen=True)
+class DbSource:
+    """Windowed reader converting a Sentinel-1 source of linear power or amplitude to dB
+    (STAC RTC items; :func:`floodnb.scale.collections.s1_to_db`). ``read`` returns
+    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable."""
+
+    inner: object
+    units: str
+    nodata: float | None
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def height(self) -> int:
+        return self.inner.height
+
+    @property
+    def width(self) -> int:
+        return self.inner.width
+
+    @property
+    def crs(self):
+        return self.inner.crs
+
+    @property
+    def transform(self):
+        return self.inner.transform
+
+    def read(self, row0: int, nrows: int) -> np.ndarray:
+        from floodnb.scale.collections import s1_to_db
+
+        return s1_to_db(self.inner.read(row0, nrows), units=self.units, nodata=self.nodata)
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """One scene of the batch: its name, its windowed source and its output paths."""
+
+    scene: str
+    source_text: str
+    source: object
+    class_path: Path
+    prob_path: Path | None
+    polygons_base: Path | None
+    marker: Path
+
+    @property
+    def stem(self) -> str:
+        return self.class_path.stem
+
+    def outputs(self) -> list[Path]:
+        """Final output paths (class COG, probability COG, GeoPackage, GeoJSON), marker excluded."""
+        out = [self.class_path] + ([self.prob_path] if self.prob_path is not None else [])
+        if self.polygons_base is not None:
+            out += [self.polygons_base.with_name(self.polygons_base.name + s) for s in (".gpkg", ".geojson")]
+        return out
+
+
+def _href(asset) -> str:
+    href = asset.get_absolute_href() or asset.href
+    return href[len("file://"):] if href.startswith("file://") else href
+
+
+def _open_hrefs(hrefs: Sequence[str], *, bands: tuple[str, ...], what: str):
+    """A :class:`floodnb.predict.raster.GeoTiffSource` over local paths or URLs (one per band, or
+    one multi-band file), checked to share one grid. GDAL reads URLs with ``/vsicurl/``."""
+    import rasterio
+
+    from floodnb.predict.raster import _TRANSFORM_TOL, GeoTiffSource
+
+    meta = {}
+    for href in dict.fromkeys(hrefs):
+        try:
+            with rasterio.open(href) as ds:
+                meta[href] = (ds.height, ds.width, ds.crs, ds.transform, ds.count, ds.descriptions)
+        except rasterio.errors.RasterioIOError as exc:
+            raise ValueError(f"{what}: asset {href} cannot be read ({exc})") from exc
+    ref_href = hrefs[0]
+    h, w, crs, tr = meta[ref_href][:4]
+    if crs is None:
+        raise ValueError(f"{what}: asset {ref_href} has no CRS; expected a georeferenced GeoTIFF")
+    for href, (h2, w2, crs2, tr2, _, _) in meta.items():
+        if (h2, w2) != (h, w) or crs2 != crs or not tr2.almost_equals(tr, precision=abs(tr.a) * _TRANSFORM_TOL):
+            raise ValueError(f"{what}: asset {href} is not on the grid of {ref_href}")
+    if len(meta) == len(hrefs):  # one file per band: its first band
+        pairs = tuple((href, 1) for href in hrefs)
+    else:  # one multi-band file: bands by description, else in order
+        count, desc = meta[ref_href][4:]
+        names = list(desc)
+        if all(names) and all(b in names for b in bands):
+            pairs = tuple((ref_href, names.index(b) + 1) for b in bands)
+        elif count >= len(bands):
+            pairs = tuple((ref_href, i + 1) for i in range(len(bands)))
+        else:
+            raise ValueError(f"{what}: asset {ref_href} has {count} band(s); the model needs {list(bands)}")
+    return GeoTiffSource(name=what, bands=pairs, height=h, width=w, crs=crs, transform=tr)
+
+
+def _open_scene(scene, *, bands: tuple[str, ...], s1_units: str):
+    """``(name, source text, windowed source)`` of a path, a list of paths or a STAC item.
+
+    Raises ValueError / FileNotFoundError naming the scene when it cannot be read or lacks a band."""
+    import pystac
+
+    from floodnb.predict.raster import open_source
+
+    if isinstance(scene, pystac.Item):
+        from floodnb.scale.collections import resolve_assets, s1_units_of
+
+        what = f"STAC item {scene.id!r}"
+        extra = [b for b in bands if b not in ("VV", "VH")]
+        if extra:
+            raise ValueError(f"{what}: the model needs bands {list(bands)}; Sentinel-1 STAC scenes provide only "
+                             f"VV and VH (no {extra})")
+        keys, _, missing = resolve_assets(scene, "s1")
+        missing = [b for b in bands if b in missing]
+        if missing:
+            raise ValueError(f"{what} has no asset for band(s) {missing} (expected one of "
+                             f"{['/'.join(('vv', 'VV') if b == 'VV' else ('vh', 'VH')) for b in missing]}); "
+                             f"its assets: {sorted(scene.assets)}")
+        units = s1_units_of(scene.collection_id or "", s1_units)
+        hrefs = [_href(scene.assets[keys[b]]) for b in bands]
+        inner = _open_hrefs(hrefs, bands=bands, what=scene.id)
+        if units == "db":
+            src = inner
+        else:
+            import rasterio
+
+            with rasterio.open(hrefs[0]) as ds:
+                nodata = ds.nodata
+            src = DbSource(inner=inner, units=units, nodata=nodata)
+        return scene.id, scene.get_self_href() or scene.id, src
+    if isinstance(scene, (list, tuple)):
+        src = open_source([str(p) for p in scene], bands=bands)
+        return Path(scene[0]).stem, ";".join(str(p) for p in scene), src
+    src = open_source(str(scene), bands=bands)
+    return Path(str(scene)).stem, str(scene), src
+
+
+def _scene_name(scene) -> str:
+    if hasattr(scene, "id"):
+        return str(scene.id)
+    return Path(str(scene[0] if isinstance(scene, (list, tuple)) else scene)).stem
+
+
+def _checkpoint_id(checkpoint, predictor) -> str:
+    """sha256 of the checkpoint file(s), else the predictor's model name and source."""
+    if isinstance(checkpoint, (str, Path)):
+        p = Path(checkpoint)
+        files = sorted(p.glob("*.safetensors")) if p.is_dir() else [p]
+        h = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return f"sha256:{h.hexdigest()}"
+    return f"{predictor.name} ({predictor.source})"
+
+
+def _is_finished(plan: ScenePlan, settings: dict) -> bool:
+    """True when the marker exists, matches ``settings`` and every output it lists exists.
+
+    Raises ValueError naming the marker when it records other settings (another checkpoint,
+    threshold, tile size ...): resuming would mix two models' outputs in one folder."""
+    if not plan.marker.is_file():
+        return False
+    try:
+        done = json.loads(plan.marker.read_text(encoding="utf-8"))
+        then, outputs = done["settings"], done["outputs"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"scene marker {plan.marker} is not a floodnb marker ({exc}); delete it to redo "
+                         f"scene {plan.scene!r}") from exc
+    if then != settings:
+        diff = {k: (then[k] if k in then else None, v) for k, v in settings.items()
+                if (then[k] if k in then else None) != v}
+        raise ValueError(f"{plan.marker}: scene {plan.scene!r} was finished with other settings "
+                         f"{{field: (then, now)}} {diff}; use another output folder or overwrite")
+    return all(Path(p).is_file() for p in outputs)
+
+
+def _clean_partial(plan: ScenePlan) -> None:
+    """Remove hidden leftovers of earlier attempts at ``plan`` (partial folders, marker temp files)."""
+    folder = plan.class_path.parent
+    for d in folder.glob(f".{plan.stem}.*.partial"):
+        shutil.rmtree(d, ignore_errors=True)
+    for f in folder.glob(f".{plan.marker.stem}.*.tmp.json"):
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+
+
+def _load_predictor(blob: bytes):
+    """Task: the pickled :class:`floodnb.predict.Predictor` -> the object (kept on the workers)."""
+    return pickle.loads(blob)
+
+
+def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: int):
+    """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
+    (a :class:`floodnb.predict.tiles.RowResult`)."""
+    import torch
+
+    from floodnb.predict.tiles import predict_tile_row
+
+    if torch_threads > 0 and torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+    strip = source.read(grid.row_starts[index], grid.tile_h)
+    return predict_tile_row(predictor, strip, grid, index, batch=batch)
+
+
+def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
+                 threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
+    """Task: predict one scene's tile rows on the cluster, write its COGs and polygons, then its marker.
+
+    Returns the scene's result row (:data:`RESULT_COLUMNS`)."""
+    from distributed import Future, worker_client
+
+    from floodnb.predict.export import (
+        CLASS_NODATA,
+        PROB_FLOAT_NODATA,
+        PROB_UINT8_NODATA,
+        StripTiff,
+        encode_class,
+        encode_prob,
+        to_cog,
+    )
+    from floodnb.predict.tiles import RowBlender
+
+    t0 = time.perf_counter()
+    src = plan.source
+    _clean_partial(plan)  # leftovers of an earlier attempt whose worker died
+    tag = f"{os.getpid()}{os.urandom(3).hex()}"
+    work = plan.class_path.with_name(f".{plan.stem}.{tag}.partial")
+    work.mkdir()
+    writers: list = []
+    n_valid = n_water = 0
+    try:
+        scratch = [work / "class.scratch.tif"] + ([work / "prob.scratch.tif"] if plan.prob_path is not None else [])
+        writers.append(StripTiff(scratch[0], height=grid.height, width=grid.width, dtype="int8", nodata=CLASS_NODATA,
+                                 crs=src.crs, transform=src.transform,
+                                 description="water class (1 water, 0 dry, -1 nodata)"))
+        if plan.prob_path is not None:
+            writers.append(StripTiff(
+                scratch[1], height=grid.height, width=grid.width, dtype=prob_dtype,
+                nodata=PROB_UINT8_NODATA if prob_dtype == "uint8" else PROB_FLOAT_NODATA, crs=src.crs,
+                transform=src.transform, scale=0.01 if prob_dtype == "uint8" else None,
+                description="water probability" + (" (percent)" if prob_dtype == "uint8" else "")))
+        blender = RowBlender(grid)
+
+        def emit(parts) -> None:
+            nonlocal n_valid, n_water
+            for row0, prob, valid in parts:
+                cls = encode_class(prob, valid, threshold=threshold)
+                n_valid += int(valid.sum())
+                n_water += int((cls == 1).sum())
+                writers[0].write(row0, cls)
+                if plan.prob_path is not None:
+                    writers[1].write(row0, encode_prob(prob, valid, dtype=prob_dtype))
+
+        with worker_client() as client:  # secedes: this thread does not hold a worker slot while waiting
+            model = Future(model_key, client=client)
+            pending: deque = deque()
+            submitted = 0
+
+            def submit_next() -> None:
+                nonlocal submitted
+                pending.append(client.submit(_row_task, model, src, grid, submitted, batch, torch_threads,
+                                             key=f"row-{plan.scene}-{submitted}-{tag}", pure=False))
+                submitted += 1
+
+            while submitted < min(rows_ahead, grid.n_rows):
+                submit_next()
+            for _ in range(grid.n_rows):
+                fut = pending.popleft()
+                res = fut.result()
+                fut.release()
+                if submitted < grid.n_rows:
+                    submit_next()
+                emit(blender.add(res))
+            model.release()
+        emit(blender.finish())
+        for wr in writers:
+            wr.close()
+        staged = {plan.class_path: to_cog(scratch[0], work / plan.class_path.name, resampling="MODE")}
+        if plan.prob_path is not None:
+            staged[plan.prob_path] = to_cog(scratch[1], work / plan.prob_path.name, resampling="AVERAGE")
+        n_poly, water_km2 = 0, 0.0
+        if polygons:
+            from floodnb.predict.polygons import extent_polygons, write_polygons
+
+            gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
+            gpkg, geojson = write_polygons(gdf, work / plan.polygons_base.name)
+            final = plan.outputs()[-2:]
+            staged[final[0]], staged[final[1]] = gpkg, geojson
+            n_poly, water_km2 = len(gdf), float(gdf["area_m2"].sum()) / 1e6
+        for final, tmp in staged.items():  # every output is complete: move them onto their final names
+            os.replace(tmp, final)
+    finally:
+        for wr in writers:
+            wr.close()
+        shutil.rmtree(work, ignore_errors=True)
+    row = {"scene": plan.scene, "source": plan.source_text, "status": "done", "class_path": str(plan.class_path),
+           "prob_path": None if plan.prob_path is None else str(plan.prob_path),
+           "polygons_path": None if plan.polygons_base is None else str(plan.outputs()[-2]),
+           "height": grid.height, "width": grid.width, "n_valid": n_valid, "n_water": n_water,
+           "n_polygons": n_poly, "water_km2": water_km2, "seconds": time.perf_counter() - t0, "error": None}
+    atomic_write_json(plan.marker, {"scene": plan.scene, "source": plan.source_text, "settings": settings,
+                                    "outputs": [str(p) for p in plan.outputs()], "result": row,
+                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return row
+
+
+@contextlib.contextmanager
+def open_client(scheduler=None, *, n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True,
+                connect_timeout: float = 10.0, memory_limit: str | int = "auto"):
+    """A ``distributed.Client``: to ``scheduler`` (address or Client) or to a new ``LocalCluster``.
+
+    The LocalCluster (scheduler, workers, dashboard) listens on 127.0.0.1 only, on free TCP
+    ports (also with ``processes=False``, so other processes can connect to it), and is closed
+    on exit. Raises :class:`SchedulerUnreachableError` naming the address when no
+    scheduler answers within ``connect_timeout`` seconds, ValueError for a malformed address.
+    """
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler is not None:
+        address = str(scheduler)
+        try:
+            client = Client(address, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise SchedulerUnreachableError(
+                f"dask scheduler {address!r} is unreachable (no answer within {connect_timeout:g} s): {exc}. "
+                "Start one with 'dask scheduler' and 'dask worker <address>', or omit the scheduler to use a "
+                "LocalCluster") from exc
+        except ValueError as exc:
+            raise ValueError(f"scheduler {address!r} is not a dask scheduler address (expected e.g. "
+                             f"tcp://host:8786): {exc}") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if n_workers < 1 or threads_per_worker < 1:
+        raise ValueError(f"n_workers and threads_per_worker must be >= 1, got {n_workers}, {threads_per_worker}")
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                           host="127.0.0.1", protocol="tcp://", dashboard_address="127.0.0.1:0",
+                           memory_limit=memory_limit)
+    try:
+        client = Client(cluster, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def predict_scenes(
+    checkpoint,
+    scenes: Sequence,
+    out_dir: str | Path,
+    *,
+    scheduler=None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    processes: bool = True,
+    connect_timeout: float = 10.0,
+    tile: int = 512,
+    overlap: int = 64,
+    batch: int = 4,
+    threshold: float = 0.5,
+    write_prob: bool = True,
+    prob_dtype: str = "uint8",
+    polygons: bool = True,
+    min_area_m2: float = 0.0,
+    s1_units: str = "auto",
+    overwrite: bool = False,
+    torch_threads: int = 1,
+    scenes_in_flight: int | None = None,
+    rows_ahead: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict water on every scene of ``scenes`` on a dask.distributed cluster (see module doc).
+
+    ``checkpoint``: checkpoint path, ``(model, spec)`` or a :class:`floodnb.predict.Predictor`.
+    ``scenes``: GeoTIFF paths (S1 VV/VH in dB, any size), lists of single-band paths, or STAC
+    items with ``vv``/``vh`` assets (``s1_units``: their values, "db", "linear" or "amplitude";
+    "auto" reads the collection id, e.g. ``sentinel-1-rtc`` -> linear power). Outputs in
+    ``out_dir`` per scene ``<scene>`` (file stem or item id): ``<scene>_water.tif`` (int8 class
+    COG, 1 water / 0 dry / -1 nodata), ``<scene>_water_prob.tif`` (probability COG, encoded as
+    in :func:`floodnb.predict.predict_raster`), ``<scene>_water.gpkg``/``.geojson`` (polygons with
+    geodesic area), ``<scene>_water.done.json`` (marker). ``tile``/``overlap`` (pixels)/``batch``
+    (tiles per forward pass): as :func:`floodnb.predict.predict_raster`; each task is one tile
+    row of one scene. ``torch_threads``: torch threads per task (1 = one core per worker thread).
+    ``scenes_in_flight`` / ``rows_ahead``: bounds on concurrent scenes and on tile rows queued per
+    scene (memory); default: cluster threads + 1, and enough rows to keep every thread busy.
+    ``overwrite``: redo finished scenes too (their outputs are replaced only when the new ones are
+    complete).
+
+    Returns one row per scene in input order (:data:`RESULT_COLUMNS`; ``status`` done / skipped /
+    failed, ``error`` naming the scene and the cause); ``table.attrs["dashboard"]`` is the
+    dashboard link (None when no cluster was needed). Scenes that cannot be opened, lack a band
+    the model needs or whose bands the model does not take fail before any work is sent; failed
+    scenes never leave outputs under final names.
+    """
+    from floodnb.predict.export import PROB_DTYPES
+    from floodnb.predict.model import resolve_predictor
+    from floodnb.predict.tiles import TileGrid
+
+    if prob_dtype not in PROB_DTYPES:
+        raise ValueError(f"prob_dtype must be one of {PROB_DTYPES}, got {prob_dtype!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if min_area_m2 < 0:
+        raise ValueError(f"min_area_m2 must be >= 0, got {min_area_m2}")
+    for name, v in (("scenes_in_flight", scenes_in_flight), ("rows_ahead", rows_ahead)):
+        if v is not None and v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if not scenes:
+        raise ValueError("scenes: no scene given")
+    TileGrid.plan(tile, tile, tile=tile, overlap=overlap)  # validates tile/overlap before any work
+    predictor = resolve_predictor(checkpoint)
+    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
+                "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
+                "min_area_m2": min_area_m2}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, dict] = {}
+    todo: list[tuple[ScenePlan, object]] = []
+    order: list[str] = []
+    for scene in scenes:
+        try:
+            name, text, source = _open_scene(scene, bands=predictor.band_list, s1_units=s1_units)
+        except (ValueError, OSError) as exc:
+            name = _scene_name(scene)
+            if name in order:
+                raise ValueError(f"two scenes are both named {name!r} (outputs would collide in {out}); "
+                                 "rename one") from None
+            order.append(name)
+            results[name] = _failed(name, str(getattr(scene, "id", scene)), f"{type(exc).__name__}: {exc}")
+            continue
+        if name in order:
+            raise ValueError(f"two scenes are both named {name!r} (outputs would collide in {out}); rename one")
+        order.append(name)
+        plan = ScenePlan(scene=name, source_text=text, source=source, class_path=out / f"{name}_water.tif",
+                         prob_path=(out / f"{name}_water_prob.tif") if write_prob else None,
+                         polygons_base=(out / f"{name}_water") if polygons else None,
+                         marker=out / f"{name}{MARKER_SUFFIX}")
+        if not overwrite and _is_finished(plan, settings):
+            done = json.loads(plan.marker.read_text(encoding="utf-8"))["result"]
+            results[name] = {**done, "status": "skipped", "seconds": 0.0}
+            continue
+        todo.append((plan, TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)))
+
+    link = None
+    if todo:
+        for plan, _ in todo:  # an unfinished or redone scene has no marker while it runs
+            plan.marker.unlink(missing_ok=True)
+        with open_client(scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                         connect_timeout=connect_timeout) as client:
+            link = client.dashboard_link
+            if progress:
+                print(f"dask: {len(todo)} scene(s) to predict, {len(results)} skipped or failed before start; "
+                      f"dashboard {link}", flush=True)
+            results.update(_run_batch(client, predictor, todo, batch=batch, threshold=threshold,
+                                      prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2,
+                                      settings=settings, torch_threads=torch_threads,
+                                      scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead, progress=progress))
+    table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
+    table.attrs["dashboard"] = link
+    return table
+
+
+def _failed(name: str, source: str, error: str) -> dict:
+    row = {c: None for c in RESULT_COLUMNS}
+    row.update(scene=name, source=source, status="failed", error=error)
+    return row
+
+
+def _run_batch(client, predictor, todo, *, batch, threshold, prob_dtype, polygons, min_area_m2, settings,
+               torch_threads, scenes_in_flight, rows_ahead, progress) -> dict[str, dict]:
+    """Submit the writers of ``todo`` (at most ``scenes_in_flight`` at a time); result row per scene."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    threads = max(1, sum(client.nthreads().values()))
+    in_flight = scenes_in_flight or threads + 1
+    ahead = rows_ahead or max(2, math.ceil(2 * threads / min(len(todo), in_flight)))
+    token = os.urandom(4).hex()
+    with warnings.catch_warnings():  # the pickled model rides in the task graph on purpose (recomputable)
+        warnings.filterwarnings("ignore", message=".*[Ll]arge.*", category=UserWarning)
+        model = client.submit(_load_predictor, pickle.dumps(predictor), key=f"model-{token}", pure=False)
+    queue = deque(todo)
+    running: dict[str, ScenePlan] = {}
+    done = as_completed(loop=client.loop)
+
+    def submit() -> None:
+        plan, grid = queue.popleft()
+        fut = client.submit(_write_scene, plan, grid, model.key, batch=batch, torch_threads=torch_threads,
+                            rows_ahead=ahead, threshold=threshold, prob_dtype=prob_dtype, polygons=polygons,
+                            min_area_m2=min_area_m2, settings=settings, key=f"write-{plan.scene}-{token}",
+                            pure=False)
+        running[fut.key] = plan
+        done.add(fut)
+
+    while queue and len(running) < in_flight:
+        submit()
+    out: dict[str, dict] = {}
+    n_failed = 0
+    with tqdm(total=len(todo), desc="scenes", unit="scene", disable=not progress) as bar:
+        for fut in done:
+            plan = running.pop(fut.key)
+            try:
+                out[plan.scene] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - any task error fails this scene, named, not the batch
+                n_failed += 1
+                out[plan.scene] = _failed(plan.scene, plan.source_text, f"{type(exc).__name__}: {exc}")
+            fut.release()
+            bar.update(1)
+            bar.set_postfix(failed=n_failed)
+            if queue:
+                submit()
+    model.release()
+    return out
