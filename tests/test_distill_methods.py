@@ -97,10 +97,16 @@ def test_otsu_baseline_on_real_chips():
 
     cat = build_catalog(REAL)
     cat = cat[cat["s1_path"].notna() & cat["label_path"].notna()]
-    m, t = otsu_baseline(cat, mode="chip")
+    from floodnb.data.io import EmptyChipWarning
+
+    with pytest.warns(EmptyChipWarning) as rec:  # the reader says which real chips are empty
+        m, t = otsu_baseline(cat, mode="chip")
+    said = " ".join(str(w.message) for w in rec)
+    assert "Paraguay_34417" in said and "Ghana_83483" in said
     assert m["chips"] == len(cat) >= 8
     assert 0.0 < m["water_iou"] < 1.0 and m["water_recall"] > 0.5  # VH Otsu finds most hand-labelled water
-    me, te = otsu_baseline(cat, mode="event")
+    with pytest.warns(EmptyChipWarning):
+        me, te = otsu_baseline(cat, mode="event")
     assert te.set_index("chip_id").loc["Paraguay_34417", "valid_pixels"] == 0 and np.isfinite(me["water_iou"])
     row = t.set_index("chip_id").loc["Paraguay_34417"]  # S1 entirely NaN
     assert row["valid_pixels"] == 0

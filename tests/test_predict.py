@@ -70,7 +70,10 @@ def test_predict_chip_on_real_chip_matches_closed_form():
 
 
 def test_all_nan_chip_gives_nodata_and_no_nan_probabilities():
-    chip = load_s1_chip("Paraguay_34417")  # entirely NaN in the real data
+    from floodnb.data.io import EmptyChipWarning
+
+    with pytest.warns(EmptyChipWarning, match="entirely nodata"):
+        chip = load_s1_chip("Paraguay_34417")  # entirely NaN in the real data
     assert np.isnan(chip["s1"].values).all()
     m = build_model("unet_tiny", in_channels=2)
     out = predict_chip(m, chip, normalizers=NORM)
