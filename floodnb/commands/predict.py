@@ -1,19 +1,29 @@
-"""``floodnb predict CHECKPOINT INPUT... --out-dir DIR``: water maps of whole scenes."""
+"""``floodnb predict CHECKPOINT SCENE... --out-dir DIR``: water maps of whole scenes.
+
+One scene and no cluster option: single-process :func:`floodnb.predict.predict_raster`.
+Several scenes (positional, ``--scenes-file`` or a ``--stac`` query) or any cluster option
+(``--scheduler``, ``--workers``, ``--threads-per-worker``): many-scene inference on
+dask.distributed (:func:`floodnb.scale.dask_predict.predict_scenes`), resumable, one class COG,
+one probability COG and one polygon layer per scene; exit code 1 when any scene failed.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "predict water on Sentinel-1 GeoTIFF scenes: class + probability COGs (+ flood polygons)"
+HELP = "predict water on Sentinel-1 scenes (GeoTIFFs or a STAC query): class + probability COGs + flood polygons"
+
+#: result-table columns printed by the many-scene mode
+_SHOWN = ("scene", "status", "height", "width", "n_water", "n_polygons", "water_km2", "seconds", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT",
                         help="model checkpoint (.safetensors, engine .pt, or a run folder with best.safetensors)")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+",
+    parser.add_argument("inputs", metavar="SCENE", nargs="*",
                         help="Sentinel-1 GeoTIFF scene(s), bands VV, VH in dB (any size; one output set each)")
     parser.add_argument("--out-dir", required=True, help="folder for <scene>_water.tif, <scene>_water_prob.tif, "
-                                                         "<scene>_water.gpkg/.geojson")
+                                                         "<scene>_water.gpkg/.geojson (and <scene>_water.done.json)")
     parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended (default 64)")
     parser.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
@@ -21,15 +31,126 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prob-dtype", choices=["uint8", "float32"], default="uint8",
                         help="probability COG encoding: uint8 percent (nodata 255) or float32 (nodata -1)")
     parser.add_argument("--no-prob", action="store_true", help="write only the class map")
-    parser.add_argument("--polygons", action="store_true", help="also write flood-extent polygons (GPKG + GeoJSON)")
+    parser.add_argument("--polygons", action="store_true",
+                        help="also write flood-extent polygons (GPKG + GeoJSON); always on for several scenes")
     parser.add_argument("--min-area", type=float, default=0.0, metavar="M2",
                         help="drop polygons smaller than this many m² (default 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (default: skip scenes whose outputs already exist)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default 0: torch's choice; 1 per task on a dask cluster)")
+    many = parser.add_argument_group("many scenes on dask.distributed")
+    many.add_argument("--scenes-file", metavar="LIST",
+                      help="text file with one scene GeoTIFF per line (# comments; relative to the file's folder)")
+    many.add_argument("--scheduler", metavar="ADDR",
+                      help="dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster on 127.0.0.1)")
+    many.add_argument("--workers", type=int, default=None, metavar="N", help="LocalCluster worker processes (default 2)")
+    many.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                      help="LocalCluster threads per worker (default 1)")
+    many.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                      help="seconds to wait for --scheduler before giving up (default 10)")
+    stac = parser.add_argument_group("scenes from a STAC API or static catalog")
+    stac.add_argument("--stac", metavar="URL", help="STAC API or static catalog (URL or path)")
+    stac.add_argument("--collection", default=None,
+                      help="Sentinel-1 collection with vv/vh assets (default sentinel-1-rtc)")
+    stac.add_argument("--bbox", type=float, nargs=4, metavar=("WEST", "SOUTH", "EAST", "NORTH"),
+                      help="area of interest in degrees")
+    stac.add_argument("--datetime", metavar="START/END", help="acquisition window, e.g. 2023-03-01/2023-03-31")
+    stac.add_argument("--max-items", type=int, default=None, help="at most this many STAC items")
+    stac.add_argument("--s1-units", choices=["auto", "db", "linear", "amplitude"], default="auto",
+                      help="values of the STAC assets (default auto: from the collection id)")
+
+
+def _scenes_from_file(path: str) -> list[str]:
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--scenes-file {p} not found")
+    out = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            q = Path(line)
+            out.append(str(q if q.is_absolute() else p.parent / q))
+    if not out:
+        raise ValueError(f"--scenes-file {p} lists no scene (one GeoTIFF path per line expected)")
+    return out
+
+
+def _stac_items(args: argparse.Namespace) -> list:
+    from floodnb.scale.collections import DEFAULT_S1_COLLECTION
+    from floodnb.scale.stac_search import search_items
+
+    if args.bbox is None or args.datetime is None:
+        raise ValueError("--stac needs --bbox WEST SOUTH EAST NORTH and --datetime START/END")
+    start, sep, end = args.datetime.partition("/")
+    if not start:
+        raise ValueError(f"--datetime {args.datetime!r}: expected START/END or a single date, e.g. "
+                         "2023-03-01/2023-03-31")
+    collection = args.collection or DEFAULT_S1_COLLECTION
+    items = search_items(args.stac, collection=collection, bbox=args.bbox, start=start, end=end if sep else start,
+                         max_items=args.max_items)
+    if not items:
+        raise ValueError(f"STAC {args.stac}: no item of collection {collection!r} in bbox {list(args.bbox)} "
+                         f"during {args.datetime}")
+    print(f"STAC {args.stac}: {len(items)} item(s) of {collection}")
+    return items
 
 
 def run(args: argparse.Namespace) -> int:
+    scenes: list = list(args.inputs)
+    if args.scenes_file:
+        scenes += _scenes_from_file(args.scenes_file)
+    if args.stac:
+        scenes += _stac_items(args)
+    elif args.bbox is not None or args.datetime is not None or args.collection is not None:
+        raise ValueError("--bbox/--datetime/--collection select STAC items: give --stac URL too")
+    if not scenes:
+        raise ValueError("no scene given: pass SCENE paths, --scenes-file or --stac")
+    many = (len(scenes) > 1 or args.scenes_file or args.stac or args.scheduler or args.workers is not None
+            or args.threads_per_worker is not None)
+    if many:
+        return _run_many(args, scenes)
+    return _run_single(args, scenes[0])
+
+
+def _run_many(args: argparse.Namespace, scenes: list) -> int:
+    import sys
+
+    import pandas as pd
+
+    from floodnb.scale.dask_predict import SchedulerUnreachableError, predict_scenes
+
+    try:
+        table = predict_scenes(
+            args.checkpoint, scenes, args.out_dir, scheduler=args.scheduler,
+            n_workers=2 if args.workers is None else args.workers,
+            threads_per_worker=1 if args.threads_per_worker is None else args.threads_per_worker,
+            connect_timeout=args.connect_timeout, tile=args.tile, overlap=args.overlap, batch=args.batch,
+            threshold=args.threshold, write_prob=not args.no_prob, prob_dtype=args.prob_dtype, polygons=True,
+            min_area_m2=args.min_area, s1_units=args.s1_units, overwrite=args.overwrite,
+            torch_threads=args.threads if args.threads > 0 else 1, progress=True)
+    except SchedulerUnreachableError as exc:
+        print(f"floodnb predict: error: {exc}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+        print(table[list(_SHOWN)].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    counts = table["status"].value_counts()
+    print(", ".join(f"{s} {int(counts[s])}" for s in ("done", "skipped", "failed") if s in counts.index)
+          + f" -> {args.out_dir}" + (f" (dashboard was {table.attrs['dashboard']})" if table.attrs["dashboard"]
+                                     else ""))
+    failed = table[table["status"] == "failed"]
+    if len(failed):
+        for _, r in failed.iterrows():
+            print(f"floodnb predict: scene {r['scene']} failed: {r['error']}", file=sys.stderr)
+        print(f"floodnb predict: {len(failed)} scene(s) failed: {', '.join(failed['scene'])}; fix them and re-run "
+              "the same command (finished scenes are skipped)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_single(args: argparse.Namespace, inp: str) -> int:
     from pathlib import Path
 
     import torch
@@ -41,24 +162,23 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir)
     loaded = load_checkpoint(args.checkpoint)
-    for inp in args.inputs:
-        stem = Path(inp).stem
-        out = out_dir / f"{stem}_water.tif"
-        prob = None if args.no_prob else out_dir / f"{stem}_water_prob.tif"
-        poly = out_dir / f"{stem}_water"
-        wanted = [out] + ([prob] if prob else []) + ([poly.with_suffix(".gpkg"), poly.with_suffix(".geojson")]
-                                                      if args.polygons else [])
-        if not args.overwrite and all(p.exists() for p in wanted):
-            print(f"{inp}: outputs exist in {out_dir}, skipped (--overwrite to redo)")
-            continue
-        res = predict_raster(loaded, inp, out, tile=args.tile, overlap=args.overlap, batch=args.batch,
-                             threshold=args.threshold, prob_path=prob, write_prob=prob is not None,
-                             prob_dtype=args.prob_dtype, overwrite=True)
-        line = (f"{inp}: {res.height}x{res.width} px, {res.n_water} water / {res.n_valid} valid px, "
-                f"{res.seconds:.1f} s -> {res.class_path}")
-        if args.polygons:
-            gdf = extent_polygons(res.class_path, min_area_m2=args.min_area)
-            gpkg, _ = write_polygons(gdf, poly)
-            line += f", {len(gdf)} polygons ({gdf['area_m2'].sum() / 1e6:.3f} km²) -> {gpkg}"
-        print(line)
+    stem = Path(inp).stem
+    out = out_dir / f"{stem}_water.tif"
+    prob = None if args.no_prob else out_dir / f"{stem}_water_prob.tif"
+    poly = out_dir / f"{stem}_water"
+    wanted = [out] + ([prob] if prob else []) + ([poly.with_suffix(".gpkg"), poly.with_suffix(".geojson")]
+                                                  if args.polygons else [])
+    if not args.overwrite and all(p.exists() for p in wanted):
+        print(f"{inp}: outputs exist in {out_dir}, skipped (--overwrite to redo)")
+        return 0
+    res = predict_raster(loaded, inp, out, tile=args.tile, overlap=args.overlap, batch=args.batch,
+                         threshold=args.threshold, prob_path=prob, write_prob=prob is not None,
+                         prob_dtype=args.prob_dtype, overwrite=True)
+    line = (f"{inp}: {res.height}x{res.width} px, {res.n_water} water / {res.n_valid} valid px, "
+            f"{res.seconds:.1f} s -> {res.class_path}")
+    if args.polygons:
+        gdf = extent_polygons(res.class_path, min_area_m2=args.min_area)
+        gpkg, _ = write_polygons(gdf, poly)
+        line += f", {len(gdf)} polygons ({gdf['area_m2'].sum() / 1e6:.3f} km²) -> {gpkg}"
+    print(line)
     return 0

@@ -59,6 +59,9 @@ import pandas as pd
 from floodnb.io_utils import atomic_write_json
 
 MARKER_SUFFIX = "_water.done.json"
+#: GDAL options for reading scenes: no directory listing when opening a file (over HTTP a listing
+#: of the asset's folder costs seconds to minutes per open; sidecar files are still probed by name)
+GDAL_READ_OPTIONS: dict[str, str] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 RESULT_COLUMNS: tuple[str, ...] = ("scene", "source", "status", "class_path", "prob_path", "polygons_path",
                                    "height", "width", "n_valid", "n_water", "n_polygons", "water_km2", "seconds",
                                    "error")
@@ -144,7 +147,7 @@ def _open_hrefs(hrefs: Sequence[str], *, bands: tuple[str, ...], what: str):
     meta = {}
     for href in dict.fromkeys(hrefs):
         try:
-            with rasterio.open(href) as ds:
+            with rasterio.Env(**GDAL_READ_OPTIONS), rasterio.open(href) as ds:
                 meta[href] = (ds.height, ds.width, ds.crs, ds.transform, ds.count, ds.descriptions)
         except rasterio.errors.RasterioIOError as exc:
             raise ValueError(f"{what}: asset {href} cannot be read ({exc})") from exc
@@ -199,7 +202,7 @@ def _open_scene(scene, *, bands: tuple[str, ...], s1_units: str):
         else:
             import rasterio
 
-            with rasterio.open(hrefs[0]) as ds:
+            with rasterio.Env(**GDAL_READ_OPTIONS), rasterio.open(hrefs[0]) as ds:
                 nodata = ds.nodata
             src = DbSource(inner=inner, units=units, nodata=nodata)
         return scene.id, scene.get_self_href() or scene.id, src
@@ -262,20 +265,22 @@ def _clean_partial(plan: ScenePlan) -> None:
 
 
 def _load_predictor(blob: bytes):
-    """Task: the pickled :class:`floodnb.predict.Predictor` -> the object (kept on the workers)."""
+    """Task: the (cloud)pickled :class:`floodnb.predict.Predictor` -> the object (kept on the workers)."""
     return pickle.loads(blob)
 
 
 def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: int):
     """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
     (a :class:`floodnb.predict.tiles.RowResult`)."""
+    import rasterio
     import torch
 
     from floodnb.predict.tiles import predict_tile_row
 
     if torch_threads > 0 and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    strip = source.read(grid.row_starts[index], grid.tile_h)
+    with rasterio.Env(**GDAL_READ_OPTIONS):
+        strip = source.read(grid.row_starts[index], grid.tile_h)
     return predict_tile_row(predictor, strip, grid, index, batch=batch)
 
 
@@ -565,7 +570,9 @@ def _run_batch(client, predictor, todo, *, batch, threshold, prob_dtype, polygon
     token = os.urandom(4).hex()
     with warnings.catch_warnings():  # the pickled model rides in the task graph on purpose (recomputable)
         warnings.filterwarnings("ignore", message=".*[Ll]arge.*", category=UserWarning)
-        model = client.submit(_load_predictor, pickle.dumps(predictor), key=f"model-{token}", pure=False)
+        import cloudpickle  # a dependency of distributed; pickles lambda normalisers of bare modules too
+
+        model = client.submit(_load_predictor, cloudpickle.dumps(predictor), key=f"model-{token}", pure=False)
     queue = deque(todo)
     running: dict[str, ScenePlan] = {}
     done = as_completed(loop=client.loop)
