@@ -318,7 +318,7 @@ def list_objects(
             for item in page.get("items", []) or []:
                 name = item["name"]
                 if name.endswith("/"):
-                    continue  # folder placeholder objects
+                    continue  # zero-byte folder marker objects
                 out[name] = (int(item["size"]), item.get("md5Hash") or None)
             token = page.get("nextPageToken")
             if not token:
