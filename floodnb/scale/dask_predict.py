@@ -264,6 +264,28 @@ def _clean_partial(plan: ScenePlan) -> None:
             f.unlink()
 
 
+def _import_on_worker(worker=None) -> None:
+    """Import the modules tasks unpickle, once, before any task runs on ``worker``.
+
+    Without it a fresh worker process may import :mod:`floodnb.predict` from two threads at
+    once (the event loop deserialising a scene, an executor thread loading the model), which
+    Python's import-deadlock avoidance reports as an ImportError of a partially initialised module."""
+    import floodnb.predict  # noqa: F401
+    import floodnb.predict.tiles  # noqa: F401
+    import floodnb.scale.collections  # noqa: F401
+
+
+def _import_plugin():
+    """A ``WorkerPlugin`` running :func:`_import_on_worker` on every worker, restarted ones included."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class ImportFloodnb(WorkerPlugin):
+        def setup(self, worker) -> None:
+            _import_on_worker(worker)
+
+    return ImportFloodnb()
+
+
 def _load_predictor(blob: bytes):
     """Task: the (cloud)pickled :class:`floodnb.predict.Predictor` -> the object (kept on the workers)."""
     return pickle.loads(blob)
@@ -568,6 +590,7 @@ def _run_batch(client, predictor, todo, *, batch, threshold, prob_dtype, polygon
     in_flight = scenes_in_flight or threads + 1
     ahead = rows_ahead or max(2, math.ceil(2 * threads / min(len(todo), in_flight)))
     token = os.urandom(4).hex()
+    client.register_plugin(_import_plugin(), name="floodnb-imports")
     with warnings.catch_warnings():  # the pickled model rides in the task graph on purpose (recomputable)
         warnings.filterwarnings("ignore", message=".*[Ll]arge.*", category=UserWarning)
         import cloudpickle  # a dependency of distributed; pickles lambda normalisers of bare modules too
