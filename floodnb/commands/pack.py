@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require", default=None,
                         help="comma-separated roles a chip must have to be packed (e.g. s1,label)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT once the new store is complete")
+    parser.add_argument("--prepare", default=None, metavar="INPUTS",
+                        help="also precompute training samples for these inputs (e.g. s1 or s2,s1) with the default "
+                             "normalisers and targets --prepare-target/--prepare-weak (floodnb.data.prepared): "
+                             "epochs then only copy bytes")
+    parser.add_argument("--prepare-target", default="label", help="target role of the prepared samples (default label)")
+    parser.add_argument("--prepare-weak", default=None, help="weak-label role of the prepared samples (default none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,4 +62,11 @@ def run(args: argparse.Namespace) -> int:
                          f"--require {args.require!r}")
     store = pack(catalog.reset_index(drop=True), args.out, roles=roles, overwrite=args.overwrite)
     print(f"packed {len(store)} chips ({store.height}x{store.width} px, roles {', '.join(store.roles)}) into {store.path}")
+    if args.prepare:
+        from floodnb.data.prepared import prepare
+
+        inputs = tuple(x.strip() for x in args.prepare.split(",") if x.strip())
+        path = prepare(store, inputs=inputs, target=args.prepare_target, weak=args.prepare_weak)
+        print(f"prepared training samples (inputs {', '.join(inputs)}, target {args.prepare_target}, "
+              f"weak {args.prepare_weak}) in {path}")
     return 0

@@ -17,7 +17,9 @@ Sample keys (:data:`KEYS`; a key is absent when the source lacks it):
 
 Sources: a catalog DataFrame (GeoTIFF decode per sample, :func:`floodnb.data.io.read_arrays`)
 or a packed :class:`floodnb.data.store.ChipStore` (memory-mapped fast path; crops read only the
-window). Training augmentation: random crop, horizontal/vertical flips and rot90, drawn from a
+window). Over a store with prepared arrays for the same inputs, label roles and normalisers
+(:func:`floodnb.data.prepared.prepare`, ``floodnb pack --prepare``) samples are read precomputed —
+identical, but epochs only copy bytes (``prepared=False`` turns this off). Training augmentation: random crop, horizontal/vertical flips and rot90, drawn from a
 generator seeded by ``(seed, epoch, index)`` — deterministic per epoch whatever the worker
 order; call :meth:`ChipDataset.set_epoch` each epoch.
 """
@@ -61,7 +63,7 @@ class ChipDataset(torch.utils.data.Dataset):
                  normalizers: Mapping[str, Normalizer] | None = None, crop: int | None = None,
                  augment: bool = False, with_meta: bool = False, soft: np.ndarray | None = None,
                  split: str | Sequence[str] | None = None, ignore_invalid_input: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, prepared: bool = True) -> None:
         inputs = tuple(inputs)
         bad = [r for r in inputs if r not in INPUT_ROLES]
         if not inputs or bad:
@@ -97,6 +99,13 @@ class ChipDataset(torch.utils.data.Dataset):
         self.label_keys = {k: role for k, role in (("label", target), ("weak", weak)) if role is not None
                            and self._has(role).any()}
         self.truth_role = "truth_water" if self._has("truth_water").any() else None
+        self._prepared = None  # samples precomputed by floodnb.data.prepared.prepare for these settings
+        if self.is_store and prepared and ignore_invalid_input:
+            from floodnb.data.prepared import find_prepared
+
+            self._prepared = find_prepared(source, inputs=inputs, target=self.label_keys.get("label"),
+                                           weak=self.label_keys.get("weak"), truth=self.truth_role,
+                                           normalizers=self.normalizers)
         if soft is not None:
             if soft.ndim != 4 or soft.shape[0] != len(table):
                 raise ValueError(f"soft must be (N={len(table)}, K, H, W) aligned with the source rows, "
@@ -156,7 +165,11 @@ class ChipDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {i} out of range for {len(self.rows)} chips")
         r = int(self.rows[i])
         rng = np.random.default_rng((self.seed, self.epoch, r))
-        arrays, win = self._read(r, rng)
+        if self._prepared is not None:  # same random stream as _read: window first, then flips
+            win = self._window(self.height_width[0], self.height_width[1], rng)
+            arrays = self._prepared.read(r, win)
+        else:
+            arrays, win = self._read(r, rng)
         flips = (bool(rng.integers(2)), bool(rng.integers(2)), int(rng.integers(4))) if self.augment else None
 
         def geo(a: np.ndarray) -> np.ndarray:
@@ -170,6 +183,10 @@ class ChipDataset(torch.utils.data.Dataset):
             return np.ascontiguousarray(a)
 
         sample: dict[str, object] = {}
+        if self._prepared is not None:  # already normalised, masked and converted: copy, crop, flip
+            for key, a in arrays.items():
+                sample[key] = torch.from_numpy(geo(a))
+            return self._finish(sample, r, win, geo)
         valid = None
         for role in self.inputs:
             x = geo(arrays[role])
@@ -185,6 +202,14 @@ class ChipDataset(torch.utils.data.Dataset):
         if self.truth_role:
             t = arrays[self.truth_role] if self.truth_role in arrays else None
             sample["truth"] = self._to_target(None if t is None else geo(t), valid, (h, w), mask_input=False)
+        return self._finish(sample, r, win, geo)
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        return self.source.height, self.source.width
+
+    def _finish(self, sample: dict, r: int, win: tuple[slice, slice], geo) -> dict[str, object]:
+        """Keys that do not depend on the pixels' preparation: meta, soft, index, chip_id."""
         if self.with_meta:
             row = self.table.iloc[r]
             date = row["s2_date"] if "s2_date" in row.index and not _none(row["s2_date"]) else (
