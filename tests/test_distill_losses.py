@@ -43,7 +43,7 @@ def test_ce_pixel_weights_and_empty_mask():
     loss = masked_cross_entropy(logits, target, pixel_weights=pw)
     assert math.isclose(float(loss.detach()), math.log(2), rel_tol=1e-6)
     empty = masked_cross_entropy(logits, torch.full((1, 2, 2), IGNORE_INDEX))
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert float(empty.detach()) == 0.0 and empty.requires_grad
     empty.backward()
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="pixel_weights must have shape"):
