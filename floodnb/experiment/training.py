@@ -42,7 +42,23 @@ from floodnb.labels.cromss import (
 )
 
 
-class FixedLength(Dataset):
+class _Wrapper(Dataset):
+    """A dataset over ``self.data`` that forwards the epoch and exposes its ``normalizers``."""
+
+    data: Dataset
+    epoch: int
+
+    @property
+    def normalizers(self):
+        return self.data.normalizers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+
+
+class FixedLength(_Wrapper):
     """``length`` samples per epoch from ``data``, cycling through seeded permutations of it.
 
     Sample ``i`` of epoch ``e`` is chip ``perm_c[g mod N]`` with ``g = e * length + i``,
@@ -58,15 +74,6 @@ class FixedLength(Dataset):
             raise ValueError(f"FixedLength: length must be >= 1, got {length}")
         self.data, self.length, self.seed, self.epoch = data, int(length), int(seed), 0
         self._perms: dict[int, np.ndarray] = {}
-
-    @property
-    def normalizers(self):
-        return self.data.normalizers
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.data, "set_epoch"):
-            self.data.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.length
@@ -85,20 +92,11 @@ class FixedLength(Dataset):
         return self.data[int(self._perm(cycle)[pos])]
 
 
-class WithRatio(Dataset):
+class WithRatio(_Wrapper):
     """Adds ``sample["ratio"]`` (float32 scalar): CromSS selection ratio of the current epoch."""
 
     def __init__(self, data: Dataset, *, epochs: int, end: float, start: float = 1.0) -> None:
         self.data, self.epochs, self.start, self.end, self.epoch = data, int(epochs), float(start), float(end), 0
-
-    @property
-    def normalizers(self):
-        return self.data.normalizers
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.data, "set_epoch"):
-            self.data.set_epoch(epoch)
 
     def ratio(self) -> float:
         return selection_ratio(min(self.epoch, self.epochs - 1), epochs=self.epochs, start=self.start, end=self.end)
