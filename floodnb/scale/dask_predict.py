@@ -301,16 +301,28 @@ def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: in
 
     if torch_threads > 0 and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    with rasterio.Env(**GDAL_READ_OPTIONS):
+    with rasterio.Env(GDAL_CACHEMAX=64, **GDAL_READ_OPTIONS):
         strip = source.read(grid.row_starts[index], grid.tile_h)
     return predict_tile_row(predictor, strip, grid, index, batch=batch)
 
 
 def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
-                 threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
+                 threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict,
+                 gdal_cache_mb: int) -> dict:
     """Task: predict one scene's tile rows on the cluster, write its COGs and polygons, then its marker.
 
-    Returns the scene's result row (:data:`RESULT_COLUMNS`)."""
+    GDAL's block cache is held to ``gdal_cache_mb`` MB while writing (its default, 5 % of RAM,
+    would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`)."""
+    import rasterio
+
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+        return _write_scene_body(plan, grid, model_key, batch=batch, torch_threads=torch_threads,
+                                 rows_ahead=rows_ahead, threshold=threshold, prob_dtype=prob_dtype, polygons=polygons,
+                                 min_area_m2=min_area_m2, settings=settings)
+
+
+def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
+                      threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
     from distributed import Future, worker_client
 
     from floodnb.predict.export import (
@@ -476,6 +488,7 @@ def predict_scenes(
     s1_units: str = "auto",
     overwrite: bool = False,
     torch_threads: int = 1,
+    gdal_cache_mb: int = 128,
     scenes_in_flight: int | None = None,
     rows_ahead: int | None = None,
     progress: bool = True,
@@ -492,6 +505,7 @@ def predict_scenes(
     geodesic area), ``<scene>_water.done.json`` (marker). ``tile``/``overlap`` (pixels)/``batch``
     (tiles per forward pass): as :func:`floodnb.predict.predict_raster`; each task is one tile
     row of one scene. ``torch_threads``: torch threads per task (1 = one core per worker thread).
+    ``gdal_cache_mb``: GDAL block cache while writing a scene (MB, as ``predict_raster``).
     ``scenes_in_flight`` / ``rows_ahead``: bounds on concurrent scenes and on tile rows queued per
     scene (memory); default: cluster threads + 1, and enough rows to keep every thread busy.
     ``overwrite``: redo finished scenes too (their outputs are replaced only when the new ones are
@@ -567,7 +581,7 @@ def predict_scenes(
                       f"dashboard {link}", flush=True)
             results.update(_run_batch(client, predictor, todo, batch=batch, threshold=threshold,
                                       prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2,
-                                      settings=settings, torch_threads=torch_threads,
+                                      settings=settings, torch_threads=torch_threads, gdal_cache_mb=gdal_cache_mb,
                                       scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead, progress=progress))
     table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
     table.attrs["dashboard"] = link
@@ -581,7 +595,7 @@ def _failed(name: str, source: str, error: str) -> dict:
 
 
 def _run_batch(client, predictor, todo, *, batch, threshold, prob_dtype, polygons, min_area_m2, settings,
-               torch_threads, scenes_in_flight, rows_ahead, progress) -> dict[str, dict]:
+               torch_threads, gdal_cache_mb, scenes_in_flight, rows_ahead, progress) -> dict[str, dict]:
     """Submit the writers of ``todo`` (at most ``scenes_in_flight`` at a time); result row per scene."""
     from distributed import as_completed
     from tqdm.auto import tqdm
@@ -604,7 +618,8 @@ def _run_batch(client, predictor, todo, *, batch, threshold, prob_dtype, polygon
         plan, grid = queue.popleft()
         fut = client.submit(_write_scene, plan, grid, model.key, batch=batch, torch_threads=torch_threads,
                             rows_ahead=ahead, threshold=threshold, prob_dtype=prob_dtype, polygons=polygons,
-                            min_area_m2=min_area_m2, settings=settings, key=f"write-{plan.scene}-{token}",
+                            min_area_m2=min_area_m2, settings=settings, gdal_cache_mb=gdal_cache_mb,
+                            key=f"write-{plan.scene}-{token}",
                             pure=False)
         running[fut.key] = plan
         done.add(fut)
