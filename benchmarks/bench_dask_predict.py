@@ -98,17 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         scenes = [make_scene(tmp / f"scene{k:02d}.tif", a.size, seed=k) for k in range(a.scenes)]
         ckpt = _checkpoint(tmp)
-        print(f"{a.scenes} scenes of {a.size}x{a.size} px ({a.size * a.size * 1e-4:.0f} km² nominal each) generated in "
-              f"{time.perf_counter() - t0:.1f} s; model unet_small; tile {a.tile}, batch {a.batch}; "
-              f"polygons {'off' if a.no_polygons else 'on'}; {os.cpu_count()} CPU cores; load average {os.getloadavg()}", flush=True)
+        print(f"{a.scenes} scenes of {a.size}x{a.size} px ({a.size * a.size * 1e-4:.0f} km² nominal each) "
+              f"generated in {time.perf_counter() - t0:.1f} s; model unet_small; tile {a.tile}, batch {a.batch}; "
+              f"polygons {'off' if a.no_polygons else 'on'}; {os.cpu_count()} CPU cores; "
+              f"load average {os.getloadavg()}", flush=True)
         runs: dict[int, list[dict]] = {1: [], 2: []}
         for r in range(a.repeats):
             for w in (1, 2):
                 res = run_variant(ckpt, scenes, tmp / f"out_w{w}_r{r}", workers=w, tile=a.tile, batch=a.batch,
                                   polygons=not a.no_polygons)
                 runs[w].append(res)
+                rss = ", ".join(f"{m:.0f}" for m in res["rss_mb"])
                 print(f"  {w} worker(s): {res['seconds']:6.1f} s  {res['spm']:6.2f} scenes/min  median scene "
-                      f"{res['scene_s']:.1f} s ({res['polygons']} polygons)  peak RSS per worker {', '.join(f'{m:.0f}' for m in res['rss_mb'])} MB"
+                      f"{res['scene_s']:.1f} s ({res['polygons']} polygons)  peak RSS per worker {rss} MB"
                       f"  load avg {res['load'][0]:.2f} -> {res['load'][1]:.2f}", flush=True)
     best = {w: max(r["spm"] for r in runs[w]) for w in (1, 2)}
     print(f"scenes/minute: 1 worker {best[1]:.2f}, 2 workers {best[2]:.2f} (best of {a.repeats}); "

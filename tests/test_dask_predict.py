@@ -277,3 +277,22 @@ def test_cli_stac_query(tmp_path, ckpt, client, stac_url, capsys):
     assert sorted(p.name for p in out.glob("*.done.json")) == ["S1_a_water.done.json", "S1_b_water.done.json"]
     assert cli_main(["predict", str(ckpt), "--bbox", *map(str, BBOX), "--out-dir", str(out)]) == 2
     assert "give --stac" in capsys.readouterr().err
+
+
+class Broken(nn.Module):
+    """A model whose forward pass always fails."""
+
+    def forward(self, x):
+        raise RuntimeError("model exploded")
+
+
+def test_failed_redo_keeps_previous_outputs_and_marker(tmp_path, ckpt, scenes, client):
+    out = tmp_path / "out"
+    first = predict_scenes(ckpt, scenes[:1], out, scheduler=client, **KW)
+    assert list(first["status"]) == ["done"]
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in final_files(out)}
+    broken = resolve_predictor(Broken(), normalizers={"s1": get_preset("sen1floods11_s1")})
+    redo = predict_scenes(broken, scenes[:1], out, scheduler=client, overwrite=True, **KW)
+    assert list(redo["status"]) == ["failed"] and "RuntimeError: model exploded" in redo.loc[0, "error"]
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in final_files(out)} == before
+    assert_every_final_file_has_a_marker(out)

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="text file with one scene GeoTIFF per line (# comments; relative to the file's folder)")
     many.add_argument("--scheduler", metavar="ADDR",
                       help="dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster on 127.0.0.1)")
-    many.add_argument("--workers", type=int, default=None, metavar="N", help="LocalCluster worker processes (default 2)")
+    many.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="LocalCluster worker processes (default 2)")
     many.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
                       help="LocalCluster threads per worker (default 1)")
     many.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",

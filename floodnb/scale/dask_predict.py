@@ -19,9 +19,10 @@ on the same scene:
   needs no more memory than a batch of a few;
 * all outputs of an attempt are built in a hidden per-attempt folder
   ``.<scene>_water.<tag>.partial/`` in ``out_dir`` (scratch strips -> COGs -> polygons), then
-  ``os.replace``\\ d onto their final names, then a **marker** ``<scene>_water.done.json`` is
-  written atomically. A re-run skips scenes whose marker and outputs exist (same checkpoint and
-  settings) and redoes the others, so an interrupted batch resumes where it stopped. Partial
+  ``os.replace``\\ d onto their final names (an old marker is removed just before), then a
+  **marker** ``<scene>_water.done.json`` is written atomically; a redone scene whose new attempt
+  fails keeps its old outputs and marker. A re-run skips scenes whose marker and outputs exist
+  (same checkpoint and settings) and redoes the others, so an interrupted batch resumes where it stopped. Partial
   folders of a dead attempt are removed when the scene is retried.
 
 A killed worker loses only its tasks: the scheduler re-runs them elsewhere (dask's
@@ -403,6 +404,7 @@ def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torc
             final = plan.outputs()[-2:]
             staged[final[0]], staged[final[1]] = gpkg, geojson
             n_poly, water_km2 = len(gdf), float(gdf["area_m2"].sum()) / 1e6
+        plan.marker.unlink(missing_ok=True)  # the old marker (if any) no longer describes the final files
         for final, tmp in staged.items():  # every output is complete: move them onto their final names
             os.replace(tmp, final)
     finally:
@@ -571,8 +573,6 @@ def predict_scenes(
 
     link = None
     if todo:
-        for plan, _ in todo:  # an unfinished or redone scene has no marker while it runs
-            plan.marker.unlink(missing_ok=True)
         with open_client(scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
                          connect_timeout=connect_timeout) as client:
             link = client.dashboard_link
