@@ -5,17 +5,18 @@ Conventions copied from the real files (inspected with rasterio): EPSG:4326, pix
 ``OVR_RESAMPLING_ALG=NEAREST``; S1 float32 with band descriptions VV, VH and nodata NaN; S2
 int16 with descriptions B1..B12 (B8A) and nodata 0; label layers int16 without descriptions
 and without a nodata tag (-1 is a value). GDAL writes no timestamp, so the same array gives the
-same bytes. Each file is written to a hidden temporary name in its folder, then ``os.replace``d.
+same bytes. Each file is written atomically (:func:`floodnb.io_utils.atomic_path`).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.transform import Affine
+
+from floodnb.io_utils import atomic_path
 
 PIXEL_DEG: float = 8.983152841195215e-05
 TAGS: dict[str, str] = {"OVR_RESAMPLING_ALG": "NEAREST"}
@@ -49,16 +50,11 @@ def write_geotiff(path: str | Path, data: np.ndarray, *, transform: Affine, noda
             profile["zlevel"] = 1
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as ds:
             ds.write(arr)
             ds.update_tags(**TAGS)
             if descriptions is not None:
                 for i, d in enumerate(descriptions, start=1):
                     ds.set_band_description(i, d)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -20,7 +20,6 @@ valid pixels only — the metric of :mod:`floodnb.metrics`):
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import rasterio
 
 from floodnb.bands import S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data import layout
+from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.labels.weak import otsu_label
 
 BINS = np.arange(-45.0, 10.5, 0.5)
@@ -268,14 +268,12 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
 
     paths = {"png": out / "realism_report.png", "md": out / "realism_report.md", "s1": out / "realism_s1_stats.csv",
              "s2": out / "realism_s2_means.csv", "weak": out / "realism_weak_labels.csv"}
-    tmp_png = out / ".realism_report.png.tmp.png"
-    fig.savefig(tmp_png, dpi=90)
+    with atomic_path(paths["png"]) as tmp_png:
+        fig.savefig(tmp_png, dpi=90)
     plt.close(fig)
-    os.replace(tmp_png, paths["png"])
     for key, tab in (("s1", s1_tab), ("s2", s2_tab), ("weak", weak_tab)):
-        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
-        tab.to_csv(tmp, index=False, float_format="%.4f")
-        os.replace(tmp, paths[key])
+        with atomic_path(paths[key]) as tmp:
+            tab.to_csv(tmp, index=False, float_format="%.4f")
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]
@@ -283,9 +281,7 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
            s1_tab.round(2).to_markdown(index=False) if _has_tabulate() else s1_tab.round(2).to_string(index=False),
            "", "## Weak labels vs truth per event (water IoU)", "",
            weak_tab.round(3).to_markdown(index=False) if _has_tabulate() else weak_tab.round(3).to_string(index=False), ""]
-    tmp = paths["md"].with_name(".realism_report.md.tmp")
-    tmp.write_text("\n".join(md), encoding="utf-8")
-    os.replace(tmp, paths["md"])
+    atomic_write_text(paths["md"], "\n".join(md))
     return RealismReport(tables={"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab},
                          summary=summary, paths=paths)
 
