@@ -164,3 +164,22 @@ def test_cli_and_realism_report(tmp_path):
     md = (rep / "realism_report.md").read_text()
     assert "real_chip_otsu_water_iou_vs_hand: 0.209" in md  # measured on the 7 real chips with S1
     assert "simulated" in (rep / "realism_s1_stats.csv").read_text() and "real" in (rep / "realism_s1_stats.csv").read_text()
+
+
+def test_an_interrupted_simulation_is_redone_but_foreign_data_is_refused(tmp_path):
+    from floodnb.simulate.writer import INCOMPLETE, MANIFEST
+
+    root = tmp_path / "sim"
+    simulate_dataset(root, n_hand=4, n_weak=2, size=32, seed=1, workers=1, progress=False)
+    assert not (root / INCOMPLETE).exists()
+    reference = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    # what a killed run leaves: the start marker, chip files, no manifest
+    (root / MANIFEST).unlink()
+    (root / INCOMPLETE).write_text("{}")
+    simulate_dataset(root, n_hand=4, n_weak=2, size=32, seed=1, workers=1, progress=False)
+    assert {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} == reference
+    # a Sen1Floods11 layout that floodnb did not start is never replaced
+    (root / MANIFEST).unlink()
+    with pytest.raises(FileExistsError, match="did not simulate"):
+        simulate_dataset(root, n_hand=4, n_weak=2, size=32, seed=1, workers=1, overwrite=True, progress=False)
+    assert (root / "v1.1").is_dir()

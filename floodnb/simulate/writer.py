@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,12 +30,15 @@ import numpy as np
 
 from floodnb.bands import S1_BANDS, S2_BANDS
 from floodnb.data import layout
+from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.simulate.config import SimConfig
 from floodnb.simulate.events import EVENTS, Event, event_by_name, heldout_event, training_events
 from floodnb.simulate.geotiff import PIXEL_DEG, chip_transform, write_geotiff
 from floodnb.simulate.scene import Chip, chip_seed, event_vh_threshold, simulate_chip
 
 MANIFEST = "floodnb_simulation.json"
+#: Written before the first chip and removed after the manifest: marks floodnb's own unfinished output.
+INCOMPLETE = ".floodnb_simulation.incomplete"
 CHIP_TABLE = "floodnb_simulation_chips.csv"
 #: real Sen1Floods11 hand split sizes train/valid/test (252/89/90), used as proportions.
 SPLIT_WEIGHTS: tuple[tuple[str, int], ...] = (("train", 252), ("valid", 89), ("test", 90))
@@ -46,13 +49,6 @@ HAND_ID_OFFSET: int = 100000
 HAND_LAYERS = ("S1Hand", "S2Hand", "LabelHand", "S1OtsuLabelHand", "JRCWaterHand")
 WEAK_LAYERS = ("S1Weak", "S2Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak")
 TRUTH_LAYERS = ("SimTruthWater", "SimTruthClass")
-
-
-def _atomic_text(path: Path, text: str, *, newline: str = "\n") -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline=newline) as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def plan_chips(*, n_hand: int, n_weak: int, seed: int, heldout_fraction: float) -> list[dict]:
@@ -217,7 +213,15 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"simulate_dataset: output {str(root)!r} exists and is not a folder")
     existing = [p for p in (root / layout.V11, root / layout.V10) if p.exists()]
-    if existing:
+    unfinished = (root / INCOMPLETE).exists() and not (root / MANIFEST).exists()
+    if existing and unfinished:  # an interrupted floodnb simulation: its own partial output is redone
+        import shutil
+
+        print(f"simulate_dataset: {str(root)!r} holds an unfinished simulation; simulating it again",
+              file=sys.stderr)
+        for p in existing:
+            shutil.rmtree(p)
+    elif existing:
         if not overwrite:
             raise FileExistsError(f"simulate_dataset: {str(root)!r} already holds a dataset ({existing[0].name}/); "
                                   "choose an empty folder or pass overwrite=True for a previous simulation")
@@ -227,6 +231,9 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
         import shutil
         for p in existing:
             shutil.rmtree(p)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)  # only reached when replacing a previous floodnb simulation
+    atomic_write_text(root / INCOMPLETE, json.dumps({"seed": int(seed), "n_hand": int(n_hand), "n_weak": int(n_weak)}))
     chips = plan_chips(n_hand=n_hand, n_weak=n_weak, seed=seed, heldout_fraction=cfg.heldout_fraction)
     groups = {c["group"] for c in chips}
     for layer in (HAND_LAYERS if "hand" in groups else ()) + (WEAK_LAYERS if "weak" in groups else ()):
@@ -255,12 +262,11 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
     for split in layout.SPLIT_NAMES:
         ids = sorted(c["chip_id"] for c in chips if c["split"] == split)
         text = "".join(f"{layout.chip_file_name(i, 'S1Hand')},{layout.chip_file_name(i, 'LabelHand')}\r\n" for i in ids)
-        _atomic_text(sdir / layout.split_csv_name(split), text, newline="")
-    _atomic_text(layout.metadata_path(root), json.dumps(_metadata(chips, thresholds, cfg.size), indent=1))
+        atomic_write_text(sdir / layout.split_csv_name(split), text)
+    atomic_write_text(layout.metadata_path(root), json.dumps(_metadata(chips, thresholds, cfg.size), indent=1))
     table = pd.DataFrame(rows).sort_values("chip_id", kind="stable").reset_index(drop=True)
-    tmp = root / f".{CHIP_TABLE}.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, root / CHIP_TABLE)
+    with atomic_path(root / CHIP_TABLE) as tmp:
+        table.to_csv(tmp, index=False)
     manifest = {
         "generator": "floodnb.simulate", "floodnb_version": __version__, "simulated": True, "seed": int(seed),
         "n_hand": int(n_hand), "n_weak": int(n_weak), "config": cfg.to_dict(),
@@ -269,5 +275,6 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
         "truth_layers": {"SimTruthWater": "true water mask (int16 0/1), not a label",
                          "SimTruthClass": "true surface class (int16, floodnb.bands.SIM_CLASSES)"},
     }
-    _atomic_text(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+    (root / INCOMPLETE).unlink()
     return root
