@@ -33,8 +33,6 @@ DEFAULTS: dict[bool, dict] = {
     False: {"epochs": 4, "model": "unet_small", "crop": 128},
     True: {"epochs": 1, "model": "unet_tiny", "crop": 64},
 }
-#: File marking a finished simulation (written last by :func:`floodnb.simulate.simulate_dataset`).
-SIM_MANIFEST = "floodnb_simulation.json"
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,9 @@ def default_run_dir() -> Path:
 
 def is_simulation(root: str | Path) -> bool:
     """Whether ``root`` holds a finished floodnb simulation (its manifest is present)."""
-    return (Path(root) / SIM_MANIFEST).is_file()
+    from floodnb.simulate.writer import MANIFEST  # written last by simulate_dataset
+
+    return (Path(root) / MANIFEST).is_file()
 
 
 def ensure_data(run_dir: str | Path, *, fast: bool, seed: int, progress: bool = True) -> Path:
