@@ -176,14 +176,18 @@ class BucketServer:
 
     # -- handling ----------------------------------------------------------------------------
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str],
-              head: bool, *, delay: float = 0.0) -> None:
+    def _start(self, h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], length: int) -> None:
+        """Log the request and send the status line and headers (Content-Length = ``length``)."""
         self._record(h, status)
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)
-        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Length", str(length))
         h.end_headers()
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str],
+              head: bool, *, delay: float = 0.0) -> None:
+        self._start(h, status, headers, len(body))
         if head:
             return
         if not delay:
@@ -235,12 +239,7 @@ class BucketServer:
         if not head and name in f.drop_after:
             count, nbytes = f.drop_after[name]
             if self._count("drop", name) < count and nbytes < len(body):
-                self._record(h, status)
-                h.send_response(status)
-                for k, v in headers.items():
-                    h.send_header(k, v)
-                h.send_header("Content-Length", str(len(body)))
-                h.end_headers()
+                self._start(h, status, headers, len(body))
                 h.wfile.write(body[:nbytes])
                 h.wfile.flush()
                 h.close_connection = True
