@@ -109,6 +109,27 @@ def _rank_main(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train as the options say; a run that fails before its first checkpoint removes an ``--out-dir``
+    this call created (pool labels included). Files of an existing folder are the engine's to restore."""
+    import shutil
+
+    from floodnb.commands import check_out_dir
+    from floodnb.distill import ddp
+    from floodnb.distill.engine import STATE_FILE
+
+    out = check_out_dir(args.out_dir)
+    device = _device(args.device)
+    rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
+    created = ddp.broadcast_object(not out.exists())
+    try:
+        return _train_in(args, device, rank)
+    except BaseException:
+        if rank == 0 and created and out.is_dir() and not (out / STATE_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
     from pathlib import Path
 
     from floodnb.distill import datasets as ds
@@ -116,8 +137,6 @@ def _train(args: argparse.Namespace) -> int:
     from floodnb.distill.engine import TrainConfig
     from floodnb.distill.runner import EdgeOption
 
-    device = _device(args.device)
-    rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
     source = ds.load_source(args.data_root, store=args.store)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device)
