@@ -1,11 +1,15 @@
 """``floodnb run`` refuses bad input before any stage runs, with a message and exit code 2:
-broken ``--config`` YAML, mistyped or unknown ``-p`` parameters, a runs folder that is a file."""
+broken ``--config`` YAML, mistyped or unknown ``-p`` parameters, a runs folder that is a file.
+``floodnb download`` (the step before a run on real data) never saves an HTML error page under a
+final ``.tif`` name (local bucket server of ``tests/_http_server.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from floodnb.cli import main
+from floodnb.data import layout as lay
+from tests._http_server import SHARED, BucketServer, Faults
 from floodnb.pipeline import check_params, default_notebooks_dir, notebook_parameters
 
 
@@ -61,3 +65,27 @@ def test_good_params_pass_the_check():
     assert {"epochs", "crop", "teacher_inputs", "temperature", "eval_splits"} <= set(known)
     check_params({"epochs": 2, "crop": None, "model": "unet_tiny", "temperature": 1, "teacher_metadata": True,
                   "sim_hand": 8, "data_root": None, "seed": 0}, known)
+
+
+def test_download_without_listing_refuses_an_html_page_under_a_tif_name(tmp_path, capsys):
+    chip = "Ghana_97059"
+    split_csv = tmp_path / "srv" / lay.split_csv_name("test")
+    split_csv.parent.mkdir()
+    split_csv.write_bytes(f"{chip}_S1Hand.tif,{chip}_LabelHand.tif\r\n".encode())
+    page = tmp_path / "srv" / "error.html"
+    page.write_text("<!DOCTYPE html><html><body>Sign in to continue</body></html>")
+    s1 = f"v1.1/data/flood_events/HandLabeled/S1Hand/{chip}_S1Hand.tif"
+    label = f"v1.1/data/flood_events/HandLabeled/LabelHand/{chip}_LabelHand.tif"
+    objects = {f"v1.1/splits/flood_handlabeled/{split_csv.name}": split_csv,
+               "v1.1/Sen1Floods11_Metadata.geojson": SHARED / "Sen1Floods11_Metadata.geojson",
+               s1: SHARED / "HandLabeled" / "S1Hand" / f"{chip}_S1Hand.tif", label: page}
+    out = tmp_path / "out"
+    with BucketServer({"sen1floods11": objects}, faults=Faults(md5_header=False)) as srv:
+        rc = main(["download", str(out), "--splits", "test", "--base-url", srv.base_url("sen1floods11"),
+                   "--listing-url", "none", "--no-progress", "--backoff", "0.01", "--retries", "0"])
+    text = capsys.readouterr()
+    assert rc == 1
+    assert "not a TIFF" in text.out + text.err and f"{chip}_LabelHand.tif" in text.out + text.err
+    assert not (out / label).exists()
+    assert not list(out.rglob("*.part"))
+    assert (out / s1).read_bytes() == objects[s1].read_bytes()  # a real GeoTIFF is kept
