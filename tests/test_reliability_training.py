@@ -120,3 +120,19 @@ def test_out_dir_that_is_a_file(sim_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--out-dir {f}: is a file" in err and "Errno" not in err
     assert f.read_text() == "keep me"
+
+
+def test_student_resume_with_another_teacher_is_refused(sim_root, tmp_path, capsys):
+    teachers = []
+    for i, bands in enumerate(("B3,B8", "B4,B8")):
+        t = tmp_path / f"teacher{i}"
+        assert _train("teacher", "--data-root", str(sim_root), "--out-dir", str(t), "--bands", bands) == 0
+        teachers.append(t / "best.safetensors")
+    out = tmp_path / "student"
+    assert _train("student", "--data-root", str(sim_root), "--out-dir", str(out), "--teacher", str(teachers[0])) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert _train("student", "--data-root", str(sim_root), "--out-dir", str(out), "--teacher", str(teachers[1])) == 2
+    err = capsys.readouterr().err
+    assert "configuration differs" in err and "'teacher'" in err and "sha256:" in err
+    assert _snapshot(out) == before

@@ -129,6 +129,28 @@ def _train(args: argparse.Namespace) -> int:
         raise
 
 
+def _pool_record(args: argparse.Namespace) -> dict:
+    """What the student's pool labels (``pool_probs.npy``) depend on: teacher checkpoint (sha256),
+    pool split and weak-label role; stored beside them as ``pool_probs.json``."""
+    from floodnb.scale.dask_predict import _checkpoint_id
+
+    return {"teacher": _checkpoint_id(args.teacher, None), "pool_split": args.pool_split,
+            "weak_role": args.weak_role}
+
+
+def _check_pool_record(pool_path, now: dict) -> None:
+    """Refuse to reuse pool labels made by another teacher (or split / weak role) in a resumed run;
+    labels from before the record existed cannot be checked and are reused as before."""
+    record = pool_path.with_suffix(".json")
+    if not record.is_file():
+        return
+    stored = json.loads(record.read_text(encoding="utf-8"))
+    diff = {k: (stored.get(k), v) for k, v in now.items() if stored.get(k) != v}
+    if diff:
+        raise ValueError(f"{pool_path}: cannot resume, configuration differs from the stored run (field: "
+                         f"(stored, now)) {diff}; use another out_dir")
+
+
 def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
     from pathlib import Path
 
@@ -180,7 +202,9 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
             spec = read_spec(args.teacher)
             pool_cat = ds.pool_source(source, split=args.pool_split)
             pool_path = Path(args.out_dir) / "pool_probs.npy"
+            labelled_by = _pool_record(args)
             if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
+                _check_pool_record(pool_path, labelled_by)
                 import numpy as np
 
                 probs = np.load(pool_path, mmap_mode="r")
@@ -191,6 +215,9 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                                                with_meta=spec.meta_dim > 0)
                     label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
                                device=device, progress=not args.no_progress)
+                    from floodnb.io_utils import atomic_write_json
+
+                    atomic_write_json(pool_path.with_suffix(".json"), labelled_by)
                 ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
                 import numpy as np
 
