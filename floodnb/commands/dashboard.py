@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by 'floodnb run' (runs/<name>)")
     parser.add_argument("--address", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only). Serving to "
-                             "others needs an explicit address, ideally with a login (--basic-auth-file or $FLOODNB_DASHBOARD_PASSWORD)")
+                             "others needs an explicit address, ideally with a login (--basic-auth-file or "
+                             f"${PASSWORD_ENV})")
     parser.add_argument("--port", type=int, default=0, help="port (default 0: pick a free one and print it)")
     parser.add_argument("--basic-auth-file", default=None, metavar="FILE",
                         help="require a login: FILE holds one password (any user name) or a JSON map "
