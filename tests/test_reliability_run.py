@@ -89,3 +89,13 @@ def test_download_without_listing_refuses_an_html_page_under_a_tif_name(tmp_path
     assert not (out / label).exists()
     assert not list(out.rglob("*.part"))
     assert (out / s1).read_bytes() == objects[s1].read_bytes()  # a real GeoTIFF is kept
+
+
+def test_bare_os_errors_are_reworded_with_the_path():
+    import errno
+
+    from floodnb.cli import _message
+
+    msg = _message(FileExistsError(errno.EEXIST, "File exists", "/data/out"))
+    assert msg.startswith("/data/out: File exists; expected a folder there") and "Errno" not in msg
+    assert _message(ValueError("--x: bad")) == "--x: bad"
