@@ -68,8 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError) as exc:
         # library errors already name the file/argument and what was expected
-        print(f"floodnb {args.command}: error: {exc}", file=sys.stderr)
+        print(f"floodnb {args.command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, except that a bare OS error (``[Errno 17] File exists: 'x'``, e.g. a folder
+    to create where a file is) is reworded to name the path and what was expected."""
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc).startswith("[Errno"):
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            return (f"{exc.filename}: {exc.strerror}; expected a folder there (or a path whose parents are "
+                    "folders), found a file")
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

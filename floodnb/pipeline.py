@@ -17,6 +17,11 @@ is skipped *and reported*; a failed stage is rerun (and every stage after it, si
 changed); a finished run with different parameters is refused unless ``force=True``.
 A failing cell stops the run with :class:`PipelineError` naming the notebook and cell; the
 executed notebook is kept and earlier stages' results are untouched.
+
+Parameters are checked before any stage runs (:func:`check_params`): an unknown name, a name
+``floodnb run`` sets itself (``run_dir``, ``out_dir``) or a value of the wrong type (the type of
+the notebooks' default; ``epochs``/``crop``/``model`` by :data:`NONE_DEFAULT_TYPES`) is a
+``ValueError`` naming the parameter and what was expected.
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ SIMULATE_STAGE = "simulate"
 #: finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``).
 SIM_DEFAULT: dict[str, int] = {"sim_hand": 120, "sim_weak": 120, "sim_size": 256}
 SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
+#: parameters set by the pipeline itself, never by the user
+RESERVED_PARAMS: tuple[str, ...] = ("run_dir", "out_dir")
+#: types of parameters whose notebook default is None (resolved by :func:`floodnb.workflow.setup`)
+NONE_DEFAULT_TYPES: dict[str, type] = {"epochs": int, "crop": int, "model": str, "data_root": str}
+#: integer parameters that must be >= 1
+POSITIVE_PARAMS: tuple[str, ...] = ("epochs", "crop", "batch_size", "map_chips", "recompute_chips", "gallery",
+                                    *SIM_DEFAULT)
 
 
 class PipelineError(RuntimeError):
@@ -87,6 +99,73 @@ def _hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def notebook_parameters(nb_dir: str | Path, notebooks: tuple[str, ...]) -> dict[str, Any]:
+    """``{name: default}`` of the ``parameters`` cells of ``notebooks`` (``.ipynb`` in ``nb_dir``)
+    and of the pipeline's :data:`NOTEBOOKS` present there; a default that is not a Python literal
+    is ``...`` (type not checked)."""
+    import ast
+
+    import papermill as pm
+
+    out: dict[str, Any] = {}
+    for nb in dict.fromkeys((*NOTEBOOKS, *notebooks)):
+        path = Path(nb_dir) / f"{nb}.ipynb"
+        if not path.exists():
+            continue
+        for name, info in pm.inspect_notebook(str(path)).items():
+            try:
+                out.setdefault(name, ast.literal_eval(info["default"]))
+            except (ValueError, SyntaxError):
+                out.setdefault(name, ...)
+    return out
+
+
+def _type_ok(value: Any, typ: type) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if typ is float:
+        return isinstance(value, (int, float))
+    if typ is str:
+        return isinstance(value, (str, Path))
+    return isinstance(value, typ)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
+    """Refuse unknown, reserved or mistyped ``params`` (``ValueError`` naming the parameter).
+
+    ``known``: :func:`notebook_parameters`. ``None`` is accepted where the notebooks' default is
+    None (the notebook picks the value). Integers of :data:`POSITIVE_PARAMS` must be >= 1 and
+    ``model`` must be a name :func:`floodnb.models.build_model` knows.
+    """
+    for key, value in params.items():
+        if key in RESERVED_PARAMS:
+            raise ValueError(f"parameter {key!r} is set by floodnb run itself (runs/<name>/<stage>); leave it out")
+        if key not in known and key not in SIM_DEFAULT:
+            raise ValueError(f"unknown parameter {key!r}; the notebooks take "
+                             f"{', '.join(sorted(k for k in known if k not in RESERVED_PARAMS))} "
+                             f"(and {', '.join(SIM_DEFAULT)} for simulated data)")
+        default = known.get(key, 0)
+        if value is None and (default is None or key in NONE_DEFAULT_TYPES):
+            continue
+        typ = NONE_DEFAULT_TYPES.get(key) if default is None else type(default)
+        if typ is None or default is ... or typ not in _TYPE_WORDS:
+            continue
+        positive = key in POSITIVE_PARAMS and typ is int
+        if not _type_ok(value, typ) or (positive and value < 1):
+            want = _TYPE_WORDS[typ] + (" >= 1" if positive else "") + (" or null" if default is None else "")
+            raise ValueError(f"parameter {key}={value!r}: expected {want}")
+        if key == "model":
+            from floodnb.models import model_names
+
+            if value not in model_names():
+                raise ValueError(f"parameter model={value!r}: expected one of {', '.join(model_names())}")
+
+
 def _load_state(path: Path) -> dict:
     if not path.exists():
         return {}
@@ -128,6 +207,9 @@ def run_pipeline(
             raise FileNotFoundError(
                 f"notebook {nb_dir / (nb + '.ipynb')} not found; the pipeline's notebooks are {NOTEBOOKS}"
             )
+
+    check_params({"seed": seed, "epochs": epochs, "fast": fast, "data_root": data_root, **dict(params or {})},
+                 notebook_parameters(nb_dir, notebooks))
 
     run_dir = Path(runs_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)

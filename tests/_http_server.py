@@ -56,7 +56,8 @@ def shared_bucket_objects(shared: Path = SHARED, *, splits_dir: Path | None = No
 
 def make_weak_objects(folder: Path, chips: list[str], layers: list[str], *, nbytes: int = 3000,
                       seed: int = 0) -> dict[str, Path]:
-    """Write small random weak-chip files ``<chip>_<Layer>.tif`` and return their object names."""
+    """Write small random weak-chip files ``<chip>_<Layer>.tif`` (TIFF magic bytes, then random bytes;
+    the downloader checks the magic) and return their object names."""
     rng = np.random.default_rng(seed)
     objects: dict[str, Path] = {}
     for layer in layers:
@@ -64,7 +65,8 @@ def make_weak_objects(folder: Path, chips: list[str], layers: list[str], *, nbyt
         d.mkdir(parents=True, exist_ok=True)
         for chip in chips:
             f = d / f"{chip}_{layer}.tif"
-            f.write_bytes(rng.integers(0, 256, nbytes + int(rng.integers(0, 500)), dtype=np.uint8).tobytes())
+            body = rng.integers(0, 256, nbytes + int(rng.integers(0, 500)), dtype=np.uint8).tobytes()
+            f.write_bytes(b"II*\x00" + body[4:])
             objects[f"v1.1/data/flood_events/WeaklyLabeled/{layer}/{f.name}"] = f
     return objects
 

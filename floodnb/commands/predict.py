@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-area", type=float, default=0.0, metavar="M2",
                         help="drop polygons smaller than this many m² (default 0)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing outputs (default: skip scenes whose outputs already exist)")
+                        help="replace existing outputs (default: skip scenes whose outputs exist and were made "
+                             "with the same checkpoint and settings, recorded in <scene>_water.done.json; "
+                             "outputs made otherwise are refused)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default 0: torch's choice; 1 per task on a dask cluster)")
     many = parser.add_argument_group("many scenes on dask.distributed")
@@ -151,35 +153,83 @@ def _run_many(args: argparse.Namespace, scenes: list) -> int:
     return 0
 
 
+def _single_settings(args: argparse.Namespace, checkpoint_id: str) -> dict:
+    """What the outputs of one scene depend on; recorded in its marker (same keys as many-scene mode)."""
+    return {"checkpoint": checkpoint_id, "tile": args.tile, "overlap": args.overlap, "threshold": args.threshold,
+            "write_prob": not args.no_prob, "prob_dtype": args.prob_dtype, "polygons": bool(args.polygons),
+            "min_area_m2": args.min_area}
+
+
+def _up_to_date(marker, wanted: list, settings: dict, scene: str) -> bool:
+    """True when ``marker`` records ``settings`` and every wanted output exists. Refuses (ValueError
+    naming the marker and the differing settings) outputs made with another checkpoint or other
+    settings, and outputs without a marker (nothing says what made them): never keep stale maps."""
+    import json
+
+    existing = [p for p in wanted if p.exists()]
+    if not marker.is_file():
+        if existing:
+            raise ValueError(f"{existing[0]} exists but {marker.name} (the record of the checkpoint and settings "
+                             f"that made it) does not; pass --overwrite to recompute scene {scene!r}")
+        return False
+    try:
+        then = json.loads(marker.read_text(encoding="utf-8"))["settings"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"scene marker {marker} is not a floodnb marker ({exc}); pass --overwrite to redo "
+                         f"scene {scene!r}") from None
+    diff = {k: (then.get(k), v) for k, v in settings.items() if then.get(k) != v}
+    if diff:
+        raise ValueError(f"{marker}: scene {scene!r} was predicted with other settings {{field: (then, now)}} "
+                         f"{diff}; pass --overwrite to recompute it or choose another --out-dir")
+    return len(existing) == len(wanted)
+
+
 def _run_single(args: argparse.Namespace, inp: str) -> int:
+    import time
     from pathlib import Path
 
     import torch
 
+    from floodnb.commands import check_out_dir
+    from floodnb.io_utils import atomic_write_json
     from floodnb.models import load_checkpoint
     from floodnb.predict import extent_polygons, predict_raster, write_polygons
+    from floodnb.scale.dask_predict import MARKER_SUFFIX, _checkpoint_id
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out_dir = Path(args.out_dir)
+    out_dir = check_out_dir(args.out_dir)
     loaded = load_checkpoint(args.checkpoint)
     stem = Path(inp).stem
     out = out_dir / f"{stem}_water.tif"
     prob = None if args.no_prob else out_dir / f"{stem}_water_prob.tif"
     poly = out_dir / f"{stem}_water"
-    wanted = [out] + ([prob] if prob else []) + ([poly.with_suffix(".gpkg"), poly.with_suffix(".geojson")]
-                                                  if args.polygons else [])
-    if not args.overwrite and all(p.exists() for p in wanted):
-        print(f"{inp}: outputs exist in {out_dir}, skipped (--overwrite to redo)")
+    polys = [out_dir / f"{stem}_water.gpkg", out_dir / f"{stem}_water.geojson"] if args.polygons else []
+    wanted = [out] + ([prob] if prob else []) + polys
+    marker = out_dir / f"{stem}{MARKER_SUFFIX}"
+    settings = _single_settings(args, _checkpoint_id(args.checkpoint, None))
+    if not args.overwrite and _up_to_date(marker, wanted, settings, stem):
+        print(f"{inp}: outputs in {out_dir} made with the same checkpoint and settings, skipped "
+              "(--overwrite to redo)")
         return 0
+    marker.unlink(missing_ok=True)  # from here on the old record no longer describes the files
     res = predict_raster(loaded, inp, out, tile=args.tile, overlap=args.overlap, batch=args.batch,
                          threshold=args.threshold, prob_path=prob, write_prob=prob is not None,
                          prob_dtype=args.prob_dtype, overwrite=True)
     line = (f"{inp}: {res.height}x{res.width} px, {res.n_water} water / {res.n_valid} valid px, "
             f"{res.seconds:.1f} s -> {res.class_path}")
+    n_poly, water_km2 = 0, 0.0
     if args.polygons:
         gdf = extent_polygons(res.class_path, min_area_m2=args.min_area)
         gpkg, _ = write_polygons(gdf, poly)
-        line += f", {len(gdf)} polygons ({gdf['area_m2'].sum() / 1e6:.3f} km²) -> {gpkg}"
+        n_poly, water_km2 = len(gdf), float(gdf["area_m2"].sum()) / 1e6
+        line += f", {n_poly} polygons ({water_km2:.3f} km²) -> {gpkg}"
+    row = {"scene": stem, "source": str(inp), "status": "done", "class_path": str(out),
+           "prob_path": None if prob is None else str(prob), "polygons_path": str(polys[0]) if polys else None,
+           "height": res.height, "width": res.width, "n_valid": int(res.n_valid), "n_water": int(res.n_water),
+           "n_polygons": n_poly, "water_km2": water_km2, "seconds": res.seconds, "error": None}
+    atomic_write_json(marker, {"scene": stem, "source": str(inp), "settings": settings,
+                               "outputs": [str(p) for p in wanted], "result": row,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     print(line)
     return 0

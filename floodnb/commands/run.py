@@ -33,7 +33,16 @@ def _parse_params(args: argparse.Namespace) -> dict:
         cfg = Path(args.config)
         if not cfg.is_file():
             raise FileNotFoundError(f"--config {cfg}: no such file")
-        loaded = yaml.safe_load(cfg.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"--config {cfg}: not valid YAML{at} ({problem}); expected a mapping of "
+                             "parameter names to values") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--config {cfg}: not a UTF-8 text file; expected YAML parameters") from None
         if not isinstance(loaded, dict):
             raise ValueError(f"--config {cfg}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
         params.update(loaded)
@@ -41,13 +50,22 @@ def _parse_params(args: argparse.Namespace) -> dict:
         if "=" not in item:
             raise ValueError(f"--param {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value)
+        if not key.strip():
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE with a parameter name before '='")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--param {item!r}: the value is not valid YAML (quote text, e.g. "
+                             f"{key.strip()}='\"...\"')") from None
     return params
 
 
 def run(args: argparse.Namespace) -> int:
     from floodnb.pipeline import NOTEBOOKS, PipelineError, run_pipeline
 
+    from floodnb.commands import check_out_dir
+
+    check_out_dir(Path(args.runs_dir) / args.name, "--runs-dir/--name")
     params = _parse_params(args)
     kw = {k: params.pop(k) for k in ("seed", "epochs", "fast", "data_root") if k in params}
     for k in ("seed", "epochs", "data_root"):

@@ -109,6 +109,49 @@ def _rank_main(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train as the options say; a run that fails before its first checkpoint removes an ``--out-dir``
+    this call created (pool labels included). Files of an existing folder are the engine's to restore."""
+    import shutil
+
+    from floodnb.commands import check_out_dir
+    from floodnb.distill import ddp
+    from floodnb.distill.engine import STATE_FILE
+
+    out = check_out_dir(args.out_dir)
+    device = _device(args.device)
+    rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
+    created = ddp.broadcast_object(not out.exists())
+    try:
+        return _train_in(args, device, rank)
+    except BaseException:
+        if rank == 0 and created and out.is_dir() and not (out / STATE_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _pool_record(args: argparse.Namespace) -> dict:
+    """What the student's pool labels (``pool_probs.npy``) depend on: teacher checkpoint (sha256),
+    pool split and weak-label role; stored beside them as ``pool_probs.json``."""
+    from floodnb.scale.dask_predict import _checkpoint_id
+
+    return {"teacher": _checkpoint_id(args.teacher, None), "pool_split": args.pool_split,
+            "weak_role": args.weak_role}
+
+
+def _check_pool_record(pool_path, now: dict) -> None:
+    """Refuse to reuse pool labels made by another teacher (or split / weak role) in a resumed run;
+    labels from before the record existed cannot be checked and are reused as before."""
+    record = pool_path.with_suffix(".json")
+    if not record.is_file():
+        return
+    stored = json.loads(record.read_text(encoding="utf-8"))
+    diff = {k: (stored.get(k), v) for k, v in now.items() if stored.get(k) != v}
+    if diff:
+        raise ValueError(f"{pool_path}: cannot resume, configuration differs from the stored run (field: "
+                         f"(stored, now)) {diff}; use another out_dir")
+
+
+def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
     from pathlib import Path
 
     from floodnb.distill import datasets as ds
@@ -116,8 +159,6 @@ def _train(args: argparse.Namespace) -> int:
     from floodnb.distill.engine import TrainConfig
     from floodnb.distill.runner import EdgeOption
 
-    device = _device(args.device)
-    rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
     source = ds.load_source(args.data_root, store=args.store)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device)
@@ -161,7 +202,9 @@ def _train(args: argparse.Namespace) -> int:
             spec = read_spec(args.teacher)
             pool_cat = ds.pool_source(source, split=args.pool_split)
             pool_path = Path(args.out_dir) / "pool_probs.npy"
+            labelled_by = _pool_record(args)
             if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
+                _check_pool_record(pool_path, labelled_by)
                 import numpy as np
 
                 probs = np.load(pool_path, mmap_mode="r")
@@ -172,6 +215,9 @@ def _train(args: argparse.Namespace) -> int:
                                                with_meta=spec.meta_dim > 0)
                     label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
                                device=device, progress=not args.no_progress)
+                    from floodnb.io_utils import atomic_write_json
+
+                    atomic_write_json(pool_path.with_suffix(".json"), labelled_by)
                 ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
                 import numpy as np
 

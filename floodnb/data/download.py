@@ -23,7 +23,8 @@ with exponential backoff and the retry resumes the ``.part`` with an HTTP ``Rang
 server that ignores ``Range`` gets the file restarted from byte 0). A killed run leaves its
 ``.part`` files and the next run continues them the same way. A finished ``.part`` is checked
 against the expected size (listing ``size`` or ``Content-Length``) and, where the server gives one,
-the MD5 (listing ``md5Hash`` or the ``x-goog-hash: md5=...`` header, both base64), and only then
+the MD5 (listing ``md5Hash`` or the ``x-goog-hash: md5=...`` header, both base64) and its content
+(:func:`content_problem`: no HTML page, TIFF magic bytes for ``.tif``), and only then
 moved onto the final name with ``os.replace`` -- a truncated or corrupt file never appears under a
 final name. Files already complete (same size and MD5) are skipped. A file that exists but differs
 from the server copy is reported and left untouched unless ``overwrite=True``. Permanent errors
@@ -252,6 +253,28 @@ def _content_range_total(value: str) -> tuple[int, int | None]:
     rng, _, total = spec.partition("/")
     first = int(rng.split("-", 1)[0])
     return first, (None if total == "*" else int(total))
+
+
+#: first bytes of a TIFF (classic and BigTIFF, little and big endian)
+TIFF_MAGIC: tuple[bytes, ...] = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def content_problem(path: Path, name: str, content_type: str | None = None) -> str | None:
+    """Why the downloaded ``path`` cannot be the object ``name``, or None when it can.
+
+    An HTML answer (``Content-Type: text/html``, e.g. a proxy's or portal's error page sent with
+    status 200) is never an object of the bucket; a ``.tif``/``.tiff`` object must start with the
+    TIFF magic bytes (:data:`TIFF_MAGIC`)."""
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return f"the server sent an HTML page (Content-Type {content_type!r}), not the file"
+    if name.lower().endswith((".tif", ".tiff")):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head not in TIFF_MAGIC:
+            return (f"the server sent {path.stat().st_size} bytes that are not a TIFF (they start with {head!r}, "
+                    "expected II*\\0 or MM\\0*)")
+    return None
 
 
 def human_bytes(n: int) -> str:
@@ -675,6 +698,12 @@ class _Fetcher:
                         continue
                     raise _Permanent(f"MD5 mismatch (server {want_md5}, received {got}); "
                                      "the file was not kept under its final name")
+            problem = content_problem(part, dest.name, state.get("content_type"))
+            if problem is not None:
+                part.unlink(missing_ok=True)
+                self.progress.add(-state["counted"])
+                raise _Permanent(f"{task.url}: {problem}; not kept under {dest.name} (check --base-url / "
+                                 "--listing-url: the server answered with something other than the object)")
             os.replace(part, dest)
             return _Outcome("downloaded", received=state["received"], resumed=state["resumed"])
 
@@ -725,6 +754,7 @@ class _Fetcher:
                 self.progress.grow_total(total)
                 state["known"] = known = total
             header_md5 = _goog_md5(resp)
+            state["content_type"] = resp.headers.get("Content-Type")
             part.parent.mkdir(parents=True, exist_ok=True)
             with open(part, mode) as f:
                 for chunk in resp.iter_content(_CHUNK):

@@ -19,7 +19,17 @@ Resume: ``fit(..., resume=True)`` on an out_dir holding ``last.pt`` restores eve
 continues at the next step of the interrupted epoch, so no finished step or epoch is lost and
 the final weights equal those of an uninterrupted run (tested). The sample order is a function
 of ``(seed, epoch)`` only (:class:`EpochSampler`), so resuming just skips the batches already
-done. A run whose configuration differs from the stored one is refused.
+done. A run whose configuration differs from the stored one is refused before any weight is
+loaded: the optimisation settings (:class:`TrainConfig`), the model (method, architecture and its
+config, input roles and bands, label conditioning, metadata) and the data settings the caller
+passes as ``settings`` (``floodnb train``: crop, data root or store, training chips) are recorded
+in ``last.pt`` and compared, and the message names every differing key with its stored and new
+value.
+
+A fresh run that fails before its first checkpoint (``last.pt``) leaves ``out_dir`` as it found
+it: a folder ``fit`` created is removed, and in an existing folder the files ``fit`` writes
+(``config.json``, ``train_log.jsonl``, ...) are restored to what they were (moved aside at the
+start into a hidden ``.*.tmp`` folder, moved back on failure, dropped once ``last.pt`` exists).
 
 Data-parallel (:mod:`floodnb.distill.ddp`): when ``torch.distributed`` is initialised, or the
 process was started by ``torchrun`` (``WORLD_SIZE`` > 1; the group is then initialised here:
@@ -48,7 +58,10 @@ import csv
 import io
 import json
 import math
+import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -67,6 +80,11 @@ Objective = Callable[[nn.Module, Mapping], tuple[torch.Tensor, dict]]
 STATE_FILE = "last.pt"
 #: config fields that may change between an interrupted run and its resumption
 RESUME_FREE: tuple[str, ...] = ("progress", "num_workers", "checkpoint_every", "device")
+#: files fit writes into out_dir (restored when a fresh run fails before its first checkpoint)
+RUN_FILES: tuple[str, ...] = ("config.json", "train_log.jsonl", "epochs.csv", "best.safetensors",
+                              "model.safetensors", STATE_FILE)
+#: spec fields that identify the model a checkpoint's weights belong to
+_SPEC_IDENTITY: tuple[str, ...] = ("model_name", "model_config", "inputs", "bands", "label_conditioning", "meta_dim")
 
 
 class NonFiniteLossError(ValueError):
@@ -217,9 +235,65 @@ def _config_diff(stored: Mapping, config: TrainConfig) -> dict:
     return {k: (old[k], now[k]) for k in now if old[k] != now[k]}
 
 
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def run_identity(spec: ModelSpec | Mapping, settings: Mapping | None = None) -> dict:
+    """Keys a resumed run must share with the stored one besides :class:`TrainConfig`: the spec's
+    model fields (:data:`_SPEC_IDENTITY`), its ``config`` entries except ``train`` (method and
+    method options) and ``settings`` (data settings), as JSON values."""
+    d = spec if isinstance(spec, Mapping) else json.loads(spec.to_json())
+    out = {k: d[k] for k in _SPEC_IDENTITY if k in d}
+    out.update({k: v for k, v in dict(d.get("config") or {}).items() if k != "train"})
+    out.update(dict(settings or {}))
+    return _jsonable(out)
+
+
+def _identity_diff(stored: Mapping, now: Mapping) -> dict:
+    """``{key: (stored, now)}`` of keys both runs record with different values (a key the stored
+    run predates is not compared: it cannot be known)."""
+    return {k: (stored[k], now[k]) for k in now if k in stored and stored[k] != now[k]}
+
+
+class _FreshRunGuard:
+    """Undo a fresh run's writes in ``out`` when it fails before its first checkpoint (see module doc)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.created = not out.exists()
+        self.backup: Path | None = None
+        self.done = False
+        out.mkdir(parents=True, exist_ok=True)
+        old = [n for n in RUN_FILES if (out / n).exists()]
+        if old:
+            self.backup = Path(tempfile.mkdtemp(prefix=".floodnb-previous.", suffix=".tmp", dir=out))
+            for n in old:
+                os.replace(out / n, self.backup / n)
+
+    def committed(self) -> None:
+        """The first checkpoint exists: the previous files are superseded."""
+        self.done = True
+        if self.backup is not None:
+            shutil.rmtree(self.backup, ignore_errors=True)
+            self.backup = None
+
+    def rollback(self) -> None:
+        if self.created:
+            shutil.rmtree(self.out, ignore_errors=True)
+            return
+        for n in RUN_FILES:
+            (self.out / n).unlink(missing_ok=True)
+        if self.backup is not None:
+            for f in self.backup.iterdir():
+                os.replace(f, self.out / f.name)
+            self.backup.rmdir()
+
+
 def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: TrainConfig, out_dir: str | Path,
         spec: ModelSpec, validate: Callable[[nn.Module], dict] | None = None, select_metric: str = "water_iou",
-        resume: bool = True, step_callback: Callable[..., None] | None = None) -> FitResult:
+        resume: bool = True, step_callback: Callable[..., None] | None = None,
+        settings: Mapping | None = None) -> FitResult:
     """Train ``model`` on ``train_data`` (sample dicts) minimising ``objective``; see the module doc.
 
     ``validate(model) -> metrics`` runs on rank 0 after every epoch; the epoch with the highest
@@ -228,6 +302,8 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     filled in. ``step_callback(epoch=, step=, global_step=, loss=)`` runs after every optimizer
     step (after any checkpoint of that step); an exception in it stops training like a kill.
     With ``resume=False`` an out_dir that already holds a run is refused (nothing is overwritten).
+    ``settings`` (JSON-able mapping, e.g. ``{"crop": 64, "data": "/data/root"}``) is recorded and
+    must match on resume, like ``config`` and the model in ``spec``.
     """
     out = Path(out_dir)
     rank, world = ddp.ensure_initialized(config.device)
@@ -259,8 +335,11 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     epoch, step, global_step = 0, 0, 0
     loss_sum, loss_count = 0.0, 0
     best_score = -math.inf
+    identity = run_identity(spec, settings)
+    guard = None
     if st is not None:
-        diff = _config_diff(json.loads(st["config"]), config)
+        stored_identity = json.loads(st["identity"]) if "identity" in st else run_identity(json.loads(st[SPEC_KEY]))
+        diff = {**_config_diff(json.loads(st["config"]), config), **_identity_diff(stored_identity, identity)}
         if diff:
             raise ValueError(f"{state_path}: cannot resume, configuration differs from the stored run "
                              f"(field: (stored, now)) {diff}; use another out_dir")
@@ -278,11 +357,8 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         if is_main:
             _truncate_log(out / "train_log.jsonl", global_step)
     elif is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
-        (out / "train_log.jsonl").unlink(missing_ok=True)
+        guard = _FreshRunGuard(out)
     del st
-    model = ddp.wrap_model(base_model, device=device)
 
     def save_state() -> None:
         if is_main:
@@ -293,19 +369,25 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
                 "loss_count": loss_count, "history": json.dumps(result.history), "best_score": best_score,
                 "best_epoch": result.best_epoch if result.best_epoch is not None else -1,
                 "best_metrics": json.dumps(result.best_metrics, default=float),
-                "config": json.dumps(_config_dict(config)), "world_size": world,
+                "config": json.dumps(_config_dict(config)), "world_size": world, "identity": json.dumps(identity),
                 SPEC_KEY: _spec_with(spec, config, result.best_metrics).to_json(),
             }
             with atomic_path(state_path) as tmp:
                 torch.save(blob, tmp)
+            if guard is not None:
+                guard.committed()
         _barrier()
 
-    loader = DataLoader(train_data, batch_size=rank_batch, sampler=sampler, collate_fn=collate,
-                        num_workers=config.num_workers, drop_last=False,
-                        # own generator: creating an iterator must not draw from the global RNG
-                        generator=torch.Generator().manual_seed(config.seed))
-    log = open(out / "train_log.jsonl", "a", encoding="utf-8") if is_main else None  # noqa: SIM115
+    log = None
     try:
+        if guard is not None:
+            atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
+        model = ddp.wrap_model(base_model, device=device)
+        loader = DataLoader(train_data, batch_size=rank_batch, sampler=sampler, collate_fn=collate,
+                            num_workers=config.num_workers, drop_last=False,
+                            # own generator: creating an iterator must not draw from the global RNG
+                            generator=torch.Generator().manual_seed(config.seed))
+        log = open(out / "train_log.jsonl", "a", encoding="utf-8") if is_main else None  # noqa: SIM115
         from tqdm.auto import tqdm
 
         model.train()
@@ -374,6 +456,13 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
                             spec=_spec_with(spec, config, {"valid_best": result.best_metrics,
                                                            "best_epoch": result.best_epoch}))
         _barrier()
+    except BaseException:
+        if log is not None:
+            log.close()
+            log = None
+        if guard is not None and not guard.done:
+            guard.rollback()
+        raise
     finally:
         if log is not None:
             log.close()

@@ -171,6 +171,36 @@ def check_not_empty(data: Dataset | None, what: str) -> None:
         raise ValueError(f"{what} is empty (0 chips); check the split name and the catalog")
 
 
+def _chip_datasets(data) -> list:
+    """ChipDataset-like datasets (with ``crop`` and ``source``) inside ``data``, depth first through
+    ``ConcatDataset.datasets`` and wrappers' ``data`` / ``dataset``."""
+    if hasattr(data, "crop") and hasattr(data, "source"):
+        return [data]
+    found = []
+    for inner in list(getattr(data, "datasets", [])) + [getattr(data, a, None) for a in ("data", "dataset")]:
+        if isinstance(inner, Dataset):
+            found += _chip_datasets(inner)
+    return found
+
+
+def data_settings(data: Dataset) -> dict:
+    """What a resumed run must train on again (recorded in ``last.pt`` by :func:`fit`):
+    ``train_chips`` (samples per epoch), ``crop`` (px or None) and ``data`` (resolved data root of
+    a catalog, or the packed store's folder) of the chip datasets inside ``data``."""
+    out: dict = {"train_chips": len(data)}
+    chips = _chip_datasets(data)
+    if chips:
+        out["crop"] = [c.crop for c in chips] if len({c.crop for c in chips}) > 1 else chips[0].crop
+        roots = []
+        for c in chips:
+            root = getattr(c.source, "path", None) if getattr(c, "is_store", False) else c.table.attrs.get("root")
+            name = str(Path(root).resolve()) if root is not None else None
+            if name not in roots:
+                roots.append(name)
+        out["data"] = roots[0] if len(roots) == 1 else roots
+    return out
+
+
 @dataclass
 class TrainedRun:
     """Result of one trained method: best model, its spec, the fit history, evaluation metrics."""
@@ -206,7 +236,7 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
     validate = (lambda m: evaluate_model(m, valid, plan, reference="label", batch_size=config.batch_size,
                                          device=config.device)[0]) if valid is not None else None
     result = fit(model, objective, train, config=config, out_dir=out, spec=spec, validate=validate,
-                 resume=resume, step_callback=step_callback)
+                 resume=resume, step_callback=step_callback, settings=data_settings(train))
     if dist_info()[0] != 0:
         # data-parallel training (floodnb.distill.ddp): rank 0 alone evaluates and writes the results;
         # the other ranks return the final weights (identical on every rank) and no metrics

@@ -12,7 +12,10 @@
 * each browser session builds its own :class:`~floodnb.viz.dashboard.Dashboard` over tables read
   once (:func:`~floodnb.viz.dashboard.load_run`). The only request data the app uses is the
   ``chip`` query argument, which is looked up in the run's table; the server has no static
-  folder of its own, so no URL maps onto the run directory or the data root.
+  folder of its own, so no URL maps onto the run directory or the data root;
+* Panel's ``/components/<module>/...`` route, which imports any installed module named in the
+  URL (unauthenticated), is replaced by :func:`component_route`: it serves only resources of
+  ``panel`` modules that are already imported, and imports nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +48,34 @@ def _is_loopback(address: str) -> bool:
 
 def _is_wildcard(address: str) -> bool:
     return address in ("0.0.0.0", "::", "")
+
+
+#: module prefix whose component resources (CSS/JS listed on Panel components) may be served
+COMPONENT_MODULES: tuple[str, ...] = ("panel",)
+
+
+def component_route() -> tuple:
+    """Tornado route ``(pattern, handler, kwargs)`` that shadows Panel's ``/components/`` route.
+
+    Panel's ``ComponentResourceHandler`` runs ``importlib.import_module(<first URL segment>)``
+    for any request, before authentication, so any installed module could be imported by a URL.
+    This handler answers 404 unless the module is ``panel`` or a ``panel.`` submodule that is
+    already in ``sys.modules``; such requests are handed to Panel's handler unchanged (its own
+    check that the file is listed on the component still applies). Put it before Panel's routes.
+    """
+    from panel.io.resources import COMPONENT_PATH
+    from panel.io.server import ComponentResourceHandler
+    from tornado.web import HTTPError
+
+    class LoadedPanelComponentHandler(ComponentResourceHandler):
+        def parse_url_path(self, path: str) -> str:
+            mod = path.split("/", 1)[0]
+            allowed = any(mod == m or mod.startswith(m + ".") for m in COMPONENT_MODULES)
+            if not allowed or mod not in sys.modules:
+                raise HTTPError(404, "Module not found")
+            return super().parse_url_path(path)
+
+    return (f"/{COMPONENT_PATH}(.*)", LoadedPanelComponentHandler, {})
 
 
 def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: int = 0,
@@ -87,7 +118,7 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
         if _is_loopback(address):
             websocket_origin += [f"localhost:{port}", f"127.0.0.1:{port}"]
     if not _is_loopback(address) and basic_auth is None and verbose:
-        print(f"floodnb dashboard: WARNING serving on {address} without --basic-auth: "
+        print(f"floodnb dashboard: WARNING serving on {address} without a login (--basic-auth-file): "
               "anyone who can reach this address can see the run", file=sys.stderr)
 
     pn.extension("tabulator", inline=True)
@@ -108,7 +139,7 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
             chip = args["chip"][0].decode("utf-8", errors="replace")
         return Dashboard(run, chip=chip, method=method, basemap=basemap).view
 
-    kwargs = {}
+    kwargs: dict = {"extra_patterns": [component_route()]}
     if basic_auth is not None:
         kwargs.update(basic_auth=str(basic_auth), cookie_secret=cookie_secret or secrets.token_hex(32),
                       basic_login_template=str(LOGIN_TEMPLATE))
