@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "run": "run",
     "dashboard": "dashboard",
     "pool": "pool",
+    "transfer": "transfer",
 }
 
 

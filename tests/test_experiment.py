@@ -52,10 +52,13 @@ def test_every_row_runs_with_finite_metrics(full_run):
     for needle in ("water IoU", "SimTruthWater", "held-out", "budget", "seed", "load average", "student_soft_cons"):
         assert needle in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    real = pd.read_csv(out / "real_chips.csv")
-    assert {"otsu_chip", "otsu_event"} <= set(real["method"])
-    assert (real["method"].str.startswith("student")).any()
-    assert np.isfinite(real["water_iou"].astype(float)).all()
+    real = pd.read_csv(out / "transfer.csv")
+    assert {"otsu_chip", "otsu_event", "vh<-24dB"} <= set(real["method"])
+    s1_rows = {"s1_weak", "s1_hand"} | {r for r in ROWS if r.startswith("student")}
+    assert s1_rows <= set(real["method"])  # every finished S1 row, no S2 teacher
+    assert not set(real["method"]) & {"teacher_s2", "teacher_s2s1"}
+    assert np.isfinite(real[real["method"] == "otsu_event"]["water_iou"].astype(float)).all()
+    assert "Sim-to-real" in md and (out / "transfer.png").is_file()
 
 
 def test_rerun_reuses_finished_rows_and_says_so(full_run, capsys):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
@@ -58,7 +59,7 @@ def test_committed_clean_with_one_parameters_cell_and_imports_first(name):
             f"{name}: parameters cell line {node.lineno} is not 'name = literal'"
 
 
-def test_nbval_runs_every_notebook_on_small_simulated_data(tmp_path):
+def test_nbval_runs_every_notebook_on_small_simulated_data(tmp_path, real_root):
     """Parameterised copies (papermill, no execution) of all six notebooks run by nbval in order.
 
     ``data_root=None``: the first notebook simulates the small (``fast``) dataset into the run
@@ -72,6 +73,8 @@ def test_nbval_runs_every_notebook_on_small_simulated_data(tmp_path):
         params = {"data_root": None, "run_dir": str(run_dir), "out_dir": None, "seed": 1, "epochs": 1, "fast": True}
         if name == "06_dashboard":
             params["basemap"] = "none"
+        if name == "05_evaluate":  # the sim-to-real section on the real chips
+            params["real_root"] = str(real_root)
         nb = parameterize_notebook(nb, params)
         nbformat.write(nb, copies / f"{name}.ipynb")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -95,3 +98,5 @@ def test_nbval_runs_every_notebook_on_small_simulated_data(tmp_path):
     assert any((run_dir / "05_evaluate" / "predictions").glob("*_pred.tif"))
     assert (run_dir / "05_evaluate" / "predictions_map.html").stat().st_size > 1000
     assert (run_dir / "01_explore_data" / "chips_map.html").stat().st_size > 1000
+    transfer = pd.read_csv(run_dir / "05_evaluate" / "transfer.csv")
+    assert {"otsu_event", "s1_weak", "student"} <= set(transfer["method"])

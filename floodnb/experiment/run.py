@@ -8,7 +8,7 @@ Out folder::
     <out>/rows/<row>-<hash>/    one training run per trained row (engine out folder, resumable),
                                 pool_probs.npy for teachers / partner models
     <out>/results.csv           one line per row: status, metrics, wall time, settings hash
-    <out>/results.md, results.png, real_chips.csv, real_chips_per_chip.csv
+    <out>/results.md, results.png, transfer.csv/.md/.png, transfer_per_chip.csv, transfer_excluded.csv
 
 A rerun reuses every row whose results.csv line says ``done`` with the same settings hash (and
 says so); an interrupted training row resumes from its last checkpoint. results.csv is
@@ -165,7 +165,8 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     ``data_root``: a simulated Sen1Floods11-layout root with truth layers (default: simulate
     ``sim`` into ``out_dir/data``). ``budget``: shared by every trained row. ``rows``: names (or
     a comma-separated string) from :data:`floodnb.experiment.rows.ROWS`; their dependencies run
-    too (default: all). ``real_root``: real Sen1Floods11 chips for the Otsu / best-student report.
+    too (default: all). ``real_root``: real Sen1Floods11 chips for the sim-to-real report
+    (:func:`floodnb.experiment.real.transfer_report` of every finished S1 row).
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
     ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
     while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
@@ -258,22 +259,8 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
     table = _write_results(results_path, records)
 
     real = None
-    real_note = ""
     if real_root is not None:
-        from floodnb.experiment.real import real_chip_report
-
-        students = table[(table["status"] == "done") & table["row"].str.startswith("student")]
-        best = students.loc[students["valid_water_iou"].astype(float).idxmax()] if len(students) else None
-        real, per_chip = real_chip_report(real_root, checkpoint=None if best is None else best["checkpoint"],
-                                          model_row="" if best is None else str(best["row"]), progress=progress)
-        with atomic_path(out / "real_chips.csv") as tmp:
-            real.to_csv(tmp, index=False)
-        with atomic_path(out / "real_chips_per_chip.csv") as tmp:
-            per_chip.to_csv(tmp, index=False)
-        real_note = (f"Hand-labelled chips of `{Path(real_root).name}` (S1Hand + LabelHand); reference = hand labels; "
-                     + (f"model = {best['row']} (the student with the best validation water IoU on simulated hand "
-                        "labels, trained only on simulated data)." if best is not None else "no student finished.")
-                     + (" Reader notes: " + "; ".join(real.attrs["notes"]) + "." if real.attrs["notes"] else ""))
+        real = _transfer(out, table, real_root, progress=progress)
     wall = time.perf_counter() - t_start
     n_chips = catalog["split"].value_counts().to_dict()
     header = {
@@ -293,13 +280,26 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
                      f"that computed it); load average {load_start} at start, {load_average()} at end "
                      "(2 cores shared with other jobs: timings are noisy)",
     }
-    md = write_markdown(out / "results.md", table, header=header, real=real, real_note=real_note)
+    md = write_markdown(out / "results.md", table, header=header, real=real)
     write_figure(out / "results.png", table, title=f"water IoU vs truth — {budget.describe()}")
     if readme is not None:
         replace_readme_block(readme, md)
         _log(f"README block replaced in {readme}")
     _log(f"results: {out / 'results.md'} ({wall:.1f} s, load average {load_average()})")
     return table
+
+
+def _transfer(out: Path, table: pd.DataFrame, real_root, *, progress: bool):
+    """Sim-to-real report of every finished Sentinel-1 row on the real chips (``transfer.*`` in ``out``)."""
+    from floodnb.experiment.real import transfer_report
+    from floodnb.models import read_spec
+
+    done = table[(table["status"] == "done") & table["checkpoint"].notna()]
+    ckpts = {str(r["row"]): str(r["checkpoint"]) for _, r in done.iterrows()
+             if Path(str(r["checkpoint"])).is_file() and tuple(read_spec(str(r["checkpoint"])).inputs) == ("s1",)}
+    report = transfer_report(real_root, checkpoints=ckpts, progress=progress)
+    report.write(out, prefix="transfer")
+    return report
 
 
 def _metric_line() -> str:

@@ -1,0 +1,52 @@
+"""Shipped checkpoints: packaging (float16 weights, card in the spec), lookup by name, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from floodnb.data.normalize import get_preset
+from floodnb.models import ModelSpec, build_model, load_checkpoint, read_spec, save_checkpoint
+from floodnb.models import pretrained
+
+
+def _checkpoint(path):
+    torch.manual_seed(0)
+    model = build_model("unet_tiny", in_channels=2)
+    norm = get_preset("sen1floods11_s1")
+    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",),
+                     bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()}, config={"epochs": 3})
+    return save_checkpoint(path, model, spec=spec)
+
+
+def test_package_halves_the_weights_keeps_the_spec_and_predicts_alike(tmp_path):
+    src = _checkpoint(tmp_path / "src.safetensors")
+    card = {"trained_on": "simulated", "command": "floodnb run"}
+    dest = pretrained.package_checkpoint(src, tmp_path / "ship" / "m.safetensors", card=card)
+    assert dest.stat().st_size < 0.6 * src.stat().st_size
+    spec = read_spec(dest)
+    assert spec.config["card"] == card and spec.config["epochs"] == 3
+    assert spec.normalizers == read_spec(src).normalizers
+    a, _ = load_checkpoint(src)
+    b, _ = load_checkpoint(dest)
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    x = torch.randn(2, 2, 32, 32)
+    with torch.no_grad():
+        pa, pb = torch.softmax(a(x), 1), torch.softmax(b(x), 1)
+    assert torch.allclose(pa, pb, atol=1e-2)
+    assert (pa.argmax(1) == pb.argmax(1)).float().mean() > 0.99
+    with pytest.raises(ValueError, match=r"m\.pt must end with \.safetensors"):
+        pretrained.package_checkpoint(src, tmp_path / "m.pt", card=card)
+
+
+def test_lookup_by_name_and_unknown_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    assert pretrained.available() == {}
+    with pytest.raises(ValueError, match="no shipped model named 'x'; shipped: none"):
+        pretrained.pretrained_path("x")
+    pretrained.package_checkpoint(_checkpoint(tmp_path / "a.tmp.safetensors"), tmp_path / "b.safetensors",
+                                  card={"k": 1})
+    (tmp_path / "a.tmp.safetensors").unlink()
+    assert list(pretrained.available()) == ["b"]
+    model, spec = pretrained.load_pretrained("b")
+    assert spec.config["card"] == {"k": 1} and not model.training
