@@ -105,7 +105,7 @@ def test_otsu_baseline_on_real_chips():
     assert "Paraguay_34417" in said and "Ghana_83483" in said
     from _real_data import chip_roles
 
-    assert m["chips"] == len(cat) == sum({"s1", "label"} <= r for r in chip_roles(REAL)) >= 7
+    assert m["chips"] == len(cat) == sum({"s1", "label"} <= r for r in chip_roles(REAL).values()) >= 7
     assert 0.0 < m["water_iou"] < 1.0 and m["water_recall"] > 0.5  # VH Otsu finds most hand-labelled water
     with pytest.warns(EmptyChipWarning):
         me, te = otsu_baseline(cat, mode="event")
