@@ -23,7 +23,7 @@ from floodnb.predict import (
 )
 from floodnb.predict.raster import GeoTiffSource
 
-from _real_data import REAL_ROOT, chip_size
+from _real_data import REAL_ROOT, chip_size, repeat_to_scene
 from test_predict import IDENTITY, vh_threshold_model
 
 REAL_S1 = REAL_ROOT / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"
@@ -36,19 +36,9 @@ def s1_file(tmp_path_factory) -> Path:
     """A real S1 scene of at least 512 x 512 px: the shared sample's chip itself, or (in-repo fixture,
     64 px windows) that window repeated into a 512 px GeoTIFF on the window's own grid, same bands,
     dtype and nodata, so tiling, overviews and COG layout are exercised on real values either way."""
-    size = chip_size(REAL_ROOT)
-    if size >= SCENE:
+    if chip_size(REAL_ROOT) >= SCENE:
         return REAL_S1
-    with rasterio.open(REAL_S1) as src:
-        data, profile, desc = src.read(), src.profile, src.descriptions
-    reps = -(-SCENE // size)
-    mosaic = np.tile(data, (1, reps, reps))[:, :SCENE, :SCENE]
-    out = tmp_path_factory.mktemp("scene") / REAL_S1.name
-    profile.update(width=SCENE, height=SCENE, blockysize=SCENE)
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(mosaic)
-        dst.descriptions = desc
-    return out
+    return repeat_to_scene(REAL_S1, tmp_path_factory.mktemp("scene") / REAL_S1.name, size=SCENE)
 
 
 def write_tif(path: Path, data: np.ndarray, *, descriptions=None, crs="EPSG:4326", transform=None, nodata=None):
