@@ -99,7 +99,7 @@ def is_shared_sample(root: Path) -> bool:
 def repeat_to_scene(src: Path, dst: Path, *, size: int = FULL_SIZE, compress: str | None = "deflate") -> Path:
     """Write ``src`` (a real chip GeoTIFF) repeated into a ``size`` x ``size`` px GeoTIFF at ``dst``.
 
-    Same origin, pixel size, CRS, bands, dtype, nodata and descriptions as ``src``; pixel values are
+    Same origin, pixel size, CRS, bands, dtype, nodata, tags and descriptions as ``src``; pixel values are
     the chip's, tiled (``np.tile``) and cut to ``size``. For tests that need a scene larger than the
     in-repo fixture's 64 px windows (tiling, COG overviews, multi-megabyte downloads);
     ``compress=None`` writes it uncompressed (``size**2 * bands * itemsize`` bytes of pixels).
@@ -107,7 +107,7 @@ def repeat_to_scene(src: Path, dst: Path, *, size: int = FULL_SIZE, compress: st
     import rasterio
 
     with rasterio.open(src) as f:
-        data, profile, desc = f.read(), f.profile, f.descriptions
+        data, profile, desc, tags = f.read(), f.profile, f.descriptions, f.tags()
     reps = -(-size // min(data.shape[1:]))
     profile.update(width=size, height=size, blockysize=min(size, profile.get("blockysize", size)))
     profile.pop("compress", None)
@@ -116,6 +116,7 @@ def repeat_to_scene(src: Path, dst: Path, *, size: int = FULL_SIZE, compress: st
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **profile) as out:
         out.write(np.tile(data, (1, reps, reps))[:, :size, :size])
+        out.update_tags(**tags)
         if any(d is not None for d in desc):
             out.descriptions = desc
     return dst
