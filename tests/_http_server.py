@@ -15,7 +15,8 @@ Use as a context manager (the fixture's ``with`` ends it; the serving thread is 
     with BucketServer({"sen1floods11": objects}) as srv:
         download(out, base_url=srv.base_url("sen1floods11"), listing_url=srv.listing_url("sen1floods11"))
 
-:func:`shared_bucket_objects` maps ``../shared/data/sen1floods11`` (short layout) to official
+:func:`shared_bucket_objects` maps the real chips (``../shared/data/sen1floods11`` or the in-repo
+fixture ``tests/data/sen1floods11``; short layout) to official
 object names; :func:`make_weak_objects` writes small weak-chip files into a temporary folder.
 """
 
@@ -35,7 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
+from _real_data import REAL_ROOT as SHARED  # shared sample, or the in-repo fixture on a bare clone
 
 
 def shared_bucket_objects(shared: Path = SHARED, *, splits_dir: Path | None = None) -> dict[str, Path]:

@@ -1,7 +1,11 @@
 """Shared test fixtures: the real Sen1Floods11 developer sample and tiny generated chips.
 
-* ``real_root``: ``../shared/data/sen1floods11`` (short layout, 9 real chips; see its
-  PROVENANCE.md). Always present; tests read it in place and never write to it.
+* ``real_root``: real Sen1Floods11 chips in the short layout: ``../shared/data/sen1floods11`` (9 full
+  chips) when it exists beside the repository, else the in-repo fixture ``tests/data/sen1floods11``
+  (64 px windows of 8 of them), or ``$FLOODNB_TEST_REAL_ROOT`` (see :mod:`_real_data`). Tests read it
+  in place, never write to it, and compute their expectations from its own files.
+* ``shared_sample``: True when ``real_root`` is the shared sample itself; tests that check a figure
+  measured on those full chips (a preset, a documented IoU) add that assertion only then.
 * ``tiny_dataset``: a few small synthetic chips written with rasterio into ``tmp_path`` in the
   official bucket layout (hand chips with S1Hand, S2Hand, LabelHand, S1OtsuLabelHand,
   JRCWaterHand and split CSVs; weak chips with S1Weak, S1OtsuLabelWeak, S2IndexLabelWeak and
@@ -17,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REAL_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
+from _real_data import REAL_ROOT, is_shared_sample
+
 PIX = 8.983152841195215e-05  # Sen1Floods11 pixel size in degrees (~10 m)
 TINY_EVENTS = {"Spain": (38.10, -0.76, "2019/09/17", "2019/09/18", -25.13),
                "Mekong": (13.27, 105.90, "2018/08/05", "2018/08/04", -23.06)}
@@ -120,9 +125,15 @@ def tree_checksums(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def real_root() -> Path:
-    """The real Sen1Floods11 developer sample (read-only; never written to)."""
-    assert REAL_ROOT.is_dir(), f"real Sen1Floods11 sample missing at {REAL_ROOT}"
+    """Real Sen1Floods11 chips, short layout: the shared sample or the in-repo fixture (read-only)."""
+    assert (REAL_ROOT / "HandLabeled").is_dir(), f"real Sen1Floods11 chips missing at {REAL_ROOT}"
     return REAL_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_sample(real_root: Path) -> bool:
+    """True when ``real_root`` holds the shared developer sample's own files (full 512 px chips)."""
+    return is_shared_sample(real_root)
 
 
 @pytest.fixture

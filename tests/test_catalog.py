@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 import rasterio
 
+from _real_data import chip_roles, split_chips
 from conftest import make_tiny_dataset, tree_checksums
 from floodnb.cli import main
 from floodnb.data import layout as lay
@@ -17,23 +19,21 @@ from floodnb.data.catalog import (COLUMNS, build_catalog, missing_report, read_c
                                   summarize, write_catalog)
 from floodnb.data.metadata import event_key, iso_date, read_event_metadata
 
-REAL_LAYERS = {  # PROVENANCE.md "Chips" table
-    "Ghana_53713": {"s1", "label"}, "Ghana_83483": {"s1", "label"}, "Ghana_97059": {"s1", "label"},
-    "Mekong_333434": {"s1", "label"}, "Paraguay_34417": {"s1", "label"}, "Spain_6860600": {"s1", "label"},
-    "Spain_7370579": {"s1", "s2", "label"}, "USA_430764": {"s2"}, "USA_905409": {"s1", "label"},
-}
+SPLITS = ("train", "valid", "test", "bolivia")
 
 
 def test_real_catalog_rows_layers_and_metadata(real_root):
     before = tree_checksums(real_root)
+    layers = chip_roles(real_root)  # from the files on disk
+    assert layers["Spain_7370579"] == {"s1", "s2", "label"} and layers["USA_430764"] == {"s2"}
     cat = build_catalog(real_root)
     assert tuple(cat.columns) == COLUMNS
     assert cat.attrs["layout"] == "short"
-    assert dict(zip(cat["chip_id"], cat["split"])) == {c: "test" for c in REAL_LAYERS}
+    assert dict(zip(cat["chip_id"], cat["split"])) == {c: "test" for c in layers}  # all real chips are test
     assert set(cat["group"]) == {"hand"}
     for _, row in cat.iterrows():
         present = {c[:-5] for c in cat.columns if c.endswith("_path") and row[c] is not None}
-        assert present == REAL_LAYERS[row["chip_id"]], row["chip_id"]
+        assert present == layers[row["chip_id"]], row["chip_id"]
         for role in present:
             assert Path(row[f"{role}_path"]).is_file()
         # absent layers are None (visible), not NaN or ""
@@ -53,23 +53,40 @@ def test_real_catalog_rows_layers_and_metadata(real_root):
 
 
 def test_real_split_csvs_and_missing_report(real_root):
-    ids = read_split_csv(real_root / "splits" / "flood_train_data.csv")
-    assert len(ids) == 252 and all("\r" not in c and c.count("_") == 1 for c in ids)
-    assert (real_root / "splits" / "flood_train_data.csv").read_bytes().count(b"\r\n") == 252
+    named = {s: split_chips(real_root, s) for s in SPLITS}  # raw CRLF rows of each CSV
+    for split in SPLITS:
+        ids = read_split_csv(real_root / "splits" / f"flood_{split}_data.csv")
+        assert ids == named[split] and all("\r" not in c and c.count("_") == 1 for c in ids)
+    assert len(named["test"]) >= 8 and "USA_430764" in named["test"]
+    layers = chip_roles(real_root)
+    on_disk = {c for c, r in layers.items() if {"s1", "label"} <= r}  # USA_430764 has S2 only
     miss = missing_report(real_root)
-    # 446 chips named, 8 with S1Hand + LabelHand on disk (USA_430764 has S2 only)
-    assert len(miss) == 446 - 8
-    assert miss.groupby("split").size().to_dict() == {"train": 252, "valid": 89, "test": 82, "bolivia": 15}
-    assert set(miss["chip_id"]) & (set(REAL_LAYERS) - {"USA_430764"}) == set()
+    assert len(miss) == sum(len(v) for v in named.values()) - len(on_disk)
+    want = {s: len(set(v) - on_disk) for s, v in named.items() if set(v) - on_disk}
+    assert miss.groupby("split").size().to_dict() == want
+    assert set(miss["chip_id"]) & on_disk == set()
     assert miss.set_index("chip_id").at["USA_430764", "missing"] == "S1Hand,LabelHand"
 
 
+def test_shared_sample_split_counts(real_root, shared_sample):
+    """The official split sizes (Bonafilia et al. 2020) where the root carries the full CSVs."""
+    counts = {s: len(split_chips(real_root, s)) for s in SPLITS}
+    if shared_sample:
+        assert counts == {"train": 252, "valid": 89, "test": 90, "bolivia": 15}
+    else:  # the fixture keeps only its own chips' rows, all of them in the test split
+        assert counts == {"train": 0, "valid": 0, "test": len(chip_roles(real_root)), "bolivia": 0}
+
+
 def test_metadata_reader_and_keys(real_root):
-    meta = read_event_metadata(real_root / "Sen1Floods11_Metadata.geojson")
-    assert len(meta) == 12 and "colombia" in meta.index
+    path = real_root / "Sen1Floods11_Metadata.geojson"
+    meta = read_event_metadata(path)
+    feats = json.loads(path.read_text())["features"]
+    assert len(meta) == len(feats) >= 5
+    assert set(meta.index) == {event_key(f["properties"]["location"]) for f in feats}
+    assert {event_key(c.split("_")[0]) for c in chip_roles(real_root)} <= set(meta.index)  # Mekong = Cambodia
     assert meta.at[event_key("Mekong"), "location"] == "Cambodia"
+    assert meta.at["spain", "s2_date"] == "2019-09-18" and meta.at["spain", "vh_thresh"] == pytest.approx(-25.13)
     assert event_key("Sri-Lanka") == event_key("Sri Lanka") == "srilanka"
-    assert meta.at["srilanka", "s2_date"] == "2017-05-28"
     assert iso_date("2018/8/5") == "2018-08-05" and iso_date(None) is None
     with pytest.raises(ValueError, match="YYYY/MM/DD"):
         iso_date("05.08.2018")
@@ -157,6 +174,8 @@ def test_catalog_command(real_root, tmp_path, capsys):
     out = tmp_path / "cat.csv"
     assert main(["catalog", str(real_root), "--csv", str(out), "--show-missing", "2"]) == 0
     text = capsys.readouterr().out
-    assert "9 chips" in text and "438 chips" in text and "train 252" in text
-    assert len(read_catalog(out)) == 9
+    n_chips, miss = len(chip_roles(real_root)), missing_report(real_root)
+    assert f"{n_chips} chips" in text and f"{len(miss)} chips" in text
+    assert f"test {(miss['split'] == 'test').sum()}" in text
+    assert len(read_catalog(out)) == n_chips
     assert main(["catalog", str(tmp_path / "missing")]) == 2

@@ -1,10 +1,11 @@
 """The dashboard served for real (``floodnb dashboard`` in a subprocess) and driven in headless Chromium.
 
-Debian's ``/usr/bin/chromium`` through Playwright (never ``playwright install``). Checks: the page
-loads without console errors and without any request to another host (all JS/CSS served by the
-app); the map shows the S1 and prediction layers (screenshot pixels); clicking a table row moves
-the map to another chip; tiles are drawn under the layers when reachable; crafted URLs and
-``?chip=`` values cannot read files; basic auth refuses a wrong password and admits the right one.
+Debian's ``/usr/bin/chromium`` (``$FLOODNB_CHROMIUM``; installed by ``.ci/install-test-deps``) through
+Playwright (never ``playwright install``). Checks: the page loads without console errors and without
+any request to another host (all JS/CSS served by the app); the map shows the S1 and prediction
+layers (screenshot pixels); clicking a table row moves the map to another chip; tiles are drawn
+under the layers when reachable; crafted URLs and ``?chip=`` values cannot read files; basic auth
+refuses a wrong password and admits the right one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from _run_fixture import make_run_dir
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("FLOODNB_CHROMIUM", "/usr/bin/chromium")  # .ci/install-test-deps installs it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PASSWORD = "s3cret-flood"
@@ -97,6 +98,8 @@ def servers(run_dir, tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    assert os.access(CHROMIUM, os.X_OK), (f"no Chromium at {CHROMIUM}: run .ci/install-test-deps (the first step of "
+                                          "the README's test command) or set FLOODNB_CHROMIUM")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

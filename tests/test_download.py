@@ -1,8 +1,10 @@
 """floodnb.data.download / ``floodnb download`` against a local stand-in for the bucket.
 
-The server (tests/_http_server.py) serves the real developer sample chips of
-../shared/data/sen1floods11 in place under their official object names, plus small generated
-weak-chip files, and injects faults (503s, dropped connections, wrong MD5s, 404s).
+The server (tests/_http_server.py) serves the real chips (../shared/data/sen1floods11, or the in-repo
+fixture tests/data/sen1floods11 on a bare clone) in place under their official object names, plus
+small generated weak-chip files, and injects faults (503s, dropped connections, wrong MD5s, 404s).
+The resume tests need one multi-megabyte object (BIG): where the root's file is a small fixture
+window, the server serves that window repeated into an uncompressed 512 px GeoTIFF under BIG's name.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import pytest
 from floodnb.cli import main as cli_main
 from floodnb.data import download as dl
 from floodnb.data import layout as lay
+from _real_data import repeat_to_scene
 from tests._http_server import SHARED, BucketServer, Faults, make_weak_objects, shared_bucket_objects
 
 pytestmark = pytest.mark.timeout(120)
 
 HAND_CHIPS = ["Ghana_53713", "Ghana_97059", "Mekong_333434", "Paraguay_34417", "Spain_7370579", "USA_905409"]
-BIG = "v1.1/data/flood_events/HandLabeled/S1Hand/Ghana_53713_S1Hand.tif"  # 1.7 MB, real
+BIG = "v1.1/data/flood_events/HandLabeled/S1Hand/Ghana_53713_S1Hand.tif"  # >= 1.7 MB (see module docstring)
+BIG_MIN_BYTES = 1_700_000  # the resume tests cut the body at up to 700 kB and throttle it to > 1 s
 WEAK_CHIPS = ["Bolivia_1001", "Bolivia_1002", "India_2001", "India_2002", "India_2003"]
 
 
@@ -46,6 +50,9 @@ def subset_splits(folder: Path, chips: list[str], *, extra_rows: tuple[str, ...]
 def make_buckets(tmp_path: Path, *, chips: list[str] = HAND_CHIPS, extra_rows: tuple[str, ...] = (),
                  weak: bool = True) -> dict[str, dict[str, Path]]:
     objects = shared_bucket_objects(splits_dir=subset_splits(tmp_path / "srv_splits", chips, extra_rows=extra_rows))
+    if objects[BIG].stat().st_size < BIG_MIN_BYTES:  # in-repo fixture: a 64 px window of the real chip
+        objects[BIG] = repeat_to_scene(objects[BIG], tmp_path / "srv_big" / Path(BIG).name, compress=None)
+        assert objects[BIG].stat().st_size >= BIG_MIN_BYTES
     v10: dict[str, Path] = {}
     if weak:
         objects.update(make_weak_objects(tmp_path / "srv_weak", WEAK_CHIPS,

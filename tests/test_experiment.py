@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
 from floodnb.cli import main as cli_main
 from floodnb.experiment import Budget, SimSpec
 from floodnb.experiment.report import END_MARKER, START_MARKER, replace_readme_block
@@ -18,7 +19,6 @@ from floodnb.experiment.rows import ROWS, resolve_rows
 from floodnb.experiment.run import run_experiment
 from floodnb.experiment.training import CromssDistillObjective, CromssSupervisedObjective, FixedLength, WithRatio
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
 SIM = SimSpec(n_hand=16, n_weak=8, size=32, seed=0)
 BUDGET = Budget(epochs=1, steps_per_epoch=1, batch_size=2, crop=32, model="unet_tiny", width=4)
 METRICS = ("test_water_iou", "test_miou", "bolivia_water_iou", "bolivia_miou", "valid_water_iou")

@@ -49,11 +49,23 @@ def test_presets_roundtrip_select_and_errors(tmp_path):
         load_normalizers(tmp_path / "bad.json")
 
 
-def test_s2_preset_matches_real_chips(real_root):
+def test_s2_fit_on_real_chips_and_the_preset(real_root, shared_sample):
+    import rasterio
+
     cat = build_catalog(real_root)
     fitted = fit_normalizer(cat, role="s2", split=None, progress=False)
-    np.testing.assert_allclose(fitted.mean, get_preset("s2_l1c").mean, atol=6e-5)
-    np.testing.assert_allclose(fitted.std, get_preset("s2_l1c").std, atol=6e-5)
+    # the same statistics straight from the files: DN / 10000, nodata (0) left out
+    raw = []
+    for p in cat["s2_path"].dropna():
+        with rasterio.open(p) as f:
+            raw.append(f.read().reshape(13, -1).astype(np.float64))
+    x = np.concatenate(raw, axis=1)
+    x = np.where(x > 0, x / 10000.0, np.nan)
+    np.testing.assert_allclose(fitted.mean, np.nanmean(x, axis=1), rtol=0, atol=1e-6)  # stored rounded to 1e-6
+    np.testing.assert_allclose(fitted.std, np.nanstd(x, axis=1), rtol=0, atol=1e-6)
+    if shared_sample:  # the preset was fitted on these two full chips (floodnb.data.normalize docstring)
+        np.testing.assert_allclose(fitted.mean, get_preset("s2_l1c").mean, atol=6e-5)
+        np.testing.assert_allclose(fitted.std, get_preset("s2_l1c").std, atol=6e-5)
 
 
 def test_fit_on_train_split_matches_numpy(tiny_dataset, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,13 +9,14 @@ import torch
 import xarray as xr
 from torch import nn
 
+from _real_data import REAL_ROOT, chip_size
 from floodnb.data.io import load_chip
 from floodnb.models import build_model
 from floodnb.predict import TileGrid, predict_array, predict_chip, resolve_predictor
 from floodnb.predict.tiles import RowBlender, predict_tile_row, ramp_weights
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
-S1 = DATA / "HandLabeled" / "S1Hand"
+S1 = REAL_ROOT / "HandLabeled" / "S1Hand"  # shared sample (512 px chips) or in-repo fixture (64 px windows)
+SIZE = chip_size(REAL_ROOT)
 
 
 def load_s1_chip(chip_id: str) -> xr.Dataset:
@@ -83,10 +83,11 @@ def test_all_nan_chip_gives_nodata_and_no_nan_probabilities():
 
 def test_nan_patch_does_not_leak_into_valid_pixels():
     chip = load_s1_chip("Ghana_53713")
-    chip["s1"][:, 100:140, 200:260] = np.nan
+    patch = (slice(SIZE * 3 // 16, SIZE * 5 // 16), slice(SIZE * 3 // 8, SIZE // 2))
+    chip["s1"][(slice(None), *patch)] = np.nan
     m = build_model("unet_tiny", in_channels=2)
     out = predict_chip(m, chip, normalizers=NORM)
-    assert (out["pred"].values[100:140, 200:260] == -1).all()
+    assert (out["pred"].values[patch] == -1).all()
     valid = np.isfinite(chip["s1"].values).all(axis=0)
     assert (out["pred"].values[valid] >= 0).all()
     assert np.isfinite(out["prob"].values).all()
@@ -106,14 +107,17 @@ def test_missing_band_or_role_is_a_clear_error():
 
 def test_tiled_chip_equals_whole_for_translation_equivariant_model():
     chip = load_s1_chip("Spain_7370579")
+    tile = min(96, SIZE // 2)  # several overlapping tiles on either root
     whole = predict_chip(vh_threshold_model(), chip, normalizers=IDENTITY)
-    tiled = predict_chip(vh_threshold_model(), chip, normalizers=IDENTITY, tile=96, overlap=24, batch=5)
+    tiled = predict_chip(vh_threshold_model(), chip, normalizers=IDENTITY, tile=tile, overlap=tile // 4, batch=5)
     np.testing.assert_allclose(tiled["prob"].values, whole["prob"].values, atol=1e-6)
     np.testing.assert_array_equal(tiled["pred"].values, whole["pred"].values)
 
 
 def test_blended_unet_tiles_close_to_whole_array_away_from_edges():
-    raw = load_s1_chip("Ghana_53713")["s1"].values[:, :256, :256]
+    chip = load_s1_chip("Ghana_53713")["s1"].values
+    reps = -(-256 // SIZE)  # a 256 px real array: the chip itself, or the fixture's window repeated
+    raw = np.tile(chip, (1, reps, reps))[:, :256, :256]
     torch.manual_seed(0)
     m = build_model("unet_tiny", in_channels=2, norm="batch").eval()
     with torch.no_grad():  # sharpen the random model so probabilities spread over [0, 1]
@@ -171,4 +175,4 @@ def test_metadata_model_requires_meta():
     with pytest.raises(ValueError, match="meta_dim=5"):
         predict_chip(m, chip, normalizers=NORM)
     out = predict_chip(m, chip, normalizers=NORM, meta=np.zeros(5, np.float32))
-    assert out["pred"].shape == (512, 512)
+    assert out["pred"].shape == (SIZE, SIZE)

@@ -23,11 +23,22 @@ from floodnb.predict import (
 )
 from floodnb.predict.raster import GeoTiffSource
 
+from _real_data import REAL_ROOT, chip_size, repeat_to_scene
 from test_predict import IDENTITY, vh_threshold_model
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
-S1_FILE = DATA / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"
+REAL_S1 = REAL_ROOT / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"
+SCENE = 512  # px: tiles of 128-256 px, COG overviews
 PIX = 8.983152841195215e-05
+
+
+@pytest.fixture(scope="module")
+def s1_file(tmp_path_factory) -> Path:
+    """A real S1 scene of at least 512 x 512 px: the shared sample's chip itself, or (in-repo fixture,
+    64 px windows) that window repeated into a 512 px GeoTIFF on the window's own grid, same bands,
+    dtype and nodata, so tiling, overviews and COG layout are exercised on real values either way."""
+    if chip_size(REAL_ROOT) >= SCENE:
+        return REAL_S1
+    return repeat_to_scene(REAL_S1, tmp_path_factory.mktemp("scene") / REAL_S1.name, size=SCENE)
 
 
 def write_tif(path: Path, data: np.ndarray, *, descriptions=None, crs="EPSG:4326", transform=None, nodata=None):
@@ -49,11 +60,11 @@ def read1(path: Path) -> np.ndarray:
         return ds.read(1)
 
 
-def test_streamed_raster_equals_whole_chip_and_is_cog(tmp_path):
+def test_streamed_raster_equals_whole_chip_and_is_cog(tmp_path, s1_file):
     m = vh_threshold_model()
-    chip = load_chip({"s1": str(S1_FILE)})
+    chip = load_chip({"s1": str(s1_file)})
     whole = predict_chip(m, chip, normalizers=IDENTITY)
-    res = predict_raster(m, S1_FILE, tmp_path / "scene_water.tif", tile=128, overlap=32, batch=3,
+    res = predict_raster(m, s1_file, tmp_path / "scene_water.tif", tile=128, overlap=32, batch=3,
                          normalizers=IDENTITY, prob_dtype="float32", progress=False)
     assert res.prob_path == tmp_path / "scene_water_prob.tif"
     prob, cls = read1(res.prob_path), read1(res.class_path)
@@ -73,15 +84,15 @@ def test_streamed_raster_equals_whole_chip_and_is_cog(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene_water.tif", "scene_water_prob.tif"]
 
 
-def test_uint8_probability_encoding_and_separate_band_files(tmp_path):
-    with rasterio.open(S1_FILE) as ds:
+def test_uint8_probability_encoding_and_separate_band_files(tmp_path, s1_file):
+    with rasterio.open(s1_file) as ds:
         vv, vh, transform = ds.read(1), ds.read(2), ds.transform
     vv_f = write_tif(tmp_path / "vv.tif", vv, transform=transform)
     vh_f = write_tif(tmp_path / "vh.tif", vh, transform=transform)
     m = vh_threshold_model()
     a = predict_raster(m, [vv_f, vh_f], tmp_path / "a.tif", tile=200, overlap=40, normalizers=IDENTITY,
                        progress=False)
-    b = predict_raster(m, S1_FILE, tmp_path / "b.tif", tile=512, overlap=0, normalizers=IDENTITY, progress=False)
+    b = predict_raster(m, s1_file, tmp_path / "b.tif", tile=512, overlap=0, normalizers=IDENTITY, progress=False)
     np.testing.assert_array_equal(read1(a.class_path), read1(b.class_path))
     pa, pb = read1(a.prob_path), read1(b.prob_path)
     assert pa.dtype == np.uint8 and pa.max() <= 100 and ((pa == 255) == (read1(b.class_path) == -1)).all()
@@ -122,7 +133,7 @@ def test_reads_are_strips_of_tile_rows(tmp_path, monkeypatch):
     assert calls[-1][0] + 96 == 700 and len(calls) == 11
 
 
-def test_bad_rasters_get_clear_errors_and_outputs_are_protected(tmp_path):
+def test_bad_rasters_get_clear_errors_and_outputs_are_protected(tmp_path, s1_file):
     m = vh_threshold_model()
     three = write_tif(tmp_path / "three.tif", np.zeros((3, 40, 40), np.float32))
     with pytest.raises(ValueError, match=r"three\.tif has 3 band\(s\).*expected 2 bands \['VV', 'VH'\]"):
@@ -133,15 +144,15 @@ def test_bad_rasters_get_clear_errors_and_outputs_are_protected(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.tif"):
         predict_raster(m, tmp_path / "nope.tif", tmp_path / "o.tif", normalizers=IDENTITY, progress=False)
     with pytest.raises(ValueError, match="one of the input rasters"):
-        predict_raster(m, S1_FILE, S1_FILE, normalizers=IDENTITY, progress=False, overwrite=True)
+        predict_raster(m, s1_file, s1_file, normalizers=IDENTITY, progress=False, overwrite=True)
     existing = tmp_path / "keep.tif"
     existing.write_bytes(b"user data")
     with pytest.raises(FileExistsError, match="keep.tif"):
-        predict_raster(m, S1_FILE, existing, normalizers=IDENTITY, progress=False)
+        predict_raster(m, s1_file, existing, normalizers=IDENTITY, progress=False)
     assert existing.read_bytes() == b"user data"
 
 
-def test_failure_midway_leaves_no_output(tmp_path):
+def test_failure_midway_leaves_no_output(tmp_path, s1_file):
     class Boom(type(vh_threshold_model())):
         calls = 0
 
@@ -153,7 +164,7 @@ def test_failure_midway_leaves_no_output(tmp_path):
 
     m = Boom(2, 2, 1)
     with pytest.raises(RuntimeError, match="model failed"):
-        predict_raster(m, S1_FILE, tmp_path / "out.tif", tile=128, overlap=32, batch=1, normalizers=IDENTITY,
+        predict_raster(m, s1_file, tmp_path / "out.tif", tile=128, overlap=32, batch=1, normalizers=IDENTITY,
                        progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -194,8 +205,8 @@ def test_polygons_geodesic_area_in_4326_and_utm(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_polygons_from_predict_chip_dataset_and_empty_result(tmp_path):
-    chip = load_chip({"s1": str(S1_FILE)})
+def test_polygons_from_predict_chip_dataset_and_empty_result(tmp_path, s1_file):
+    chip = load_chip({"s1": str(s1_file)})
     out = predict_chip(vh_threshold_model(), chip, normalizers=IDENTITY)
     gdf = extent_polygons(out, min_area_m2=0.0)
     n_water = int((out["pred"].values == 1).sum())
@@ -215,11 +226,11 @@ def _checkpoint(tmp_path: Path):
     return save_checkpoint(tmp_path / "student.safetensors", model, spec=spec), model
 
 
-def test_checkpoint_path_and_pair_give_same_prediction(tmp_path):
+def test_checkpoint_path_and_pair_give_same_prediction(tmp_path, s1_file):
     from floodnb.models import load_checkpoint
 
     ckpt, model = _checkpoint(tmp_path)
-    chip = load_chip({"s1": str(S1_FILE)})
+    chip = load_chip({"s1": str(s1_file)})
     a = predict_chip(ckpt, chip)
     b = predict_chip(load_checkpoint(ckpt), chip)
     c = predict_chip(model, chip, normalizers={"s1": get_preset("sen1floods11_s1")})
@@ -236,13 +247,13 @@ def test_checkpoint_path_and_pair_give_same_prediction(tmp_path):
         predict_chip((s2_model, s2_spec), chip)
 
 
-def test_cli_predict_writes_cogs_and_polygons_then_skips(tmp_path, capsys):
+def test_cli_predict_writes_cogs_and_polygons_then_skips(tmp_path, capsys, s1_file):
     ckpt, _ = _checkpoint(tmp_path)
     out = tmp_path / "out"
-    argv = ["predict", str(ckpt), str(S1_FILE), "--out-dir", str(out), "--tile", "256", "--overlap", "32",
+    argv = ["predict", str(ckpt), str(s1_file), "--out-dir", str(out), "--tile", "256", "--overlap", "32",
             "--polygons", "--min-area", "200"]
     assert cli_main(argv) == 0
-    stem = S1_FILE.stem
+    stem = s1_file.stem
     for name in (f"{stem}_water.tif", f"{stem}_water_prob.tif", f"{stem}_water.gpkg", f"{stem}_water.geojson"):
         assert (out / name).is_file(), name
     assert validate_cog(out / f"{stem}_water.tif") == []

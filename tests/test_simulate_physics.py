@@ -1,11 +1,11 @@
 """floodnb.simulate physics: calibrated class statistics, confusion switches, held-out event, labels."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
 from floodnb.labels.weak import otsu_label
 from floodnb.simulate import SimConfig
 from floodnb.simulate.events import EVENTS, heldout_event, training_events
@@ -13,7 +13,6 @@ from floodnb.simulate.landcover import FLOODED_VEG
 from floodnb.simulate.report import S1_CLASS_RANGES, _Acc, _real_pass
 from floodnb.simulate.scene import chip_seed, simulate_chip, simulate_s1_scene
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"
 RATES = ("wind_rate", "shadow_rate", "smooth_rate", "flooded_vegetation_rate", "urban_flood_rate")
 
 

@@ -47,12 +47,14 @@ def test_pack_real_chips(real_root, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EmptyChipWarning)
         store = pack(cat, tmp_path / "real", roles=["s1", "label"], progress=False)
-        for i in (0, 4):
+        empty = int(np.flatnonzero(cat["chip_id"] == "Paraguay_34417")[0])  # S1 entirely NaN
+        for i in (0, empty, len(cat) - 1):
             want, _ = read_arrays(cat.iloc[i], roles=["s1", "label"])
             got = store.read(i)
             np.testing.assert_array_equal(got["s1"], want["s1"])
             np.testing.assert_array_equal(got["label"], want["label"])
-    assert np.isnan(store.read(4)["s1"]).all() and cat.at[4, "chip_id"] == "Paraguay_34417"
+    assert len(store) == len(cat) and np.isnan(store.read(empty)["s1"]).all()
+    assert not np.isnan(store.read(0)["s1"]).all()
 
 
 def test_existing_store_kept_and_overwrite(tiny_dataset, tmp_path):
