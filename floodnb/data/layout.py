@@ -111,7 +111,8 @@ _MARKERS: dict[str, tuple[tuple[str, ...], str]] = {
     "official": ((f"{V11}/data", f"{V11}/splits"), f"'{V11}/data' or '{V11}/splits' (official bucket mirror)"),
     "v1.1": (("data/flood_events", "splits/flood_handlabeled"),
              "'data/flood_events' or 'splits/flood_handlabeled' (a root that is the v1.1 folder)"),
-    "short": (("HandLabeled", "WeaklyLabeled", "splits"), "'HandLabeled/', 'WeaklyLabeled/' or 'splits/' (short layout)"),
+    "short": (("HandLabeled", "WeaklyLabeled", "splits"),
+              "'HandLabeled/', 'WeaklyLabeled/' or 'splits/' (short layout)"),
 }
 
 
