@@ -17,6 +17,7 @@ scatterers, VH +7 dB; most pixels are -30..-5 dB):
 * S1 band with more than :data:`S1_MAX_POSITIVE_FRACTION` of its valid pixels above 0 dB: not dB
   (linear power and amplitude are >= 0); the message suggests ``--s1-units linear|amplitude``.
 * S1 stated as linear/amplitude but more than 1 % of its values negative: it is dB already.
+* Scenes for prediction (:func:`check_scene`) get the S1 checks on a decimated read.
 * S2 value below :data:`S2_MIN_DN`: an untagged nodata fill; S2 whose valid values all lie in
   [0, :data:`S2_MAX_REFLECTANCE_LIKE`]: reflectance 0..1, not DN (multiply by 10000).
 """
@@ -24,6 +25,7 @@ scatterers, VH +7 dB; most pixels are -30..-5 dB):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -152,3 +154,24 @@ def check_s2_dn(raw: np.ndarray, valid: np.ndarray, *, path: str = "<array>", ba
                          f"{_range(v_all)}, {raw.dtype}): this is reflectance 0..1; expected Level-1C DN = "
                          "reflectance x 10000 (as Sen1Floods11 S2Hand, int16, e.g. 500..3000 over land). "
                          "Multiply by 10000 and store as int16 (0 = nodata)")
+
+
+def check_scene(bands: Sequence[tuple[str, int]], *, units: str = "auto", names: Sequence[str] = S1_BANDS,
+                max_side: int = 2048) -> None:
+    """Check a Sentinel-1 scene before prediction: each ``(path, band index 1-based)`` of ``bands``
+    (named ``names``, in order) is read decimated to at most ``max_side`` px a side (nearest
+    neighbour, so fill values survive) and checked as :func:`s1_to_model_db` checks a chip.
+
+    Raises :class:`UnitsError` naming the file and band; reads only, bounded memory.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+
+    check_units_option(units)
+    for (path, idx), name in zip(bands, names, strict=True):
+        with rasterio.open(path) as ds:
+            f = max(1, math.ceil(max(ds.height, ds.width) / max_side))
+            raw = ds.read(idx, out_shape=(math.ceil(ds.height / f), math.ceil(ds.width / f)),
+                          resampling=Resampling.nearest)
+            nodata = ds.nodata
+        s1_to_model_db(raw[None], units=units, nodata=nodata, path=str(path), bands=(name,))
