@@ -156,6 +156,10 @@ def test_s1_stored_as_integers_is_refused_naming_dtype(tmp_path):
     chip = _s1_chip(tmp_path, np.rint(_db() * 100).astype(np.int16))
     with pytest.raises(UnitsError, match=r"Spain_1_S1Hand.tif: Sentinel-1 is stored as int16 \(observed range"):
         load_chip(chip)
+    with pytest.raises(UnitsError, match=r"band VV has 10[0-9][0-9] of 1024 valid pixels below -100 dB.*not dB values"):
+        load_chip(chip, s1_units="db")  # stated as dB, but dB x 100
+    ds = load_chip(_s1_chip(tmp_path, np.rint(_db()).astype(np.int16)), s1_units="db")  # whole dB as int16: fine
+    assert ds["s1"].dtype == np.float32 and float(ds["s1"].max()) == 12.0
 
 
 def test_untagged_s1_fill_is_refused_and_a_tagged_one_is_nodata(tmp_path):

@@ -114,6 +114,10 @@ def check_s1_db(x: np.ndarray, *, path: str = "<array>", units: str = "auto", ba
         if not v.size:
             continue
         low = v[v < S1_MIN_DB]
+        if low.size > v.size / 2:
+            raise UnitsError(f"{path}: Sentinel-1 band {band}{source} has {low.size} of {v.size} valid pixels below "
+                             f"{S1_MIN_DB:g} dB (observed range {_range(v)}); real backscatter is about -50..+30 dB. "
+                             "These are not dB values (scaled, e.g. dB x 100?): convert them to dB floats")
         if low.size:
             val, n = _fill_value(low)
             raise UnitsError(f"{path}: Sentinel-1 band {band}{source} has {low.size} pixels below {S1_MIN_DB:g} dB "
