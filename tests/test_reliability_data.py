@@ -60,7 +60,7 @@ def _rewrite_s1(root: Path, fn) -> None:
             ds.descriptions = desc
 
 
-# --- simulate beside a real dataset; a root with two layouts -------------------------------------------------
+# --- simulate beside a real dataset; a root with two layouts ------------------------------------------------
 
 
 def test_simulate_refuses_a_folder_holding_a_short_layout_dataset(tmp_path, capsys):
@@ -103,7 +103,7 @@ def test_a_v11_root_is_one_layout_not_two(tmp_path):
     assert present_layouts(root) == ["v1.1"] and detect(root) == "v1.1"
 
 
-# --- evaluate never overwrites a training run's records ---------------------------------------------------------
+# --- evaluate never overwrites a training run's records -----------------------------------------------------
 
 
 def test_evaluate_into_the_run_folder_keeps_the_run_records(run_dir, sim_root, capsys):
@@ -117,7 +117,7 @@ def test_evaluate_into_the_run_folder_keeps_the_run_records(run_dir, sim_root, c
     assert "eval_metrics.json" in capsys.readouterr().out
 
 
-# --- units, dtypes, fill values -----------------------------------------------------------------------------------
+# --- units, dtypes, fill values -----------------------------------------------------------------------------
 
 
 def _s1_chip(tmp_path: Path, values: np.ndarray, *, nodata=None) -> dict[str, str]:
@@ -259,7 +259,7 @@ def test_predict_cli_refuses_a_linear_scene_and_converts_when_told(run_dir, sim_
         assert (a.read() == b.read()).mean() > 0.99
 
 
-# --- chips lacking inputs, chips missing on disk --------------------------------------------------------------------
+# --- chips lacking inputs, chips missing on disk ------------------------------------------------------------
 
 
 def test_evaluate_real_root_skips_the_s2_only_chip_and_reports_missing_chips(run_dir, real_root, tmp_path, capsys):
@@ -293,7 +293,7 @@ def test_training_evaluation_skips_chips_lacking_inputs(sim_root, tmp_path):
     assert cat.at[gone, "chip_id"] not in [data["test"][i]["chip_id"] for i in range(len(data["test"]))]
 
 
-# --- split CSVs ---------------------------------------------------------------------------------------------------------
+# --- split CSVs ---------------------------------------------------------------------------------------------
 
 
 def test_binary_split_csv_is_named(tmp_path, capsys):
