@@ -13,7 +13,8 @@ scatterers, VH +7 dB; most pixels are -30..-5 dB):
 
 * S1 stored as integers: refused unless the user states the units (``s1_units`` other than
   "auto"); integers are usually uncalibrated GRD digital numbers or scaled dB.
-* S1 value below :data:`S1_MIN_DB` dB (after conversion): an untagged nodata fill (-9999, -32768).
+* S1 value below :data:`S1_MIN_DB` dB (after conversion): an untagged nodata fill (-9999, -32768)
+  when one value makes up most of them, else values that are not dB (e.g. dB x 100).
 * S1 band with more than :data:`S1_MAX_POSITIVE_FRACTION` of its valid pixels above 0 dB: not dB
   (linear power and amplitude are >= 0); the message suggests ``--s1-units linear|amplitude``.
 * S1 stated as linear/amplitude but more than 1 % of its values negative: it is dB already.
@@ -114,12 +115,12 @@ def check_s1_db(x: np.ndarray, *, path: str = "<array>", units: str = "auto", ba
         if not v.size:
             continue
         low = v[v < S1_MIN_DB]
-        if low.size > v.size / 2:
+        val, n = _fill_value(low) if low.size else (0.0, 0)
+        if low.size and n < low.size / 2:  # many different impossible values: not a fill, not dB
             raise UnitsError(f"{path}: Sentinel-1 band {band}{source} has {low.size} of {v.size} valid pixels below "
                              f"{S1_MIN_DB:g} dB (observed range {_range(v)}); real backscatter is about -50..+30 dB. "
                              "These are not dB values (scaled, e.g. dB x 100?): convert them to dB floats")
         if low.size:
-            val, n = _fill_value(low)
             raise UnitsError(f"{path}: Sentinel-1 band {band}{source} has {low.size} pixels below {S1_MIN_DB:g} dB "
                              f"({n} of them exactly {val:g}; observed range {_range(v)}); real backscatter is about "
                              "-50..+30 dB. This looks like a nodata fill value without a nodata tag: expected NaN "
