@@ -41,14 +41,14 @@ def test_train_chain_and_evaluate(sim_root, tmp_path, capsys):
                  "truth", "--out-dir", str(tmp_path / "e"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "water IoU (global)" in out and "bolivia" in out
-    table = pd.read_csv(tmp_path / "e" / "per_chip.csv")
+    table = pd.read_csv(tmp_path / "e" / "eval_per_chip.csv")
     assert sorted(set(table["split"])) == ["bolivia", "test"] and len(table) == 3
     # the library call on a catalog gives the same numbers as the command
     from floodnb.data.catalog import build_catalog
     from floodnb.distill.evaluate import evaluate
 
     metrics, _ = evaluate(tmp_path / "s", build_catalog(sim_root), reference="truth_water", progress=False)
-    saved = json.loads((tmp_path / "e" / "metrics.json").read_text())["splits"]
+    saved = json.loads((tmp_path / "e" / "eval_metrics.json").read_text())["splits"]
     assert metrics["test"]["water_iou"] == pytest.approx(saved["test"]["water_iou"])
 
 

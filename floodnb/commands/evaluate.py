@@ -1,8 +1,20 @@
-"""``floodnb evaluate CHECKPOINT``: water IoU (global), mIoU, precision/recall and a per-chip table."""
+"""``floodnb evaluate CHECKPOINT``: water IoU (global), mIoU, precision/recall and a per-chip table.
+
+Outputs (``--out-dir``) are ``eval_metrics.json`` and ``eval_per_chip.csv``: their own names, so
+evaluating into a training run's folder never overwrites the run's ``metrics.json`` /
+``per_chip.csv``. Chips of a split that lack the model's inputs are skipped and named; chips the
+split CSVs name but that are not on disk are named too (on screen and in ``eval_metrics.json``).
+"""
 
 from __future__ import annotations
 
 import argparse
+
+#: evaluation outputs: never the names a training run writes (metrics.json, per_chip.csv)
+METRICS_FILE = "eval_metrics.json"
+PER_CHIP_FILE = "eval_per_chip.csv"
+#: missing chips named on screen (all of them go to eval_metrics.json)
+_SHOW = 10
 
 HELP = "evaluate a checkpoint on a split (water IoU from a global confusion matrix, per-chip table)"
 
@@ -19,7 +31,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default: those recorded in the checkpoint. A mismatch with the checkpoint is an error.")
     p.add_argument("--weak-role", default="s1_otsu", help="weak label layer for label-conditioned teachers")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--out-dir", default=None, help="write metrics.json and per_chip.csv here")
+    p.add_argument("--out-dir", default=None,
+                   help="write eval_metrics.json and eval_per_chip.csv here (a training run's own metrics.json / "
+                        "per_chip.csv are never touched)")
+    p.add_argument("--s1-units", choices=("auto", "db", "linear", "amplitude"), default="auto",
+                   help="units of the S1 GeoTIFFs (default auto: float dB as Sen1Floods11, checked); linear power "
+                        "and amplitude are converted to dB")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -28,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     from floodnb.data.normalize import Normalizer, load_normalizers
     from floodnb.distill import datasets as ds
-    from floodnb.distill.evaluate import evaluate
+    from floodnb.data.layout import split_csv_name
+    from floodnb.distill.evaluate import evaluate, missing_chips
     from floodnb.io_utils import atomic_path, atomic_write_json
     from floodnb.models import load_checkpoint
 
@@ -41,20 +59,31 @@ def run(args: argparse.Namespace) -> int:
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
     data = {s: ds.split_dataset(source, s, inputs=spec.inputs, normalizers=normalizers,
                                 weak=args.weak_role if spec.label_conditioning else None,
-                                with_meta=spec.meta_dim > 0) for s in splits}
+                                with_meta=spec.meta_dim > 0, s1_units=args.s1_units, missing_inputs="skip")
+            for s in splits}
+    missing = missing_chips(source, splits) if args.store is None else {}
     reference = "truth_water" if args.reference == "truth" else "label"
     metrics, table = evaluate(model, data, spec=spec, reference=reference, batch_size=args.batch_size,
                               progress=not args.no_progress)
     for split, m in metrics.items():
+        m["missing_chips"] = missing.get(split, [])
         print(f"{split:8s} water IoU (global) {m['water_iou']:.4f}   mIoU {m['miou']:.4f}   precision "
               f"{m['water_precision']:.4f}   recall {m['water_recall']:.4f}   mean per-chip water IoU "
               f"{m['mean_chip_water_iou']:.4f}   ({m['chips']} chips, reference {reference})")
+        if m["skipped_chips"]:
+            print(f"{split:8s} skipped {len(m['skipped_chips'])} chip(s) lacking the model's inputs: "
+                  f"{', '.join(m['skipped_chips'])}")
+        if m["missing_chips"]:
+            shown = m["missing_chips"][:_SHOW]
+            more = f" and {len(m['missing_chips']) - _SHOW} more" if len(m["missing_chips"]) > _SHOW else ""
+            print(f"{split:8s} {len(m['missing_chips'])} chip(s) named in {split_csv_name(split)} are not on disk: "
+                  f"{', '.join(shown)}{more}" + (" (all listed in eval_metrics.json)" if args.out_dir else ""))
     if args.out_dir:
         out = Path(args.out_dir)
-        atomic_write_json(out / "metrics.json", {"checkpoint": str(args.checkpoint), "reference": reference,
-                                                 "metric": "water_iou (global confusion matrix, valid pixels)",
-                                                 "splits": metrics})
-        with atomic_path(out / "per_chip.csv") as tmp:
+        atomic_write_json(out / METRICS_FILE, {"checkpoint": str(args.checkpoint), "reference": reference,
+                                               "metric": "water_iou (global confusion matrix, valid pixels)",
+                                               "s1_units": args.s1_units, "splits": metrics})
+        with atomic_path(out / PER_CHIP_FILE) as tmp:
             table.to_csv(tmp, index=False)
-        print(f"wrote {out / 'metrics.json'} and {out / 'per_chip.csv'}")
+        print(f"wrote {out / METRICS_FILE} and {out / PER_CHIP_FILE}")
     return 0

@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stac.add_argument("--datetime", metavar="START/END", help="acquisition window, e.g. 2023-03-01/2023-03-31")
     stac.add_argument("--max-items", type=int, default=None, help="at most this many STAC items")
     stac.add_argument("--s1-units", choices=["auto", "db", "linear", "amplitude"], default="auto",
-                      help="values of the STAC assets (default auto: from the collection id)")
+                      help="values of the S1 data: STAC assets (default auto: from the collection id) and local "
+                           "GeoTIFFs (default auto: float dB, checked); linear power and amplitude are converted")
 
 
 def _scenes_from_file(path: str) -> list[str]:
@@ -215,7 +216,7 @@ def _run_single(args: argparse.Namespace, inp: str) -> int:
     marker.unlink(missing_ok=True)  # from here on the old record no longer describes the files
     res = predict_raster(loaded, inp, out, tile=args.tile, overlap=args.overlap, batch=args.batch,
                          threshold=args.threshold, prob_path=prob, write_prob=prob is not None,
-                         prob_dtype=args.prob_dtype, overwrite=True)
+                         prob_dtype=args.prob_dtype, overwrite=True, s1_units=args.s1_units)
     line = (f"{inp}: {res.height}x{res.width} px, {res.n_water} water / {res.n_valid} valid px, "
             f"{res.seconds:.1f} s -> {res.class_path}")
     n_poly, water_km2 = 0, 0.0

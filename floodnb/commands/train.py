@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-weights", default=None, help="comma-separated per-class loss weights (dry,water)")
     p.add_argument("--reference", choices=("label", "truth"), default="label",
                    help="score against hand labels or the simulator's true water mask")
+    p.add_argument("--s1-units", choices=("auto", "db", "linear", "amplitude"), default="auto",
+                   help="units of the S1 GeoTIFFs (default auto: float dB as Sen1Floods11, checked); linear power "
+                        "and amplitude are converted to dB")
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between mid-epoch checkpoints")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out-dir")
     p.add_argument("--no-progress", action="store_true")
@@ -170,7 +173,11 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
 
     def data(split: str, inputs, *, train: bool, meta: bool = False, weak: str | None = args.weak_role):
         return ds.split_dataset(source, split, inputs=inputs, weak=weak, with_meta=meta,
-                                crop=args.crop if train else None, augment=train, seed=args.seed)
+                                crop=args.crop if train else None, augment=train, seed=args.seed,
+                                s1_units=args.s1_units)
+
+    def evals(inputs, **kw):  # every evaluation split; chips lacking an input are skipped and named
+        return ds.eval_datasets(source, inputs=inputs, s1_units=args.s1_units, **kw)
 
     if args.method == "teacher":
         from floodnb.bands import S2_BANDS
@@ -181,7 +188,7 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                             valid=data("valid", inputs, train=False, meta=args.metadata), inputs=inputs,
                             s2_bands=_csv(args.bands) or S2_BANDS, metadata=args.metadata,
                             label_conditioning=args.label_conditioning,
-                            evaluate_on=ds.eval_datasets(source, inputs=inputs, weak=args.weak_role,
+                            evaluate_on=evals(inputs, weak=args.weak_role,
                                                          with_meta=args.metadata), **common)
     elif args.method == "baseline":
         from floodnb.distill.baselines import train_baseline
@@ -190,7 +197,7 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
             raise ValueError("--bands applies to the teacher only (baselines use Sentinel-1 VV, VH)")
         res = train_baseline(kind=args.kind, train=data("train", ("s1",), train=True),
                              valid=data("valid", ("s1",), train=False),
-                             evaluate_on=ds.eval_datasets(source, inputs=("s1",), weak=args.weak_role), **common)
+                             evaluate_on=evals(("s1",), weak=args.weak_role), **common)
     else:
         from floodnb.data.torch import ChipDataset
         from floodnb.distill.student import train_student
@@ -212,7 +219,7 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                 if rank == 0:
                     teacher_pool = ChipDataset(pool_cat, inputs=spec.inputs, target=None,
                                                weak=args.weak_role if spec.label_conditioning else None,
-                                               with_meta=spec.meta_dim > 0)
+                                               with_meta=spec.meta_dim > 0, s1_units=args.s1_units)
                     label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
                                device=device, progress=not args.no_progress)
                     from floodnb.io_utils import atomic_write_json
@@ -223,12 +230,12 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
 
                 probs = np.load(pool_path, mmap_mode="r")
             pool = ChipDataset(pool_cat, inputs=("s1",), target=None, weak=None, soft=probs, crop=args.crop,
-                               augment=True, seed=args.seed)
+                               augment=True, seed=args.seed, s1_units=args.s1_units)
         res = train_student(hand=data("train", ("s1",), train=True, weak=None), pool=pool,
                             valid=data("valid", ("s1",), train=False, weak=None), mode=args.mode,
                             temperature=args.temperature, threshold=args.threshold,
                             distill_weight=args.distill_weight, hand_repeat=args.hand_repeat,
-                            evaluate_on=ds.eval_datasets(source, inputs=("s1",), weak=None), **common)
+                            evaluate_on=evals(("s1",), weak=None), **common)
     if rank != 0:
         return 0
     print(f"{res.method}: best epoch {res.fit.best_epoch}; checkpoint {res.out_dir / 'best.safetensors'}")

@@ -94,11 +94,20 @@ def read_split_csv(path: str | Path) -> list[str]:
     """Chip ids named in a Sen1Floods11 split CSV (``<chip>_S1Hand.tif,<chip>_LabelHand.tif``, CRLF).
 
     The first column's file name minus its ``_<Layer>.tif`` suffix is the chip id. Blank lines
-    are skipped; raises ValueError naming the file and line for a row that names no chip file.
+    are skipped; raises ValueError naming the file and line for a row that names no chip file,
+    and naming the file for a binary (NUL bytes) or non-UTF-8 file.
     """
     path = Path(path)
     ids: list[str] = []
-    text = path.read_bytes().decode("utf-8-sig")
+    data = path.read_bytes()
+    expected = "expected a text CSV of '<Event>_<id>_S1Hand.tif,<Event>_<id>_LabelHand.tif' rows"
+    if b"\x00" in data:
+        raise ValueError(f"split CSV {str(path)!r} is a binary file (NUL bytes); {expected}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"split CSV {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                         f"{data[exc.start:exc.start + 1]!r}); {expected}") from None
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:

@@ -9,6 +9,10 @@ Sen1Floods11 (Bonafilia et al., CVPR Workshops 2020) conventions, applied here a
 * ``label``, ``s1_otsu``, ``s2_index``, ``jrc``, ``truth_water`` ``(y, x)`` int16 in {-1, 0, 1}
   (-1 = nodata / cloud / not valid); ``truth_class (y, x)`` int16 in {-1, 0..7}. Real label
   files carry no nodata tag; a tag, where present, is mapped to -1.
+* Image units and ranges are checked on read (:mod:`floodnb.data.units`): S1 stored as integers,
+  S1 that is not dB, S2 reflectance 0..1 and untagged fill values (-9999) raise
+  :class:`floodnb.data.units.UnitsError` (a ``ValueError``) naming file, band and observed range;
+  ``s1_units="linear"|"amplitude"`` converts S1 to dB.
 
 Every layer of a chip must share the grid of the first layer read (same shape and CRS,
 transform equal within a sub-pixel tolerance: real LabelHand transforms differ from S1Hand's by
@@ -32,6 +36,7 @@ import xarray as xr
 
 from floodnb.bands import LABEL_NODATA, LAYERS, ROLES, S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data.metadata import chip_event, raster_center
+from floodnb.data.units import check_s2_dn, check_units_option, s1_to_model_db
 
 IMAGE_ROLES: tuple[str, ...] = ("s1", "s2")
 LABEL_ROLES: tuple[str, ...] = ("label", "s1_otsu", "s2_index", "jrc", "truth_water", "truth_class")
@@ -116,13 +121,14 @@ def _validate_bands(role: str, count: int, descriptions: Sequence[str | None], p
         raise ChipReadError(f"{path}: band descriptions {tuple(descriptions)}; expected {want} in this order")
 
 
-def _convert(role: str, raw: np.ndarray, *, nodata: float | None, path: str) -> np.ndarray:
-    """Raw layer pixels -> floodnb convention (see module docstring). ``raw`` (C, H, W)."""
+def _convert(role: str, raw: np.ndarray, *, nodata: float | None, path: str, s1_units: str = "auto") -> np.ndarray:
+    """Raw layer pixels -> floodnb convention (see module docstring). ``raw`` (C, H, W).
+
+    Image layers are unit- and range-checked (:mod:`floodnb.data.units`); S1 in ``s1_units``
+    "linear"/"amplitude" is converted to dB.
+    """
     if role == "s1":
-        out = raw.astype(np.float32, copy=True)
-        if nodata is not None and not math.isnan(nodata):
-            out[raw == nodata] = np.nan
-        return out
+        return s1_to_model_db(raw, units=s1_units, nodata=nodata, path=path)
     if role == "s2":
         if raw.dtype.kind == "f":
             bad = ~np.isfinite(raw) | (raw == 0)
@@ -130,6 +136,7 @@ def _convert(role: str, raw: np.ndarray, *, nodata: float | None, path: str) -> 
             bad = raw == 0
         if nodata is not None and not math.isnan(nodata):
             bad |= raw == nodata
+        check_s2_dn(raw, ~bad, path=path)
         out = raw.astype(np.float32) / np.float32(S2_SCALE)
         out[bad] = np.nan
         return out
@@ -208,12 +215,13 @@ def _resolve(row_or_paths, roles: Sequence[str] | None, *, with_truth: bool) -> 
 
 
 def read_arrays(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None = None,
-                with_truth: bool = False) -> tuple[dict[str, np.ndarray], Grid]:
+                with_truth: bool = False, s1_units: str = "auto") -> tuple[dict[str, np.ndarray], Grid]:
     """Fast path (rasterio, no xarray): role -> converted array, plus the chip's grid.
 
     Same conventions, checks, errors and warnings as :func:`load_chip`; image roles are
     (C, H, W) float32, label roles (H, W) int16. Used by the torch Dataset and the store packer.
     """
+    check_units_option(s1_units)
     paths, chip, sel = _resolve(row_or_paths, roles, with_truth=with_truth)
     out: dict[str, np.ndarray] = {}
     ref: tuple[Grid, str] | None = None
@@ -223,7 +231,7 @@ def read_arrays(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | Non
             ref = (grid, paths[role])
         else:
             _check_grid(ref[0], ref[1], grid, paths[role])
-        arr = _convert(role, raw, nodata=nodata, path=paths[role])
+        arr = _convert(role, raw, nodata=nodata, path=paths[role], s1_units=s1_units)
         _warn_empty(role, arr, chip=chip, path=paths[role])
         out[role] = arr
     assert ref is not None
@@ -264,13 +272,14 @@ _UNITS = {"s1": "dB", "s2": "reflectance"}
 
 
 def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None = None,
-              with_truth: bool = False) -> xr.Dataset:
+              with_truth: bool = False, s1_units: str = "auto") -> xr.Dataset:
     """Load one chip as an ``xr.Dataset`` through rioxarray.
 
     ``row_or_paths``: a catalog row (:func:`floodnb.data.catalog.build_catalog`) or a mapping
     role (or ``<role>_path``) -> file. ``roles``: subset of :data:`floodnb.bands.ROLES` to read
     (default: every role with a file, truth roles only with ``with_truth=True``); an explicitly
-    requested role without a file is a ValueError.
+    requested role without a file is a ValueError. ``s1_units``: units of the S1 file,
+    :data:`floodnb.data.units.S1_UNITS` ("auto": float dB, checked).
 
     Returns variables ``s1 (s1_band, y, x)`` float32 dB, ``s2 (s2_band, y, x)`` float32
     reflectance, label roles ``(y, x)`` int16 in {-1, 0, 1} — only those present; ``x``/``y``
@@ -281,6 +290,7 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
     import rasterio
     import rioxarray
 
+    check_units_option(s1_units)
     paths, chip, sel = _resolve(row_or_paths, roles, with_truth=with_truth)
     data_vars: dict[str, xr.DataArray] = {}
     ref: tuple[Grid, str, np.ndarray, np.ndarray] | None = None
@@ -306,7 +316,7 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
             ref = (grid, path, y, x)
         else:
             _check_grid(ref[0], ref[1], grid, path)
-        arr = _convert(role, raw, nodata=None if nodata is None else float(nodata), path=path)
+        arr = _convert(role, raw, nodata=None if nodata is None else float(nodata), path=path, s1_units=s1_units)
         _warn_empty(role, arr, chip=chip, path=path)
         y, x = ref[2], ref[3]
         if role in IMAGE_ROLES:

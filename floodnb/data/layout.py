@@ -105,21 +105,57 @@ def metadata_path(root: str | Path, *, layout: str = "official") -> Path:
     return base / METADATA_FILE
 
 
+#: layout name -> (marker folders relative to a root, how a message describes them); any marker present
+#: means the root holds that layout.
+_MARKERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "official": ((f"{V11}/data", f"{V11}/splits"), f"'{V11}/data' or '{V11}/splits' (official bucket mirror)"),
+    "v1.1": (("data/flood_events", "splits/flood_handlabeled"),
+             "'data/flood_events' or 'splits/flood_handlabeled' (a root that is the v1.1 folder)"),
+    "short": (("HandLabeled", "WeaklyLabeled", "splits"),
+              "'HandLabeled/', 'WeaklyLabeled/' or 'splits/' (short layout)"),
+}
+
+
+def describe_layout(name: str) -> str:
+    """The marker folders of layout ``name`` in words (for messages)."""
+    return _MARKERS[name][1]
+
+
+def present_layouts(root: str | Path) -> list[str]:
+    """Every layout whose marker folders exist under ``root`` (in :data:`_MARKERS` order; may be empty).
+
+    A ``splits/`` folder holding ``flood_handlabeled/`` counts for the "v1.1" layout only.
+    """
+    root = Path(root)
+    found = []
+    for name, (markers, _) in _MARKERS.items():
+        hits = [m for m in markers if (root / m).is_dir()]
+        if name == "short" and hits == ["splits"] and (root / "splits" / "flood_handlabeled").is_dir():
+            continue  # the v1.1 layout's splits/ folder, not a short-layout one
+        if hits:
+            found.append(name)
+    return found
+
+
 def detect(root: str | Path) -> str:
-    """Guess the layout of an existing root: "official", "v1.1" or "short".
+    """The layout of an existing root: "official", "v1.1" or "short".
 
     Raises FileNotFoundError naming the root when it is missing, ValueError when it holds
-    none of the known layouts.
+    none of the known layouts, and ValueError naming the folder and every layout found when it
+    holds more than one (e.g. a simulation written beside a real short-layout dataset): the
+    catalog would otherwise show the chips of one layout only, silently.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root {str(root)!r} does not exist or is not a folder")
-    if (root / V11 / "data").is_dir() or (root / V11 / "splits").is_dir():
-        return "official"
-    if (root / "data" / "flood_events").is_dir() or (root / "splits" / "flood_handlabeled").is_dir():
-        return "v1.1"
-    if (root / "HandLabeled").is_dir() or (root / "WeaklyLabeled").is_dir() or (root / "splits").is_dir():
-        return "short"
+    found = present_layouts(root)
+    if len(found) > 1:
+        what = "; ".join(f"{name!r}: {_MARKERS[name][1]}" for name in found)
+        raise ValueError(f"data root {str(root)!r} holds more than one Sen1Floods11 layout ({what}); "
+                         "a catalog would show only one of them. Keep one dataset per folder (move the other "
+                         "one out) or pass layout= explicitly")
+    if found:
+        return found[0]
     raise ValueError(
         f"data root {str(root)!r} holds no Sen1Floods11 layout: expected 'v1.1/data/flood_events', "
         "'data/flood_events' or 'HandLabeled/' inside it"

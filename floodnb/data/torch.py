@@ -55,7 +55,10 @@ class ChipDataset(torch.utils.data.Dataset):
     Normalizer (default: :data:`floodnb.data.normalize.DEFAULT_PRESETS`); ``crop``: square
     crop size in px (random with ``augment``, centred otherwise) or None; ``augment``: random
     crop + flips + rot90; ``with_meta``: add "meta"; ``soft``: (N, K, H, W) array aligned with
-    the source rows (memmap allowed); ``split``: keep only rows of these splits; ``seed``.
+    the source rows (memmap allowed); ``split``: keep only rows of these splits; ``seed``;
+    ``s1_units``: units of S1 GeoTIFFs (:data:`floodnb.data.units.S1_UNITS`; values are checked
+    on read); ``missing_inputs``: "error" (a chip lacking an input is a ValueError) or "skip"
+    (left out; :attr:`skipped` maps its chip id to the inputs it lacks).
     """
 
     def __init__(self, source: pd.DataFrame | ChipStore, *, inputs: Sequence[str] = ("s1",),
@@ -63,7 +66,8 @@ class ChipDataset(torch.utils.data.Dataset):
                  normalizers: Mapping[str, Normalizer] | None = None, crop: int | None = None,
                  augment: bool = False, with_meta: bool = False, soft: np.ndarray | None = None,
                  split: str | Sequence[str] | None = None, ignore_invalid_input: bool = True,
-                 seed: int = 0, prepared: bool = True) -> None:
+                 seed: int = 0, prepared: bool = True, s1_units: str = "auto",
+                 missing_inputs: str = "error") -> None:
         inputs = tuple(inputs)
         bad = [r for r in inputs if r not in INPUT_ROLES]
         if not inputs or bad:
@@ -79,6 +83,14 @@ class ChipDataset(torch.utils.data.Dataset):
             rows = rows[table["split"].isin(splits).to_numpy()]
         self.rows = rows
         self.table = table
+        from floodnb.data.units import check_units_option
+
+        self.s1_units = check_units_option(s1_units)
+        if self.is_store and s1_units not in ("auto", "db"):
+            raise ValueError(f"s1_units={s1_units!r}: a packed store holds S1 in dB already (checked when it was "
+                             "packed); s1_units applies to GeoTIFF chips (a catalog source)")
+        if missing_inputs not in ("error", "skip"):
+            raise ValueError(f"missing_inputs must be 'error' or 'skip', got {missing_inputs!r}")
         self.inputs, self.target, self.weak = inputs, target, weak
         self.normalizers = {r: (normalizers[r] if normalizers is not None and r in normalizers
                                 else get_preset(DEFAULT_PRESETS[r])) for r in inputs}
@@ -90,12 +102,20 @@ class ChipDataset(torch.utils.data.Dataset):
         self.crop, self.augment, self.with_meta = crop, augment, with_meta
         self.ignore_invalid_input = ignore_invalid_input
         self.seed, self.epoch = int(seed), 0
-        for r in inputs:
-            have = self._has(r)
-            if not have.all():
-                ids = table["chip_id"].to_numpy()[rows[~have]][:5].tolist()
-                raise ValueError(f"{int((~have).sum())} chips lack input {r!r} (e.g. {ids}); filter the source "
-                                 f"to chips with {r}_path / has_{r}")
+        #: chip_id -> input roles it lacks, for chips left out with ``missing_inputs="skip"``
+        self.skipped: dict[str, tuple[str, ...]] = {}
+        lacking = {r: ~self._has(r) for r in inputs}
+        if missing_inputs == "skip":
+            gone = np.logical_or.reduce([m for m in lacking.values()])
+            ids = table["chip_id"].to_numpy()[rows]
+            self.skipped = {str(ids[j]): tuple(r for r in inputs if lacking[r][j]) for j in np.flatnonzero(gone)}
+            self.rows = rows = rows[~gone]
+        else:
+            for r, lack in lacking.items():
+                if lack.any():
+                    ids = table["chip_id"].to_numpy()[rows[lack]][:5].tolist()
+                    raise ValueError(f"{int(lack.sum())} chips lack input {r!r} (e.g. {ids}); filter the source "
+                                     f"to chips with {r}_path / has_{r}, or pass missing_inputs='skip'")
         self.label_keys = {k: role for k, role in (("label", target), ("weak", weak)) if role is not None
                            and self._has(role).any()}
         self.truth_role = "truth_water" if self._has("truth_water").any() else None
@@ -156,7 +176,7 @@ class ChipDataset(torch.utils.data.Dataset):
 
         row = self.table.iloc[int(r)]
         present = [x for x in roles if not _none(row[f"{x}_path"])]
-        arrays, grid = read_arrays(row, roles=present)
+        arrays, grid = read_arrays(row, roles=present, s1_units=self.s1_units)
         win = self._window(*grid.shape, rng)
         return {k: v[..., win[0], win[1]] for k, v in arrays.items()}, win
 

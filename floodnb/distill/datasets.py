@@ -42,22 +42,41 @@ def split_sizes(source) -> dict[str, int]:
 
 def split_dataset(source, split: str, *, inputs: Sequence[str], normalizers: Mapping | None = None,
                   weak: str | None = "s1_otsu", with_meta: bool = False, crop: int | None = None,
-                  augment: bool = False, seed: int = 0):
-    """``ChipDataset`` of one split; ``ValueError`` naming the split and the sizes of all splits when empty."""
+                  augment: bool = False, seed: int = 0, s1_units: str = "auto", missing_inputs: str = "error"):
+    """``ChipDataset`` of one split; ``ValueError`` naming the split and the sizes of all splits when empty.
+
+    ``s1_units`` / ``missing_inputs``: see :class:`floodnb.data.torch.ChipDataset`; with "skip",
+    a split whose chips all lack an input is a ValueError naming them.
+    """
     from floodnb.data.torch import ChipDataset
 
     sizes = split_sizes(source)
     if split not in sizes or sizes[split] == 0:
         raise ValueError(f"split {split!r} has no chips in this data (chips per split: {sizes})")
-    return ChipDataset(source, inputs=tuple(inputs), target="label", weak=weak, normalizers=normalizers,
-                       crop=crop, augment=augment, with_meta=with_meta, split=split, seed=seed)
+    data = ChipDataset(source, inputs=tuple(inputs), target="label", weak=weak, normalizers=normalizers,
+                       crop=crop, augment=augment, with_meta=with_meta, split=split, seed=seed, s1_units=s1_units,
+                       missing_inputs=missing_inputs)
+    if len(data) == 0:
+        raise ValueError(f"split {split!r}: all {len(data.skipped)} chips lack the model's inputs {tuple(inputs)} "
+                         f"({skipped_text(data.skipped)})")
+    return data
+
+
+def skipped_text(skipped: Mapping[str, Sequence[str]]) -> str:
+    """``"USA_430764 (no s1), ..."`` for a dataset's :attr:`~floodnb.data.torch.ChipDataset.skipped`."""
+    return ", ".join(f"{cid} (no {', '.join(roles)})" for cid, roles in skipped.items())
 
 
 def eval_datasets(source, *, inputs: Sequence[str], normalizers: Mapping | None = None, weak: str | None = "s1_otsu",
-                  with_meta: bool = False, splits: Sequence[str] = EVAL_SPLITS) -> dict:
-    """``{split: ChipDataset}`` for the evaluation splits that have chips (no crop, no augmentation)."""
+                  with_meta: bool = False, splits: Sequence[str] = EVAL_SPLITS, s1_units: str = "auto") -> dict:
+    """``{split: ChipDataset}`` for the evaluation splits that have chips (no crop, no augmentation).
+
+    Chips lacking one of ``inputs`` are skipped (not an error) and listed in each dataset's
+    ``skipped``; the evaluation reports them by name.
+    """
     sizes = split_sizes(source)
-    return {s: split_dataset(source, s, inputs=inputs, normalizers=normalizers, weak=weak, with_meta=with_meta)
+    return {s: split_dataset(source, s, inputs=inputs, normalizers=normalizers, weak=weak, with_meta=with_meta,
+                             s1_units=s1_units, missing_inputs="skip")
             for s in splits if s in sizes and sizes[s] > 0}
 
 

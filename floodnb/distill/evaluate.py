@@ -88,7 +88,9 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
 
     Returns ``(summary, table)``: ``summary`` has ``water_iou`` (global, primary), ``miou``,
     ``water_precision``, ``water_recall``, ``accuracy``, ``mean_chip_water_iou``, pixel and chip
-    counts and ``reference``; ``table`` one row per chip (chip_id, split, water_iou, ...).
+    counts, ``reference``, and ``chips_skipped`` / ``skipped_chips`` (``"<chip> (no s1)"``: chips
+    the dataset left out for lacking a model input, its ``skipped`` attribute); ``table`` one row
+    per chip (chip_id, split, water_iou, ...).
     """
     key = _ref_key(reference)
     acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
@@ -105,9 +107,28 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
             acc.update(pred[i].cpu().numpy(), batch[key][i].cpu().numpy(), chip_id=cid,
                        **({"split": split} if split is not None else {}), no_input_pixels=no_input)
     summary = {**acc.summary(), "reference": reference}
+    skipped = dict(getattr(data, "skipped", None) or {})
+    summary["chips_skipped"] = len(skipped)
+    summary["skipped_chips"] = [f"{cid} (no {', '.join(roles)})" for cid, roles in skipped.items()]
     if split is not None:
         summary["split"] = split
     return summary, acc.table()
+
+
+def missing_chips(catalog: pd.DataFrame, splits: Sequence[str]) -> dict[str, list[str]]:
+    """``{split: [chip_id, ...]}``: chips the split CSVs of the catalog's root name but with no file on disk.
+
+    ``catalog``: from :func:`floodnb.data.catalog.build_catalog` (its ``attrs`` name the root and
+    layout). Chips with some layers on disk are not listed here (they are in the catalog; a chip
+    lacking the model's inputs is skipped and reported by :func:`evaluate_model`).
+    """
+    from floodnb.data.catalog import read_splits
+
+    if "root" not in catalog.attrs:
+        raise ValueError("missing_chips needs a catalog from build_catalog (its attrs name the data root)")
+    on_disk = set(catalog["chip_id"])
+    named = read_splits(catalog.attrs["root"], layout=catalog.attrs.get("layout", "auto"))
+    return {s: sorted(c for c, sp in named.items() if sp == s and c not in on_disk) for s in splits}
 
 
 def _ref_key(reference: str) -> str:

@@ -99,8 +99,25 @@ def _match_bands(available: list[str | None], want: tuple[str, ...], *, what: st
     return [available.index(b) for b in want]
 
 
-def open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
-    """Open ``src`` (path, list of paths or ``xr.DataArray``) as a windowed source of ``bands``."""
+def open_source(src, *, bands: tuple[str, ...], s1_units: str = "auto"):
+    """Open ``src`` (path, list of paths or ``xr.DataArray``) as a windowed source of ``bands``.
+
+    GeoTIFF Sentinel-1 values are checked first (:func:`floodnb.data.units.check_scene`: dtype,
+    fill values, dB or not); ``s1_units`` "linear"/"amplitude" wraps the source in a dB converter.
+    """
+    src = _open_source(src, bands=bands)
+    if isinstance(src, GeoTiffSource) and set(bands) <= {"VV", "VH"}:
+        from floodnb.data.units import check_scene
+
+        check_scene(src.bands, units=s1_units, names=bands)
+        if s1_units in ("linear", "amplitude"):
+            from floodnb.scale.dask_predict import DbSource
+
+            return DbSource(inner=src, units=s1_units, nodata=None)
+    return src
+
+
+def _open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
     try:
         import xarray as xr
     except ImportError:  # pragma: no cover - xarray is a dependency
@@ -211,12 +228,15 @@ def predict_raster(
     overwrite: bool = False,
     progress: bool = True,
     gdal_cache_mb: int = 128,
+    s1_units: str = "auto",
 ) -> RasterPrediction:
     """Predict water over a whole raster and write Cloud-Optimised GeoTIFFs.
 
     ``model``: checkpoint path, ``(model, spec)`` or ``nn.Module`` (then ``normalizers=``; see
     :func:`floodnb.predict.model.resolve_predictor`). ``src``: GeoTIFF path, list of
-    single-band GeoTIFF paths, or ``xr.DataArray (band, y, x)``; S1 backscatter in dB.
+    single-band GeoTIFF paths, or ``xr.DataArray (band, y, x)``; S1 backscatter in dB, or in
+    ``s1_units`` "linear" / "amplitude" (converted); GeoTIFF values are checked first
+    (:func:`floodnb.data.units.check_scene`: integers, fill values, values that are not dB).
 
     Writes ``out_path``: class map int8 (1 water, 0 dry, -1 nodata) and, with ``write_prob``,
     ``prob_path`` (default ``<stem>_prob.tif`` beside it): water probability, ``uint8`` percent
@@ -245,7 +265,7 @@ def predict_raster(
         if p.exists() and not overwrite:
             raise FileExistsError(f"output {p} exists; pass overwrite=True to replace it")
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
-        source = open_source(src, bands=predictor.band_list)
+        source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
         grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]

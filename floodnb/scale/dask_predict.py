@@ -208,9 +208,9 @@ def _open_scene(scene, *, bands: tuple[str, ...], s1_units: str):
             src = DbSource(inner=inner, units=units, nodata=nodata)
         return scene.id, scene.get_self_href() or scene.id, src
     if isinstance(scene, (list, tuple)):
-        src = open_source([str(p) for p in scene], bands=bands)
+        src = open_source([str(p) for p in scene], bands=bands, s1_units=s1_units)
         return Path(scene[0]).stem, ";".join(str(p) for p in scene), src
-    src = open_source(str(scene), bands=bands)
+    src = open_source(str(scene), bands=bands, s1_units=s1_units)
     return Path(str(scene)).stem, str(scene), src
 
 

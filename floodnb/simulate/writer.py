@@ -196,7 +196,9 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
     ``n_hand`` hand-labelled chips (train/valid/test + the held-out event) and ``n_weak`` weak
     chips of ``size`` px (overrides ``config.size``), seeded by ``seed``; ``workers`` processes
     (1 = in this process). ``config``: physics and output settings (:class:`SimConfig`).
-    Refuses to write into a folder that already holds a Sen1Floods11 layout unless
+    Refuses to write into a folder holding a layout floodnb never writes (the short developer
+    layout, or a folder that is ``v1.1`` itself), whatever ``overwrite`` says, and into a folder
+    that already holds the official layout unless
     ``overwrite`` is True *and* that folder is a previous floodnb simulation (its
     ``floodnb_simulation.json`` is present); other files are never touched.
     Read it with :func:`floodnb.data.catalog.build_catalog` like the real dataset.
@@ -212,6 +214,11 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"simulate_dataset: output {str(root)!r} exists and is not a folder")
+    foreign = [name for name in layout.present_layouts(root) if name != "official"] if root.is_dir() else []
+    if foreign:  # floodnb only writes the official layout: anything else there is someone's dataset
+        raise FileExistsError(f"simulate_dataset: {str(root)!r} holds a Sen1Floods11 layout floodnb did not write "
+                              f"({', '.join(repr(f) for f in foreign)}: {layout.describe_layout(foreign[0])}); "
+                              "simulating beside it would hide one dataset from the catalog. Choose an empty folder")
     existing = [p for p in (root / layout.V11, root / layout.V10) if p.exists()]
     unfinished = (root / INCOMPLETE).exists() and not (root / MANIFEST).exists()
     if existing and unfinished:  # an interrupted floodnb simulation: its own partial output is redone
