@@ -1,4 +1,6 @@
-"""``floodnb predict CHECKPOINT SCENE... --out-dir DIR``: water maps of whole scenes.
+"""``floodnb predict [CHECKPOINT] SCENE... --out-dir DIR``: water maps of whole scenes.
+
+Without a checkpoint the model shipped with floodnb (:mod:`floodnb.models.pretrained`) is used.
 
 One scene and no cluster option: single-process :func:`floodnb.predict.predict_raster`.
 Several scenes (positional, ``--scenes-file`` or a ``--stac`` query) or any cluster option
@@ -18,10 +20,14 @@ _SHOWN = ("scene", "status", "height", "width", "n_water", "n_polygons", "water_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT",
-                        help="model checkpoint (.safetensors, engine .pt, or a run folder with best.safetensors)")
-    parser.add_argument("inputs", metavar="SCENE", nargs="*",
-                        help="Sentinel-1 GeoTIFF scene(s), bands VV, VH in dB (any size; one output set each)")
+    parser.add_argument("inputs", metavar="[CHECKPOINT] SCENE", nargs="*",
+                        help="optional model checkpoint first (.safetensors, engine .pt, or a run folder with "
+                             "best.safetensors; default: the shipped model, see --model), then Sentinel-1 GeoTIFF "
+                             "scene(s), bands VV, VH in dB (any size; one output set each)")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="a model shipped with floodnb, used when no CHECKPOINT is given (default "
+                             "s1_sim_student: trained only on simulated data; see floodnb/models/pretrained/"
+                             "MODEL_CARD.md)")
     parser.add_argument("--out-dir", required=True, help="folder for <scene>_water.tif, <scene>_water_prob.tif, "
                                                          "<scene>_water.gpkg/.geojson (and <scene>_water.done.json)")
     parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
@@ -102,8 +108,34 @@ def _stac_items(args: argparse.Namespace) -> list:
     return items
 
 
+def looks_like_checkpoint(path: str) -> bool:
+    """True for a ``.safetensors``/``.pt`` file name or a run folder holding best/model.safetensors."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.suffix in (".safetensors", ".pt"):
+        return True
+    return p.is_dir() and any((p / n).is_file() for n in ("best.safetensors", "model.safetensors"))
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> list:
+    """Set ``args.checkpoint`` (the first positional when it is a checkpoint, else the shipped ``--model``);
+    returns the scene paths left."""
+    from floodnb.models.pretrained import DEFAULT, pretrained_path
+
+    paths = list(args.inputs)
+    if paths and looks_like_checkpoint(paths[0]):
+        if args.model is not None:
+            raise ValueError(f"give either a CHECKPOINT ({paths[0]}) or --model {args.model}, not both")
+        args.checkpoint = paths.pop(0)
+    else:
+        args.checkpoint = str(pretrained_path(args.model or DEFAULT))
+        print(f"model: shipped {args.model or DEFAULT} ({args.checkpoint})")
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
-    scenes: list = list(args.inputs)
+    scenes: list = resolve_checkpoint(args)
     if args.scenes_file:
         scenes += _scenes_from_file(args.scenes_file)
     if args.stac:
@@ -158,7 +190,7 @@ def _single_settings(args: argparse.Namespace, checkpoint_id: str) -> dict:
     """What the outputs of one scene depend on; recorded in its marker (same keys as many-scene mode)."""
     return {"checkpoint": checkpoint_id, "tile": args.tile, "overlap": args.overlap, "threshold": args.threshold,
             "write_prob": not args.no_prob, "prob_dtype": args.prob_dtype, "polygons": bool(args.polygons),
-            "min_area_m2": args.min_area}
+            "min_area_m2": args.min_area, "s1_units": args.s1_units}
 
 
 def _up_to_date(marker, wanted: list, settings: dict, scene: str) -> bool:

@@ -540,7 +540,7 @@ def predict_scenes(
     predictor = resolve_predictor(checkpoint)
     settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
                 "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
-                "min_area_m2": min_area_m2}
+                "min_area_m2": min_area_m2, "s1_units": s1_units}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
