@@ -113,7 +113,7 @@ class Context:
 
     @property
     def model_kw(self) -> dict:
-        return {"width": self.budget.width}
+        return {"width": self.budget.width, "norm": self.budget.norm}
 
     # ---------------------------------------------------------------- teachers and pools
     def checkpoint(self, row: str) -> Path:
