@@ -52,6 +52,11 @@ def test_every_row_runs_with_finite_metrics(full_run):
     for needle in ("water IoU", "SimTruthWater", "held-out", "budget", "seed", "load average", "student_soft_cons"):
         assert needle in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # otsu_event thresholds every event with the metadata's VH_thresh (the simulator writes one per event)
+    (thr_csv,) = (out / "rows").glob("otsu_event-*/event_thresholds.csv")
+    thr = pd.read_csv(thr_csv)
+    assert set(thr["split"]) == {"test", "bolivia", "valid"} and (thr["source"] == "metadata").all()
+    assert np.isfinite(thr["vh_threshold_db"]).all()
     real = pd.read_csv(out / "real_chips.csv")
     assert {"otsu_chip", "otsu_event"} <= set(real["method"])
     assert (real["method"].str.startswith("student")).any()

@@ -33,11 +33,13 @@ class Row:
     group: str
     description: str
     deps: tuple[str, ...] = ()
+    #: bumped when the row's method changes, so results of the old method are not reused
+    revision: int = 0
 
 
 ROWS: dict[str, Row] = {r.name: r for r in (
     Row("otsu_chip", "baseline", "Otsu threshold on each chip's VH (no training)"),
-    Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)"),
+    Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)", revision=1),
     Row("s1_weak", "baseline", "S1 U-Net on the pool's S1-Otsu weak labels (Sen1Floods11 weak baseline)"),
     Row("s1_hand", "baseline", "S1 U-Net on hand labels only"),
     Row("s2_weak", "cromss", "S2 U-Net on the same weak labels (CromSS partner sensor of s1_weak_cromss*)"),
@@ -153,19 +155,32 @@ def _summaries(run) -> dict:
 
 
 # ---------------------------------------------------------------- row implementations
-def _otsu(ctx: Context, mode: str) -> dict:
+def _otsu(ctx: Context, out: Path, mode: str) -> dict:
+    """Otsu rows; ``otsu_event`` writes ``event_thresholds.csv`` (split, event, threshold, source) into ``out``."""
     from floodnb.distill.baselines import otsu_baseline
+    from floodnb.io_utils import atomic_path
 
     cat = ctx.catalog
-    splits = {}
+    splits, rows = {}, []
     for s in EVAL_SPLITS:
         chips = cat[(cat["split"] == s) & cat["s1_path"].notna() & cat["truth_water_path"].notna()]
         if len(chips) == 0:
             raise ValueError(f"split {s!r} has no chips with S1 and truth in the catalog")
         splits[s], _ = otsu_baseline(chips, mode=mode, reference="truth_water", split=s)
+        rows += _threshold_rows(s, splits[s])
     val = cat[(cat["split"] == "valid") & cat["s1_path"].notna() & cat["label_path"].notna()]
     vm, _ = otsu_baseline(val, mode=mode, reference="label", split="valid")
+    rows += _threshold_rows("valid", vm)
+    if mode == "event":
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "event_thresholds.csv") as tmp:
+            pd.DataFrame(rows, columns=["split", "event", "vh_threshold_db", "source"]).to_csv(tmp, index=False)
     return {"splits": splits, "valid_water_iou": float(vm["water_iou"]), "checkpoint": "", "teacher": ""}
+
+
+def _threshold_rows(split: str, metrics: dict) -> list[dict]:
+    th = metrics["event_thresholds"] if "event_thresholds" in metrics else {}
+    return [{"split": split, "event": ev, **v} for ev, v in th.items()]
 
 
 def _baseline(ctx: Context, out: Path, kind: str) -> dict:
@@ -287,8 +302,8 @@ def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
 
 
 RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
-    "otsu_chip": lambda ctx, out: _otsu(ctx, "chip"),
-    "otsu_event": lambda ctx, out: _otsu(ctx, "event"),
+    "otsu_chip": lambda ctx, out: _otsu(ctx, out, "chip"),
+    "otsu_event": lambda ctx, out: _otsu(ctx, out, "event"),
     "s1_weak": lambda ctx, out: _baseline(ctx, out, "s1_weak"),
     "s1_hand": lambda ctx, out: _baseline(ctx, out, "s1_hand"),
     "s2_weak": _s2_weak,
