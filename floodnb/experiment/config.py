@@ -61,6 +61,7 @@ class Budget:
     model: str = "unet_small"
     width: int = 8
     norm: str = "batch"
+    pool_cloud_mask: bool = True
     lr: float = 2e-3
     hand_fraction: float = 0.5
     temperature: float = 2.0

@@ -131,7 +131,13 @@ class Context:
         return max(cands, key=lambda t: (self.results[t]["valid_water_iou"], t == "teacher_s2"))
 
     def pool_probs(self, row: str):
-        """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached)."""
+        """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached).
+
+        A distillation teacher's (``teacher_*``) targets are NaN under the pool's S2 cloud mask
+        when ``budget.pool_cloud_mask``; the teacher's water IoU vs truth in clear vs cloud pixels
+        is written beside them (``pool_probs.quality.csv``). The CromSS partner (``s2_weak``) is
+        never masked: its probabilities weight pixels rather than supervise them.
+        """
         import numpy as np
 
         from floodnb.data.torch import ChipDataset
@@ -144,7 +150,8 @@ class Context:
         ckpt = self.checkpoint(row)
         spec = read_spec(ckpt)
         data = ChipDataset(self.pool, inputs=tuple(spec.inputs), target=None, weak=None, with_meta=spec.meta_dim > 0)
-        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress)
+        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress,
+                          mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"))
 
 
 def _summaries(run) -> dict:
