@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="student: teacher checkpoint that labels the pool")
     p.add_argument("--pool-split", default="weak", help="student: split of unlabelled pool chips (default weak)")
     p.add_argument("--mode", choices=("soft", "hard"), default="soft", help="student distillation targets")
+    p.add_argument("--no-cloud-mask", action="store_true",
+                   help="student: keep the teacher's pool targets under Sentinel-2 clouds (default: ignored, since "
+                        "hand labels are -1 under cloud and the teacher never learnt those pixels)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--threshold", type=float, default=0.9, help="student hard mode: confidence threshold")
     p.add_argument("--distill-weight", type=float, default=1.0)
@@ -164,6 +167,14 @@ def _train(args: argparse.Namespace) -> int:
             if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
                 import numpy as np
 
+                from floodnb.distill.teacher import pool_info
+
+                had = pool_info(pool_path)["cloud_mask"]["enabled"] if pool_path.with_suffix(".json").is_file() \
+                    else None
+                if had is not None and had != (not args.no_cloud_mask):
+                    raise ValueError(f"{pool_path} holds pool targets with cloud mask {'on' if had else 'off'}; "
+                                     f"--no-cloud-mask asks for {'off' if args.no_cloud_mask else 'on'}: use another "
+                                     "--out-dir")
                 probs = np.load(pool_path, mmap_mode="r")
             else:
                 if rank == 0:
@@ -171,7 +182,7 @@ def _train(args: argparse.Namespace) -> int:
                                                weak=args.weak_role if spec.label_conditioning else None,
                                                with_meta=spec.meta_dim > 0)
                     label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
-                               device=device, progress=not args.no_progress)
+                               device=device, progress=not args.no_progress, mask_clouds=not args.no_cloud_mask)
                 ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
                 import numpy as np
 
