@@ -93,7 +93,8 @@ class Budget:
     def describe(self) -> str:
         """One line for tables: steps x batch x crop and the model."""
         return (f"{self.steps} steps ({self.epochs} epochs x {self.steps_per_epoch}) x batch {self.batch_size} "
-                f"x {self.crop}x{self.crop} px crops, {self.model} width {self.width} {self.norm}norm, AdamW lr {self.lr:g} cosine")
+                f"x {self.crop}x{self.crop} px crops, {self.model} width {self.width} {self.norm}norm, "
+                f"AdamW lr {self.lr:g} cosine")
 
     def to_dict(self) -> dict:
         return asdict(self)
