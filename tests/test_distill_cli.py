@@ -34,6 +34,19 @@ def test_train_chain_and_evaluate(sim_root, tmp_path, capsys):
                  str(tmp_path / "t" / "best.safetensors"), "--mode", "hard", "--threshold", "0.6",
                  "--edge-width", "1", *FAST]) == 0
     assert (tmp_path / "s" / "pool_probs.npy").is_file()
+    # pool targets cloud-masked by default, recorded in the student's run config; teacher quality clear vs cloud
+    from floodnb.distill.teacher import pool_info
+    from floodnb.models import read_spec
+
+    assert pool_info(tmp_path / "s" / "pool_probs.npy")["cloud_mask"]["enabled"] is True
+    rec = read_spec(tmp_path / "s" / "best.safetensors").config["pool_targets"]
+    assert rec["cloud_mask"]["enabled"] is True and rec["file"].endswith("pool_probs.npy")
+    q = pd.read_csv(tmp_path / "s" / "pool_probs.quality.csv")
+    assert list(q["pixel_set"]) == ["clear", "cloud", "all"] and q["pixels"].iloc[2] == 6 * 32 * 32
+    capsys.readouterr()
+    assert main(["train", "student", "--data-root", root, "--out-dir", str(tmp_path / "s"), "--teacher",
+                 str(tmp_path / "t" / "best.safetensors"), "--no-cloud-mask", *FAST]) == 2
+    assert "holds pool targets with cloud mask on; --no-cloud-mask asks for off" in capsys.readouterr().err
     log = [json.loads(x) for x in (tmp_path / "s" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 4 and all("distill" in r for r in log)  # 6 hand + 6 pool chips, batch 3
     capsys.readouterr()

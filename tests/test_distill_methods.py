@@ -14,7 +14,7 @@ import xarray as xr
 
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture
 from floodnb.bands import IGNORE_INDEX
-from floodnb.distill.baselines import otsu_baseline, train_baseline
+from floodnb.distill.baselines import EventThresholdWarning, otsu_baseline, train_baseline
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import evaluate
 from floodnb.distill.inputs import collate
@@ -83,9 +83,16 @@ def test_otsu_baseline_modes():
     m, t = otsu_baseline(chips, mode="chip")
     assert m["water_iou"] > 0.95 and m["method"] == "otsu_chip"
     assert np.isnan(t.set_index("chip_id").loc["B_2", "water_iou"])  # no S1: nothing scored
-    m, t = otsu_baseline(chips, mode="event")
+    with pytest.warns(EventThresholdWarning, match=r"without a metadata VH threshold.*: A \(") as rec:
+        m, t = otsu_baseline(chips, mode="event")
+    assert " B (" not in str(rec[0].message)  # only event A lacks one
     th = t.set_index("chip_id")["vh_threshold_db"]
     assert th["B_1"] == -15.0 and th["A_1"] == th["A_2"] and -25 < th["A_1"] < -11
+    assert dict(zip(t["chip_id"], t["threshold_source"], strict=True)) == {
+        "A_1": "otsu_pooled", "A_2": "otsu_pooled", "B_1": "metadata", "B_2": "metadata"}
+    assert m["event_thresholds"]["B"] == {"vh_threshold_db": -15.0, "source": "metadata"}
+    m, t = otsu_baseline(chips, mode="event", event_thresholds={"A": -18.0})  # given: no fallback, no warning
+    assert set(t["threshold_source"]) == {"given", "metadata"} and m["event_thresholds"]["A"]["vh_threshold_db"] == -18
     m, _ = otsu_baseline(chips, mode="fixed", threshold=-30.0)
     assert m["water_iou"] == 0.0 or np.isnan(m["water_iou"])
     with pytest.raises(ValueError, match="no chips"):
@@ -110,8 +117,39 @@ def test_otsu_baseline_on_real_chips():
     with pytest.warns(EmptyChipWarning):
         me, te = otsu_baseline(cat, mode="event")
     assert te.set_index("chip_id").loc["Paraguay_34417", "valid_pixels"] == 0 and np.isfinite(me["water_iou"])
+    # the event threshold is the metadata's VH_thresh (Sen1Floods11_Metadata.geojson), not Otsu over the chips:
+    # global water IoU over the chips with valid pixels 0.5765 (Otsu pooled over the split's chips gave 0.221)
+    assert (te["threshold_source"] == "metadata").all()
+    assert dict(zip(te["chip_id"], te["vh_threshold_db"], strict=True)) == pytest.approx(
+        {c: cat.set_index("chip_id").at[c, "vh_thresh"] for c in te["chip_id"]})
+    assert me["event_thresholds"]["Spain"] == {"vh_threshold_db": -25.13, "source": "metadata"}
+    assert me["water_iou"] == pytest.approx(0.5765, abs=1e-3)
     row = t.set_index("chip_id").loc["Paraguay_34417"]  # S1 entirely NaN
     assert row["valid_pixels"] == 0
+
+
+def test_otsu_event_reports_missing_metadata_threshold(tmp_path):
+    from conftest import make_tiny_dataset
+
+    from floodnb.data.catalog import build_catalog
+    from floodnb.data.layout import metadata_path
+
+    root = make_tiny_dataset(tmp_path / "tiny", n_hand=4, n_weak=0, unassigned=0, missing_in_csv=0)
+    meta = metadata_path(root, layout="official")
+    doc = json.loads(meta.read_text())
+    for f in doc["features"]:
+        if f["properties"]["location"] == "Cambodia":
+            del f["properties"]["VH_thresh"]
+    meta.write_text(json.dumps(doc))
+    cat = build_catalog(root)
+    with pytest.warns(EventThresholdWarning, match=r"Mekong \(-?\d+\.\d\d dB\); using Otsu over each event's pooled"):
+        m, t = otsu_baseline(cat, mode="event")
+    src = t.set_index("chip_id")["threshold_source"]
+    assert set(src[[c for c in src.index if c.startswith("Mekong")]]) == {"otsu_pooled"}
+    assert set(src[[c for c in src.index if c.startswith("Spain")]]) == {"metadata"}
+    assert m["event_thresholds"]["Spain"] == {"vh_threshold_db": -25.13, "source": "metadata"}
+    assert m["event_thresholds"]["Mekong"]["source"] == "otsu_pooled"
+    assert np.isfinite(m["event_thresholds"]["Mekong"]["vh_threshold_db"])
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -52,6 +52,22 @@ def test_every_row_runs_with_finite_metrics(full_run):
     for needle in ("water IoU", "SimTruthWater", "held-out", "budget", "seed", "load average", "student_soft_cons"):
         assert needle in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # otsu_event thresholds every event with the metadata's VH_thresh (the simulator writes one per event)
+    (thr_csv,) = (out / "rows").glob("otsu_event-*/event_thresholds.csv")
+    thr = pd.read_csv(thr_csv)
+    assert set(thr["split"]) == {"test", "bolivia", "valid"} and (thr["source"] == "metadata").all()
+    assert np.isfinite(thr["vh_threshold_db"]).all()
+    # distillation teachers' pool targets are cloud-masked, with the teacher's clear-vs-cloud quality beside them;
+    # the CromSS partner's probabilities are not masked
+    import json
+
+    for info in (out / "rows").glob("*/pool_probs.json"):
+        row = info.parent.name.rsplit("-", 1)[0]
+        assert json.loads(info.read_text())["cloud_mask"]["enabled"] is row.startswith("teacher"), row
+        if row.startswith("teacher"):
+            q = pd.read_csv(info.with_name("pool_probs.quality.csv"))
+            assert list(q["pixel_set"]) == ["clear", "cloud", "all"]
+    assert len(list((out / "rows").glob("teacher_*/pool_probs.quality.csv"))) >= 1
     real = pd.read_csv(out / "transfer.csv")
     assert {"otsu_chip", "otsu_event", "vh<-24dB"} <= set(real["method"])
     s1_rows = {"s1_weak", "s1_hand"} | {r for r in ROWS if r.startswith("student")}

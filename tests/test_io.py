@@ -31,6 +31,7 @@ def test_every_real_chip(real_root, real_catalog):
             fast, grid = read_arrays(row)
         assert ds.attrs["chip_id"] == cid and ds.attrs["split"] == "test"
         assert ds.attrs["s1_date"] == row["s1_date"] and ds.attrs["lat"] == pytest.approx(row["lat"])
+        assert ds.attrs["vh_thresh"] == pytest.approx(row["vh_thresh"]) and -26 < ds.attrs["vh_thresh"] < -19
         assert ds.rio.crs.to_epsg() == 4326 and ds.sizes["x"] == ds.sizes["y"] == size and grid.shape == (size, size)
         assert abs(ds.rio.transform().a - 8.983e-05) < 1e-8
         assert ds.x.values[0] < ds.x.values[-1] and ds.y.values[0] > ds.y.values[-1]

@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="student: teacher checkpoint that labels the pool")
     p.add_argument("--pool-split", default="weak", help="student: split of unlabelled pool chips (default weak)")
     p.add_argument("--mode", choices=("soft", "hard"), default="soft", help="student distillation targets")
+    p.add_argument("--no-cloud-mask", action="store_true",
+                   help="student: keep the teacher's pool targets under Sentinel-2 clouds (default: ignored, since "
+                        "hand labels are -1 under cloud and the teacher never learnt those pixels)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--threshold", type=float, default=0.9, help="student hard mode: confidence threshold")
     p.add_argument("--distill-weight", type=float, default=1.0)
@@ -134,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _pool_record(args: argparse.Namespace) -> dict:
     """What the student's pool labels (``pool_probs.npy``) depend on: teacher checkpoint (sha256),
-    pool split and weak-label role; stored beside them as ``pool_probs.json``."""
+    pool split and weak-label role; stored under ``labelled_by`` in their sidecar ``pool_probs.json``."""
     from floodnb.scale.dask_predict import _checkpoint_id
 
     return {"teacher": _checkpoint_id(args.teacher, None), "pool_split": args.pool_split,
@@ -147,7 +150,10 @@ def _check_pool_record(pool_path, now: dict) -> None:
     record = pool_path.with_suffix(".json")
     if not record.is_file():
         return
-    stored = json.loads(record.read_text(encoding="utf-8"))
+    sidecar = json.loads(record.read_text(encoding="utf-8"))
+    if "labelled_by" not in sidecar:
+        return
+    stored = sidecar["labelled_by"]
     diff = {k: (stored.get(k), v) for k, v in now.items() if stored.get(k) != v}
     if diff:
         raise ValueError(f"{pool_path}: cannot resume, configuration differs from the stored run (field: "
@@ -214,6 +220,14 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                 _check_pool_record(pool_path, labelled_by)
                 import numpy as np
 
+                from floodnb.distill.teacher import pool_info
+
+                had = pool_info(pool_path)["cloud_mask"]["enabled"] if pool_path.with_suffix(".json").is_file() \
+                    else None
+                if had is not None and had != (not args.no_cloud_mask):
+                    raise ValueError(f"{pool_path} holds pool targets with cloud mask {'on' if had else 'off'}; "
+                                     f"--no-cloud-mask asks for {'off' if args.no_cloud_mask else 'on'}: use another "
+                                     "--out-dir")
                 probs = np.load(pool_path, mmap_mode="r")
             else:
                 if rank == 0:
@@ -221,10 +235,13 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                                                weak=args.weak_role if spec.label_conditioning else None,
                                                with_meta=spec.meta_dim > 0, s1_units=args.s1_units)
                     label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
-                               device=device, progress=not args.no_progress)
+                               device=device, progress=not args.no_progress, mask_clouds=not args.no_cloud_mask)
+                    from floodnb.distill.teacher import pool_info
                     from floodnb.io_utils import atomic_write_json
 
-                    atomic_write_json(pool_path.with_suffix(".json"), labelled_by)
+                    # the sidecar of label_pool (chip ids, teacher spec, cloud mask) + what made the labels
+                    atomic_write_json(pool_path.with_suffix(".json"),
+                                      {**pool_info(pool_path), "labelled_by": labelled_by})
                 ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
                 import numpy as np
 

@@ -51,7 +51,7 @@ LABEL_VALUES: dict[str, frozenset[int]] = {
 #: Grid tolerance in pixels: origins may differ by this fraction of a pixel, pixel sizes by
 #: this relative amount.
 GRID_TOL_PX: float = 1e-3
-ATTR_KEYS: tuple[str, ...] = ("chip_id", "event", "split", "s1_date", "s2_date", "lat", "lon")
+ATTR_KEYS: tuple[str, ...] = ("chip_id", "event", "split", "s1_date", "s2_date", "lat", "lon", "vh_thresh")
 
 
 class ChipReadError(ValueError):
@@ -263,6 +263,7 @@ def _attrs(row_or_paths: pd.Series | Mapping, paths: Mapping[str, str], chip: st
     if attrs["lat"] is None or attrs["lon"] is None:
         attrs["lat"], attrs["lon"] = raster_center(next(iter(paths.values())))
     attrs["lat"], attrs["lon"] = float(attrs["lat"]), float(attrs["lon"])
+    attrs["vh_thresh"] = None if attrs["vh_thresh"] is None else float(attrs["vh_thresh"])
     for k in ("chip_id", "event", "split", "s1_date", "s2_date"):
         attrs[k] = None if attrs[k] is None else str(attrs[k])
     return attrs
@@ -284,8 +285,9 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
     Returns variables ``s1 (s1_band, y, x)`` float32 dB, ``s2 (s2_band, y, x)`` float32
     reflectance, label roles ``(y, x)`` int16 in {-1, 0, 1} — only those present; ``x``/``y``
     pixel-centre coordinates (lon/lat for EPSG:4326), CRS and transform via ``ds.rio``; attrs
-    ``chip_id, event, split, s1_date, s2_date, lat, lon`` (None where unknown; lat/lon from the
-    raster bounds when the row has none). Each variable's ``source`` attr names its file.
+    ``chip_id, event, split, s1_date, s2_date, lat, lon, vh_thresh`` (None where unknown; lat/lon
+    from the raster bounds when the row has none; ``vh_thresh``: the event's Otsu VH threshold in
+    dB from ``Sen1Floods11_Metadata.geojson``). Each variable's ``source`` attr names its file.
     """
     import rasterio
     import rioxarray

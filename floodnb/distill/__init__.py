@@ -2,7 +2,8 @@
 
 One library function per method — import them from their modules (torch is imported there, not here):
 
-* :func:`floodnb.distill.teacher.train_teacher`, :func:`floodnb.distill.teacher.label_pool`
+* :func:`floodnb.distill.teacher.train_teacher`, :func:`floodnb.distill.teacher.label_pool` (pool targets
+  cloud-masked; teacher quality clear vs cloud: :mod:`floodnb.distill.pool_quality`)
 * :func:`floodnb.distill.student.train_student`
 * :func:`floodnb.distill.baselines.train_baseline`, :func:`floodnb.distill.baselines.otsu_baseline`
 * :func:`floodnb.distill.evaluate.evaluate`

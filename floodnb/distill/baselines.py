@@ -70,6 +70,66 @@ def _attr(chip, key: str):
     return chip.attrs[key] if key in chip.attrs else None
 
 
+class EventThresholdWarning(UserWarning):
+    """``otsu_baseline(mode="event")``: an event has no metadata threshold; a stand-in is used (named)."""
+
+
+#: Where an ``otsu_event`` threshold came from (``threshold_source`` column of the per-chip table).
+THRESHOLD_SOURCES: dict[str, str] = {
+    "given": "event_thresholds argument",
+    "metadata": "Sen1Floods11_Metadata.geojson VH_thresh (chip attr vh_thresh)",
+    "otsu_pooled": "Otsu over the event's pooled VH values of the chips scored (no metadata threshold)",
+    "chip_otsu": "Otsu on the chip's own VH",
+    "fixed": "fixed threshold argument",
+}
+
+
+def _finite(v) -> bool:
+    return v is not None and np.isfinite(float(v))
+
+
+def event_thresholds_of(chips: Sequence, event_thresholds: Mapping[str, float] | None = None
+                        ) -> tuple[dict[str, float], dict[str, str]]:
+    """One VH threshold (dB) per event of ``chips`` and its source (a key of :data:`THRESHOLD_SOURCES`).
+
+    Order of preference: ``event_thresholds[event]``, the chips' ``vh_thresh`` attribute (the
+    event's ``VH_thresh`` in ``Sen1Floods11_Metadata.geojson``, Bonafilia et al. 2020), else Otsu
+    over the event's pooled VH values (every chip subsampled to <= :data:`EVENT_SAMPLE` pixels).
+    Events that fall back are named in an :class:`EventThresholdWarning`. Events without a single
+    valid VH pixel get NaN.
+    """
+    from floodnb.labels import weak
+
+    thresholds: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    pooled: dict[str, list[np.ndarray]] = {}
+    for c in chips:
+        ev = str(_attr(c, "event"))
+        if event_thresholds is not None and ev in event_thresholds:
+            thresholds[ev], sources[ev] = float(event_thresholds[ev]), "given"
+        elif _finite(_attr(c, "vh_thresh")):
+            if ev not in thresholds:
+                thresholds[ev], sources[ev] = float(_attr(c, "vh_thresh")), "metadata"
+        else:
+            vh = np.asarray(c["s1"].values[1], dtype=np.float32).ravel()
+            vh = vh[np.isfinite(vh)]
+            pooled.setdefault(ev, []).append(vh[::max(1, vh.size // EVENT_SAMPLE)])
+    fallback = sorted(ev for ev in pooled if ev not in thresholds)
+    for ev in fallback:
+        vals = np.concatenate(pooled[ev])
+        thresholds[ev] = float(weak.otsu_threshold(vals)) if vals.size else float("nan")
+        sources[ev] = "otsu_pooled"
+    if fallback:
+        import warnings
+
+        shown = ", ".join(f"{ev} ({thresholds[ev]:.2f} dB)" for ev in fallback)
+        warnings.warn(f"otsu_event: events without a metadata VH threshold (chip attr vh_thresh from "
+                      f"Sen1Floods11_Metadata.geojson VH_thresh): {shown}; using Otsu over each event's pooled VH "
+                      "values of the chips scored instead (threshold_source 'otsu_pooled')",
+                      EventThresholdWarning, stacklevel=3)
+    return thresholds, sources
+
+
 def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
                   event_thresholds: Mapping[str, float] | None = None, reference: str = "label",
                   split: str | None = None) -> tuple[dict, pd.DataFrame]:
@@ -77,10 +137,13 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
 
     ``chips``: chip ``xr.Dataset`` s (``floodnb.data.io.load_chip``: ``s1 (2, y, x)`` in dB,
     ``label``/``truth_water``, attrs ``chip_id``, ``event``, ``vh_thresh``) or a catalog DataFrame.
-    ``mode``: ``"chip"`` — Otsu on each chip's VH; ``"event"`` — one threshold per event, from
-    ``event_thresholds[event]``, else the chip's ``vh_thresh`` attribute (Sen1Floods11 metadata),
-    else Otsu over the event's pooled VH values; ``"fixed"`` — ``threshold`` dB for all chips.
-    Pixels without S1 are predicted -1 and ignored. The per-chip table has the threshold used.
+    ``mode``: ``"chip"`` — Otsu on each chip's VH; ``"event"`` — one threshold per event
+    (:func:`event_thresholds_of`: ``event_thresholds[event]``, else the event's metadata
+    ``VH_thresh``, else — with an :class:`EventThresholdWarning` — Otsu over the event's pooled
+    VH values); ``"fixed"`` — ``threshold`` dB for all chips. Pixels without S1 are predicted -1
+    and ignored. The per-chip table has the threshold used (``vh_threshold_db``) and where it came
+    from (``threshold_source``, a key of :data:`THRESHOLD_SOURCES`); in event mode the metrics
+    hold ``event_thresholds``: event -> ``{"vh_threshold_db", "source"}``.
     """
     from floodnb.labels import weak
 
@@ -94,25 +157,8 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
     chips = list(_chips(chips))
     if not chips:
         raise ValueError("otsu_baseline: no chips (empty split?)")
-    thresholds: dict[str, float] = {}
-    if mode == "event":
-        pooled: dict[str, list[np.ndarray]] = {}
-        for c in chips:
-            ev = str(_attr(c, "event"))
-            if event_thresholds is not None and ev in event_thresholds:
-                thresholds[ev] = float(event_thresholds[ev])
-            elif _attr(c, "vh_thresh") is not None and np.isfinite(float(_attr(c, "vh_thresh"))):
-                thresholds.setdefault(ev, float(_attr(c, "vh_thresh")))
-            else:
-                vh = np.asarray(c["s1"].values[1], dtype=np.float32).ravel()
-                vh = vh[np.isfinite(vh)]
-                step = max(1, vh.size // EVENT_SAMPLE)
-                pooled.setdefault(ev, []).append(vh[::step])
-        for ev, parts in pooled.items():
-            if ev not in thresholds:
-                vals = np.concatenate(parts)
-                thresholds[ev] = float(weak.otsu_threshold(vals)) if vals.size else float("nan")
-    preds, refs, ids, used = [], [], [], []
+    thresholds, sources = event_thresholds_of(chips, event_thresholds) if mode == "event" else ({}, {})
+    preds, refs, ids, used, used_src = [], [], [], [], []
     for c in chips:
         cid = str(_attr(c, "chip_id"))
         key = ref_key[reference]
@@ -129,6 +175,7 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
             pred = np.full(s1.shape[1:], -1, dtype=np.int16)
         else:
             pred = np.asarray(weak.otsu_label(s1, threshold=t))
+        src = "chip_otsu" if mode == "chip" else "fixed" if mode == "fixed" else sources[str(_attr(c, "event"))]
         if t is None:
             vh = s1[1][np.isfinite(s1[1])]
             t = float(weak.otsu_threshold(vh)) if vh.size else float("nan")
@@ -136,7 +183,12 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
         refs.append(np.asarray(c[key].values))
         ids.append(cid)
         used.append(t)
+        used_src.append(src)
     metrics, table = evaluate_label_maps(preds, refs, ids, split=split, reference=reference)
     table["vh_threshold_db"] = used
+    table["threshold_source"] = used_src
     metrics = {**metrics, "method": f"otsu_{mode}", "metric": "water_iou (global confusion matrix, valid pixels)"}
+    if mode == "event":
+        metrics["event_thresholds"] = {ev: {"vh_threshold_db": thresholds[ev], "source": sources[ev]}
+                                       for ev in sorted(thresholds)}
     return metrics, table

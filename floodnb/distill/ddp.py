@@ -158,22 +158,27 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 
 def prepare_model(model: nn.Module, *, device: torch.device, sync_batchnorm: bool = True) -> nn.Module:
-    """Before DDP: on CUDA convert BatchNorm to ``SyncBatchNorm`` (statistics over the global batch).
+    """Before DDP: make BatchNorm statistics cover the global batch (all ranks' samples of a step).
 
-    ``SyncBatchNorm`` runs on GPUs only; on CPU/gloo BatchNorm statistics stay per process (a
-    warning says so): the trajectory then differs from one process with the global batch by the
-    BatchNorm statistics of a half/quarter batch. floodnb's U-Nets use GroupNorm by default, which
-    is per sample and so identical under any split of the batch. Modules are converted in place;
-    parameter and buffer names do not change, so checkpoints reload into plain BatchNorm.
+    On CUDA BatchNorm becomes ``nn.SyncBatchNorm``; elsewhere (CPU/gloo, where ``SyncBatchNorm``
+    refuses to run) :class:`floodnb.models.syncbn.DistBatchNorm2d`, which all-reduces per-channel
+    sums with differentiable collectives. Either way N processes with batch B/N each follow the
+    trajectory of one process with batch B (floodnb's default U-Net uses BatchNorm, which keeps
+    the radar's absolute level). ``sync_batchnorm=False`` keeps per-process statistics (a warning
+    says the trajectory then differs). Modules are converted in place; parameter and buffer names
+    do not change, so checkpoints reload into plain BatchNorm. One process: the model unchanged.
     """
     if rank_world()[1] <= 1 or not has_batchnorm(model):
         return model
-    if device.type == "cuda" and sync_batchnorm:
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if sync_batchnorm:
+        if device.type == "cuda":
+            return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        from floodnb.models.syncbn import convert_dist_batchnorm
+
+        return convert_dist_batchnorm(model)
     if rank_world()[0] == 0:
-        warnings.warn("data-parallel training of a BatchNorm model without SyncBatchNorm (CPU/gloo or "
-                      "sync_batchnorm=False): BatchNorm statistics are per process, so losses differ from one "
-                      "process with the same global batch; use norm='group' for identical trajectories",
+        warnings.warn("data-parallel training of a BatchNorm model with sync_batchnorm=False: BatchNorm statistics "
+                      "are per process, so losses differ from one process with the same global batch",
                       stacklevel=2)
     return model
 

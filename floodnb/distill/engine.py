@@ -46,8 +46,9 @@ shows progress; the others wait at a barrier after each write. On resume rank 0 
 file system. DDP averages the per-rank mean losses' gradients: this equals the gradient of the
 global-batch mean when every rank's share has the same loss weight (same count of labelled
 pixels), as with whole labelled chips; chips with different no-data areas give slightly
-different (equally valid) averaging. BatchNorm models get ``SyncBatchNorm`` on CUDA
-(``sync_batchnorm``); GroupNorm (floodnb's default) needs nothing.
+different (equally valid) averaging. BatchNorm (floodnb's default norm) is synchronised over the
+ranks (``sync_batchnorm``): ``SyncBatchNorm`` on CUDA, :class:`floodnb.models.syncbn.DistBatchNorm2d`
+on CPU/gloo; GroupNorm needs nothing.
 
 A non-finite loss raises :class:`NonFiniteLossError` naming the batch's chips.
 """
@@ -106,7 +107,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     device: str = "cpu"  # "cuda" = cuda:LOCAL_RANK of each process under data-parallel training
-    sync_batchnorm: bool = True  # data-parallel on CUDA: BatchNorm -> SyncBatchNorm
+    sync_batchnorm: bool = True  # data-parallel: BatchNorm statistics over all ranks (CUDA and CPU)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -35,6 +35,30 @@ def _array(a, name: str):
     return a
 
 
+def pool_targets_info(soft, pool: Dataset | None) -> dict | None:
+    """What the student's pool targets are, from the :func:`~floodnb.distill.teacher.label_pool` sidecar.
+
+    Looks at ``soft`` (a path or a memory map opened from one) and else at the ``soft`` of
+    ``pool`` or of the datasets it wraps (``.data``). Returns ``{"file", "cloud_mask"}`` (the
+    sidecar's cloud-mask record: enabled, method, pixels masked) or None when the targets came
+    as a plain array.
+    """
+    cands = [soft]
+    d = pool
+    while d is not None:
+        cands.append(d.soft if hasattr(d, "soft") else None)
+        d = d.data if hasattr(d, "data") and isinstance(d.data, Dataset) else None
+    for c in cands:
+        path = Path(c) if isinstance(c, (str, Path)) else (
+            Path(c.filename) if isinstance(c, np.memmap) and c.filename else None)
+        if path is not None and path.with_suffix(".json").is_file():
+            from floodnb.distill.teacher import pool_info
+
+            info = pool_info(path)
+            return {"file": str(path), "cloud_mask": info["cloud_mask"] if "cloud_mask" in info else None}
+    return None
+
+
 def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = None, soft=None,
                   pool_weights=None, valid: Dataset | None = None, mode: str = "soft", temperature: float = 2.0,
                   threshold: float = 0.9, distill_weight: float = 1.0, edge: EdgeOption | None = None,
@@ -47,7 +71,10 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
     ``soft``: teacher probabilities ``(N, K, H, W)`` aligned with ``pool`` (array or the ``.npy``
     of :func:`floodnb.distill.teacher.label_pool`); omit it when ``pool``'s samples already carry
     ``"soft"``. ``pool_weights``: optional CromSS pixel weights ``(N, H, W)`` aligned with ``pool``
-    (turns CromSS weighting of the distillation term on). ``mode``: ``"soft"`` (KL at
+    (turns CromSS weighting of the distillation term on). Pool targets that are NaN (no input
+    data, or cloud under the teacher's Sentinel-2 when ``label_pool(mask_clouds=True)``, the
+    default) are ignored by the distillation term in both modes; the run config records the
+    targets' cloud mask (``pool_targets``, :func:`pool_targets_info`). ``mode``: ``"soft"`` (KL at
     ``temperature``) or ``"hard"`` (confident labels, ``threshold``). ``hand_repeat`` repeats the
     hand chips in each epoch (the pool is usually much larger). Without ``pool`` the student is
     the S1-hand model.
@@ -78,6 +105,7 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                         extra_config={"mode": mode, "temperature": temperature, "threshold": threshold,
                                       "distill_weight": distill_weight, "hand_repeat": hand_repeat,
                                       "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,
+                                      "pool_targets": None if pool is None else pool_targets_info(soft, pool),
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
                         resume=resume, step_callback=step_callback, model_kw=model_kw)

@@ -95,16 +95,37 @@ def _resolve(teacher) -> tuple[nn.Module, ModelSpec]:
     return load_checkpoint(teacher)
 
 
+def _s2_normalizer(pool: Dataset, spec: ModelSpec) -> dict | None:
+    """The 13-band S2 normaliser of the pool samples (the dataset's, else the teacher's), or None."""
+    from floodnb.bands import S2_BANDS
+
+    for norms in (pool.normalizers if hasattr(pool, "normalizers") else {}, spec.normalizers):
+        if "s2" in norms:
+            n = norms["s2"]
+            d = n.to_dict() if hasattr(n, "to_dict") else dict(n)
+            if tuple(d["bands"]) == S2_BANDS:
+                return d
+    return None
+
+
 def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int = 8, device: str = "cpu",
-               progress: bool = True) -> np.memmap:
+               progress: bool = True, mask_clouds: bool = True) -> np.memmap:
     """Teacher probabilities for every chip of ``pool``, streamed to ``out_path`` (``.npy``, float16).
 
     ``teacher``: a :class:`TrainedRun`, ``(model, spec)`` or a checkpoint path. Returns the
     read-only memory map ``(N, K, H, W)``; row ``i`` belongs to ``pool[i]``; pixels whose inputs
-    have no data are NaN (the student's distillation then ignores them). A sidecar
-    ``<out_path>.json`` lists the chip ids in row order and the teacher's spec. Written under a
-    temporary name and renamed when complete, so an interrupted run leaves no partial file.
+    have no data are NaN (the student's distillation then ignores them), and with
+    ``mask_clouds`` (default) so are cloud pixels of the pool's Sentinel-2
+    (:func:`floodnb.distill.pool_quality.cloud_mask_of_batch`): hand labels are -1 under cloud,
+    so the teacher never learnt what is there. A sidecar ``<out_path>.json`` lists the chip ids
+    in row order, the teacher's spec and the cloud mask (``cloud_mask``: enabled, method, pixels
+    masked). When the pool samples carry the simulator's truth (``truth``), the teacher's water
+    IoU in clear vs cloud pixels (:class:`~floodnb.distill.pool_quality.PoolQuality`) is written
+    to ``<out_path stem>.quality.csv`` and the sidecar (``quality``). Written under a temporary
+    name and renamed when complete, so an interrupted run leaves no partial file.
     """
+    from floodnb.distill.pool_quality import CLOUD_MASK_METHOD, PoolQuality, cloud_mask_of_batch
+
     model, spec = _resolve(teacher)
     plan = plan_from_spec(spec)
     out = Path(out_path)
@@ -118,8 +139,15 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
     ref = next(first[k] for k in ("s1", "s2", "label", "valid") if k in first)
     h, w = torch.as_tensor(ref).shape[-2:]
     n, k = len(pool), len(spec.classes)
+    s2_norm = _s2_normalizer(pool, spec) if "s2" in first else None
+    if mask_clouds and s2_norm is None:
+        raise ValueError("label_pool(mask_clouds=True) needs the pool's Sentinel-2 with a 13-band S2 normaliser "
+                         f"(pool samples have keys {sorted(first)}); build the pool with inputs including 's2' or "
+                         "pass mask_clouds=False")
     model = model.to(device)
     ids: list[str] = []
+    quality = PoolQuality()
+    masked, with_truth = 0, False
     with atomic_path(out) as tmp:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, k, h, w))
         row = 0
@@ -128,17 +156,47 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
             if probs.shape[-2:] != (h, w):
                 raise ValueError(f"pool chips must share one size ({h}x{w}); chips {batch['chip_id']} are "
                                  f"{tuple(probs.shape[-2:])}")
+            pred = probs.argmax(dim=1)
             if "valid" in batch:
                 probs = torch.where(batch["valid"].bool()[:, None], probs, torch.full_like(probs, float("nan")))
+                pred = torch.where(batch["valid"].bool(), pred, torch.full_like(pred, -1))
+            cloud = cloud_mask_of_batch(batch, s2_norm) if s2_norm is not None else torch.zeros_like(pred, dtype=bool)
+            if mask_clouds:
+                probs = torch.where(cloud[:, None], torch.full_like(probs, float("nan")), probs)
+                masked += int(cloud.sum())
+            if "truth" in batch:
+                with_truth = True
+                quality.update(pred, batch["truth"], cloud)
             b = probs.shape[0]
             mm[row:row + b] = probs.cpu().numpy().astype(np.float16)
             ids += list(batch["chip_id"]) if "chip_id" in batch else [str(i) for i in range(row, row + b)]
             row += b
         mm.flush()
         del mm
-    atomic_write_json(out.with_suffix(".json"), {"chip_ids": ids, "shape": [n, k, int(h), int(w)],
-                                                 "dtype": "float16", "teacher": spec.to_dict()})
+    info: dict = {"chip_ids": ids, "shape": [n, k, int(h), int(w)], "dtype": "float16", "teacher": spec.to_dict(),
+                  "cloud_mask": {"enabled": bool(mask_clouds), "method": CLOUD_MASK_METHOD, "masked_pixels": masked,
+                                 "masked_fraction": masked / float(n * h * w)}}
+    if with_truth:
+        table = quality.table()
+        info["quality"] = {"reference": "truth_water", "rows": table.to_dict(orient="records")}
+        with atomic_path(quality_path(out)) as tmp:
+            table.to_csv(tmp, index=False)
+    atomic_write_json(out.with_suffix(".json"), info)
     return np.load(out, mmap_mode="r")
+
+
+def quality_path(path: str | Path) -> Path:
+    """``<stem>.quality.csv`` next to a :func:`label_pool` output: teacher water IoU in clear vs cloud pixels."""
+    p = Path(path)
+    return p.with_name(p.stem + ".quality.csv")
+
+
+def pool_info(path: str | Path) -> dict:
+    """The sidecar of a :func:`label_pool` output (chip ids, shape, teacher spec, ``cloud_mask``, ``quality``)."""
+    p = Path(path).with_suffix(".json")
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found: {Path(path).name} was not written by label_pool")
+    return json.loads(p.read_text())
 
 
 def pool_chip_ids(path: str | Path) -> list[str]:

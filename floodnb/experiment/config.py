@@ -38,6 +38,10 @@ class SimSpec:
         return asdict(self)
 
 
+#: ``floodnb.models.unet.NORMS`` without importing torch here (a test checks they agree).
+BUDGET_NORMS: tuple[str, ...] = ("batch", "group")
+
+
 @dataclass(frozen=True)
 class Budget:
     """Training budget shared by every trained row, plus the method hyper-parameters.
@@ -56,6 +60,8 @@ class Budget:
     crop: int = 128
     model: str = "unet_small"
     width: int = 8
+    norm: str = "batch"
+    pool_cloud_mask: bool = True
     lr: float = 2e-3
     hand_fraction: float = 0.5
     temperature: float = 2.0
@@ -69,6 +75,8 @@ class Budget:
         for name in ("epochs", "steps_per_epoch", "batch_size", "crop", "width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Budget.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.norm not in BUDGET_NORMS:
+            raise ValueError(f"Budget.norm must be one of {BUDGET_NORMS}, got {self.norm!r}")
         if not 0.0 < self.hand_fraction < 1.0:
             raise ValueError(f"Budget.hand_fraction must lie in (0, 1), got {self.hand_fraction!r}")
         if not 0.0 < self.cromss_end_ratio <= 1.0:
@@ -85,7 +93,8 @@ class Budget:
     def describe(self) -> str:
         """One line for tables: steps x batch x crop and the model."""
         return (f"{self.steps} steps ({self.epochs} epochs x {self.steps_per_epoch}) x batch {self.batch_size} "
-                f"x {self.crop}x{self.crop} px crops, {self.model} width {self.width}, AdamW lr {self.lr:g} cosine")
+                f"x {self.crop}x{self.crop} px crops, {self.model} width {self.width} {self.norm}norm, "
+                f"AdamW lr {self.lr:g} cosine")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -33,11 +33,13 @@ class Row:
     group: str
     description: str
     deps: tuple[str, ...] = ()
+    #: bumped when the row's method changes, so results of the old method are not reused
+    revision: int = 0
 
 
 ROWS: dict[str, Row] = {r.name: r for r in (
     Row("otsu_chip", "baseline", "Otsu threshold on each chip's VH (no training)"),
-    Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)"),
+    Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)", revision=1),
     Row("s1_weak", "baseline", "S1 U-Net on the pool's S1-Otsu weak labels (Sen1Floods11 weak baseline)"),
     Row("s1_hand", "baseline", "S1 U-Net on hand labels only"),
     Row("s2_weak", "cromss", "S2 U-Net on the same weak labels (CromSS partner sensor of s1_weak_cromss*)"),
@@ -113,7 +115,7 @@ class Context:
 
     @property
     def model_kw(self) -> dict:
-        return {"width": self.budget.width}
+        return {"width": self.budget.width, "norm": self.budget.norm}
 
     # ---------------------------------------------------------------- teachers and pools
     def checkpoint(self, row: str) -> Path:
@@ -129,7 +131,13 @@ class Context:
         return max(cands, key=lambda t: (self.results[t]["valid_water_iou"], t == "teacher_s2"))
 
     def pool_probs(self, row: str):
-        """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached)."""
+        """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached).
+
+        A distillation teacher's (``teacher_*``) targets are NaN under the pool's S2 cloud mask
+        when ``budget.pool_cloud_mask``; the teacher's water IoU vs truth in clear vs cloud pixels
+        is written beside them (``pool_probs.quality.csv``). The CromSS partner (``s2_weak``) is
+        never masked: its probabilities weight pixels rather than supervise them.
+        """
         import numpy as np
 
         from floodnb.data.torch import ChipDataset
@@ -142,7 +150,8 @@ class Context:
         ckpt = self.checkpoint(row)
         spec = read_spec(ckpt)
         data = ChipDataset(self.pool, inputs=tuple(spec.inputs), target=None, weak=None, with_meta=spec.meta_dim > 0)
-        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress)
+        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress,
+                          mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"))
 
 
 def _summaries(run) -> dict:
@@ -153,19 +162,32 @@ def _summaries(run) -> dict:
 
 
 # ---------------------------------------------------------------- row implementations
-def _otsu(ctx: Context, mode: str) -> dict:
+def _otsu(ctx: Context, out: Path, mode: str) -> dict:
+    """Otsu rows; ``otsu_event`` writes ``event_thresholds.csv`` (split, event, threshold, source) into ``out``."""
     from floodnb.distill.baselines import otsu_baseline
+    from floodnb.io_utils import atomic_path
 
     cat = ctx.catalog
-    splits = {}
+    splits, rows = {}, []
     for s in EVAL_SPLITS:
         chips = cat[(cat["split"] == s) & cat["s1_path"].notna() & cat["truth_water_path"].notna()]
         if len(chips) == 0:
             raise ValueError(f"split {s!r} has no chips with S1 and truth in the catalog")
         splits[s], _ = otsu_baseline(chips, mode=mode, reference="truth_water", split=s)
+        rows += _threshold_rows(s, splits[s])
     val = cat[(cat["split"] == "valid") & cat["s1_path"].notna() & cat["label_path"].notna()]
     vm, _ = otsu_baseline(val, mode=mode, reference="label", split="valid")
+    rows += _threshold_rows("valid", vm)
+    if mode == "event":
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "event_thresholds.csv") as tmp:
+            pd.DataFrame(rows, columns=["split", "event", "vh_threshold_db", "source"]).to_csv(tmp, index=False)
     return {"splits": splits, "valid_water_iou": float(vm["water_iou"]), "checkpoint": "", "teacher": ""}
+
+
+def _threshold_rows(split: str, metrics: dict) -> list[dict]:
+    th = metrics["event_thresholds"] if "event_thresholds" in metrics else {}
+    return [{"split": split, "event": ev, **v} for ev, v in th.items()]
 
 
 def _baseline(ctx: Context, out: Path, kind: str) -> dict:
@@ -287,8 +309,8 @@ def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
 
 
 RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
-    "otsu_chip": lambda ctx, out: _otsu(ctx, "chip"),
-    "otsu_event": lambda ctx, out: _otsu(ctx, "event"),
+    "otsu_chip": lambda ctx, out: _otsu(ctx, out, "chip"),
+    "otsu_event": lambda ctx, out: _otsu(ctx, out, "event"),
     "s1_weak": lambda ctx, out: _baseline(ctx, out, "s1_weak"),
     "s1_hand": lambda ctx, out: _baseline(ctx, out, "s1_hand"),
     "s2_weak": _s2_weak,

@@ -214,7 +214,8 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
     hashes: dict[str, str] = {}
     for r in ROWS:  # every row's hash (dependencies' hashes included)
         hashes[r] = params_hash({"row": r, **data_key, "budget": budget.to_dict() if r in TRAINED else None,
-                                 "seed": seed, "deps": [hashes[d] for d in ROWS[r].deps]})
+                                 "seed": seed, "deps": [hashes[d] for d in ROWS[r].deps],
+                                 "revision": ROWS[r].revision})
         ctx.row_dirs[r] = out / "rows" / f"{r}-{hashes[r]}"
 
     results_path = out / "results.csv"

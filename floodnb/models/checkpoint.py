@@ -174,12 +174,25 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.
     from floodnb.models.registry import build_model
 
     state, spec = _read(Path(path))
-    model = build_model(spec.model_name, **spec.model_config)
+    model = build_model(spec.model_name, **_config_with_norm(spec.model_config, state))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path}: weights do not fit model {spec.model_name} {spec.model_config}: {exc}") from exc
     return model.to(map_location).eval(), spec
+
+
+def _config_with_norm(config: Mapping, state: Mapping) -> dict:
+    """``config`` with its ``norm``; a U-Net config without one gets the norm its weights show.
+
+    floodnb specs record ``norm`` (``UNet.config()``), so a GroupNorm checkpoint rebuilds with
+    GroupNorm even though BatchNorm is the default now. For a hand-written spec without it, BatchNorm
+    layers leave ``running_mean`` buffers in the state dict and GroupNorm layers do not.
+    """
+    config = dict(config)
+    if "norm" not in config and "width" in config and "depth" in config:
+        config["norm"] = "batch" if any(k.endswith("running_mean") for k in state) else "group"
+    return config
 
 
 def check_compatible(spec: ModelSpec, *, bands: Mapping[str, tuple[str, ...]], normalizers: Mapping[str, Mapping],
