@@ -56,14 +56,22 @@ class SimConfig:
     """
 
     size: int = 512
-    enl: float = 4.4
+    enl: float = 6.0
     nesz_db: float = -40.0
     wind_rate: float = 0.15
-    shadow_rate: float = 0.03
-    smooth_rate: float = 0.04
+    shadow_rate: float = 0.01
+    smooth_rate: float = 0.012
     flooded_vegetation_rate: float = 0.2
     urban_flood_rate: float = 0.5
     cloud_scale: float = 1.0
+    water_enl: float = 4.0
+    texture_coupling: float = 0.1
+    ratio_spread: float = 0.3
+    noise_floor_db: float | None = -34.0
+    calibration_std_db: float = 1.0
+    fragmentation: float = 1.0
+    low_water_chip_rate: float = 0.65
+    organic_parcels: bool = True
     hand_edge_px: float = 1.0
     otsu_scope: str = "event"
     heldout_fraction: float = 0.1
@@ -74,12 +82,21 @@ class SimConfig:
         if not (isinstance(self.size, int) and 32 <= self.size <= 4096 and self.size % 16 == 0):
             raise ValueError(f"size must be an int in [32, 4096] divisible by 16, got {self.size!r}")
         for name in ("wind_rate", "shadow_rate", "smooth_rate", "flooded_vegetation_rate",
-                     "urban_flood_rate", "heldout_fraction", "s1_nodata_rate"):
+                     "urban_flood_rate", "heldout_fraction", "s1_nodata_rate", "texture_coupling",
+                     "fragmentation", "low_water_chip_rate"):
             v = getattr(self, name)
             if not (0.0 <= float(v) <= 1.0):
                 raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}")
-        if not self.enl > 0:
-            raise ValueError(f"enl must be > 0, got {self.enl!r}")
+        for name in ("enl", "water_enl"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("ratio_spread", "calibration_std_db"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.noise_floor_db is not None and not -60.0 <= self.noise_floor_db <= -10.0:
+            raise ValueError(f"noise_floor_db must be None or in [-60, -10] dB, got {self.noise_floor_db!r}")
+        if not isinstance(self.organic_parcels, bool):
+            raise ValueError(f"organic_parcels must be a bool, got {self.organic_parcels!r}")
         if not self.cloud_scale >= 0:
             raise ValueError(f"cloud_scale must be >= 0, got {self.cloud_scale!r}")
         if not self.hand_edge_px >= 0:
