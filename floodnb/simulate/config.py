@@ -58,7 +58,7 @@ class SimConfig:
     size: int = 512
     enl: float = 6.0
     nesz_db: float = -40.0
-    wind_rate: float = 0.15
+    wind_rate: float = 0.1
     shadow_rate: float = 0.01
     smooth_rate: float = 0.012
     flooded_vegetation_rate: float = 0.2
@@ -67,7 +67,7 @@ class SimConfig:
     water_enl: float = 4.0
     texture_coupling: float = 0.1
     ratio_spread: float = 0.3
-    noise_floor_db: float | None = -34.0
+    noise_floor_db: float | None = -36.0
     calibration_std_db: float = 1.0
     fragmentation: float = 1.0
     low_water_chip_rate: float = 0.65

@@ -3,6 +3,10 @@
 What it measures (all water IoU figures are *global*: one confusion matrix summed over chips,
 valid pixels only — the metric of :mod:`floodnb.metrics`):
 
+* the realism table (:mod:`floodnb.simulate.stats`): texture, coupling and looks of VV/VH,
+  the noise floor, the VV - VH ratio per class, the shape of water bodies and the share of chips
+  with little water, real vs simulated side by side with a tolerance, pass/fail and whether the
+  simulator was fitted to that statistic (``realism_table.{csv,png}`` and the markdown);
 * class-conditional Sentinel-1 statistics, VV and VH (dB), water vs dry, split by the hand label
   (``LabelHand``) exactly as one can on the real chips: pooled mean/std/percentiles, the range
   of per-chip means and stds, and histograms;
@@ -31,6 +35,7 @@ from floodnb.bands import S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data import layout
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.labels.weak import otsu_label
+from floodnb.simulate.stats import RealismStats, realism_table
 
 BINS = np.arange(-45.0, 10.5, 0.5)
 #: Ranges (dB) that simulated class-conditional S1 statistics (pooled over chips, by label) must
@@ -67,8 +72,10 @@ class _Acc:
         self.chip_stats = []
         self.s2 = {}
         self.conf = {}
+        self.realism = RealismStats()
 
     def add_s1(self, s1: np.ndarray, label: np.ndarray) -> None:
+        self.realism.add(s1, label)
         ok = np.isfinite(s1).all(axis=0) & (label >= 0)
         for i, b in enumerate(S1_BANDS):
             for c, v in (("water", 1), ("dry", 0)):
@@ -180,7 +187,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     layers) and the per-chip weak-label counts the writer recorded for every chip; the real
     root may use any layout :func:`floodnb.data.layout.detect` knows. Writes
     ``realism_report.{png,md}``, ``realism_s1_stats.csv``, ``realism_s2_means.csv`` and
-    ``realism_weak_labels.csv`` to ``out_dir`` (default ``<root>/realism``), atomically.
+    ``realism_weak_labels.csv`` to ``out_dir`` (default ``<root>/realism``), atomically; with a
+    real root also ``realism_table.{csv,png}`` (``tables["realism"]``).
     """
     import matplotlib
 
@@ -268,6 +276,15 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
 
     paths = {"png": out / "realism_report.png", "md": out / "realism_report.md", "s1": out / "realism_s1_stats.csv",
              "s2": out / "realism_s2_means.csv", "weak": out / "realism_weak_labels.csv"}
+    table = None
+    if "real" in accs:
+        table = realism_table(accs["real"].realism.result(), sim.realism.result())
+        summary["realism_rows_passed"] = f"{int(table.passed.sum())}/{len(table)}"
+        paths["table"] = out / "realism_table.csv"
+        paths["table_png"] = out / "realism_table.png"
+        with atomic_path(paths["table"]) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
+        _table_figure(table, paths["table_png"], plt)
     with atomic_path(paths["png"]) as tmp_png:
         fig.savefig(tmp_png, dpi=90)
     plt.close(fig)
@@ -277,13 +294,44 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]
+    if table is not None:
+        md += ["", "## Realism table (real vs simulated, hand label splits water/dry)", "",
+               "Real: the real root's S1Hand + LabelHand, chips with valid pixels; simulated: the hand chips read. "
+               "`fitted`: simulator settings were chosen to match this statistic (statistics only, never a "
+               "model's score on real labels); the others were not tuned. Definitions: `floodnb.simulate.stats`.",
+               "", _markdown(table.round(3)), ""]
     md += ["", "## Sentinel-1 class-conditional statistics (dB, by hand label)", "",
            s1_tab.round(2).to_markdown(index=False) if _has_tabulate() else s1_tab.round(2).to_string(index=False),
            "", "## Weak labels vs truth per event (water IoU)", "",
            weak_tab.round(3).to_markdown(index=False) if _has_tabulate() else weak_tab.round(3).to_string(index=False), ""]
     atomic_write_text(paths["md"], "\n".join(md))
-    return RealismReport(tables={"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab},
-                         summary=summary, paths=paths)
+    tables = {"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab}
+    if table is not None:
+        tables["realism"] = table
+    return RealismReport(tables=tables, summary=summary, paths=paths)
+
+
+def _markdown(tab: pd.DataFrame) -> str:
+    return tab.to_markdown(index=False) if _has_tabulate() else tab.to_string(index=False)
+
+
+def _table_figure(table: pd.DataFrame, path: Path, plt) -> None:
+    """Horizontal bars of (simulated - real) / tolerance per statistic; the band |x| <= 1 passes."""
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(10, 0.32 * n + 1.2))
+    z = (table.difference / table.tolerance).clip(-3, 3).fillna(0.0).to_numpy()
+    y = np.arange(n)[::-1]
+    ax.axvspan(-1, 1, color="#dff0d8")
+    ax.barh(y, z, color=["#3c763d" if p else "#a94442" for p in table.passed])
+    labels = [f"{r.statistic}{'' if r.fitted else ' (not fitted)'}: real {r.real:.2f}, sim {r.simulated:.2f} "
+              f"± {r.tolerance:g}" for r in table.itertuples()]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set(xlim=(-3, 3), xlabel="(simulated - real) / tolerance   (clipped at ±3)",
+           title=f"simulator realism: {int(table.passed.sum())}/{n} statistics within tolerance")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
 
 
 def _has_tabulate() -> bool:

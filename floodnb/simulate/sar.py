@@ -38,25 +38,27 @@ from floodnb.simulate.terrain import PIXEL_M, Terrain, fractal_fields
 
 #: surface -> (VV, VH) sigma0 in dB at 37 deg incidence.
 SIGMA0_DB: dict[int, tuple[float, float]] = {
-    PERM: (-23.0, -31.0),
-    FLOOD: (-21.0, -29.0),
+    PERM: (-24.0, -33.0),
+    FLOOD: (-22.0, -31.0),
     CROP: (-9.5, -16.0),
     FOREST: (-9.0, -14.5),
     BARE: (-10.0, -18.5),
     URBAN: (-6.5, -13.0),
-    FLOODED_VEG: (-8.0, -19.0),
+    FLOODED_VEG: (-8.5, -19.0),
     SAND: (-18.5, -25.5),
-    FLOODED_URBAN: (0.0, -8.0),
+    FLOODED_URBAN: (-1.0, -11.0),
 }
 #: surface -> sigma0 change per degree of incidence above 37 deg (dB/deg).
 INCIDENCE_SLOPE_DB: dict[int, float] = {
     PERM: -0.3, FLOOD: -0.3, CROP: -0.12, FOREST: -0.08, BARE: -0.15, URBAN: -0.05,
     FLOODED_VEG: -0.1, SAND: -0.25, FLOODED_URBAN: -0.05,
 }
-#: surface -> std (dB) of the spatial texture (parcel/canopy/building variability).
-TEXTURE_DB: dict[int, float] = {
-    PERM: 1.5, FLOOD: 2.0, CROP: 1.5, FOREST: 0.8, BARE: 1.2, URBAN: 2.5,
-    FLOODED_VEG: 2.0, SAND: 1.0, FLOODED_URBAN: 3.0,
+#: surface -> (VV, VH) std (dB) of the spatial texture (parcel/canopy/building variability). Over
+#: open water the texture is wind and wave modulation, strong in co-polarised VV (Bragg) and weak
+#: in VH, which sits near the noise floor.
+TEXTURE_DB: dict[int, tuple[float, float]] = {
+    PERM: (3.5, 0.8), FLOOD: (4.0, 1.0), CROP: (1.5, 1.5), FOREST: (0.8, 0.8), BARE: (1.2, 1.2),
+    URBAN: (2.5, 2.5), FLOODED_VEG: (2.0, 2.0), SAND: (1.0, 1.0), FLOODED_URBAN: (3.0, 3.0),
 }
 #: surface -> std (dB) of the VV - VH ratio around its class mean (``ratio_spread`` = 1): surface
 #: scattering from smooth or wet soil raises the ratio, volume scattering in canopies lowers it.
@@ -64,7 +66,7 @@ RATIO_SPREAD_DB: dict[int, float] = {
     PERM: 1.5, FLOOD: 2.0, CROP: 2.0, FOREST: 1.0, BARE: 2.5, URBAN: 2.0,
     FLOODED_VEG: 1.5, SAND: 2.0, FLOODED_URBAN: 2.0,
 }
-WIND_DB: tuple[float, float] = (6.0, 4.5)
+WIND_DB: tuple[float, float] = (8.0, 9.0)
 #: linear power range (-50..-42 dB) where pixels that noise removal drove to <= 0 are stored.
 FLOOR_LIN: tuple[float, float] = (1e-5, 10.0 ** -4.2)
 REFERENCE_INCIDENCE_DEG: float = 37.0
@@ -77,7 +79,8 @@ def _table(values: dict[int, float]) -> np.ndarray:
 _VV = _table({k: v[0] for k, v in SIGMA0_DB.items()})
 _VH = _table({k: v[1] for k, v in SIGMA0_DB.items()})
 _INC = _table(INCIDENCE_SLOPE_DB)
-_TEX = _table(TEXTURE_DB)
+_TEX = _table({k: v[0] for k, v in TEXTURE_DB.items()})
+_TEX_VH = _table({k: v[1] for k, v in TEXTURE_DB.items()})
 _RSP = _table(RATIO_SPREAD_DB)
 
 
@@ -154,7 +157,7 @@ def make_s1(rng: np.random.Generator, terrain: Terrain, lc: LandCover, *, incide
     gain, shadow = terrain_gain_db(terrain.height_m, incidence_deg=incidence_deg, looks_east=looks_east)
     common = base_shift + moist + gain
     vv = _VV[s] + common + _TEX[s] * unit_vv + calib_band[0]
-    vh = _VH[s] + common + _TEX[s] * unit_vh + calib_band[1]
+    vh = _VH[s] + common + _TEX_VH[s] * unit_vh + calib_band[1]
     if ratio_spread > 0:
         vh = vh - np.float32(ratio_spread) * _RSP[s] * f_ratio
     if lc.wind.any():

@@ -134,9 +134,14 @@ def event_vh_threshold(event: Event, config: SimConfig, *, seed: int, n_pilot: i
     Sen1Floods11 records one VH threshold per event, found by Otsu over the event's S1 imagery;
     here the event's imagery is represented by ``n_pilot`` pilot chips (at most 256 px) drawn
     from a separate seed stream, so the threshold does not depend on how many chips are written.
+    Pilots are always flooded (``low_water_chip_rate`` = 0): the threshold is found over the flooded
+    scene, as the event's was, not over the mostly dry chips a random draw would give.
     """
+    from dataclasses import replace
+
     from floodnb.labels.weak import otsu_threshold
 
+    config = replace(config, low_water_chip_rate=0.0)
     size = min(config.size, 256)
     values = []
     for k in range(n_pilot):

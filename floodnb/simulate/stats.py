@@ -16,6 +16,7 @@ Definitions (every one computed the same way on real and simulated chips):
   the window includes texture, so it is the *effective* ENL a model sees).
 * ``water_lag3_autocorr``: autocorrelation of within-chip-centred VH (dB) at a lag of 3 px along
   rows and columns, pairs both water (speckle decorrelates in 2 px, so this measures water texture).
+* ``mean_{vv,vh}_{dry,water}_db``: pooled class means (dB).
 * ``within_chip_std_{vv,vh}_{dry,...}``: std (dB) of class pixels around their chip's class mean.
 * ``vh_water_p05_db``: pooled 5th percentile of VH over water (the noise floor).
 * ``vv_minus_vh_{mean,std}_{dry,water}``: pooled VV - VH (dB) per class: the polarisation ratio.
@@ -108,6 +109,7 @@ class RealismStats:
         self.largest = []
         self.edge = []
         self.water_fracs = []
+        self.level = {(b, c): np.zeros(2) for b in ("vv", "vh") for c in ("dry", "water")}
 
     def add(self, s1: np.ndarray, label: np.ndarray) -> None:
         """Add one chip: ``s1`` (2, H, W) dB, ``label`` (H, W) in {-1, 0, 1}. Chips without valid pixels are skipped."""
@@ -121,6 +123,8 @@ class RealismStats:
         dry = valid & (label == 0)
         self.water_fracs.append(float(water.sum() / valid.sum()))
         for name, m in (("dry", dry), ("water", water)):
+            for b, x in (("vv", vv), ("vh", vh)):
+                self.level[(b, name)] += (float(x[m].sum(dtype=np.float64)), int(m.sum()))
             if m.sum() < MIN_CLASS_PX:
                 continue
             self.corr[name] += within_chip_corr_terms(vv[m], vh[m])
@@ -151,7 +155,8 @@ class RealismStats:
         def cat(parts):
             return np.concatenate(parts) if parts else np.zeros(0)
 
-        out = {
+        out = {f"mean_{b}_{c}_db": float(t[0] / t[1]) if t[1] else float("nan") for (b, c), t in self.level.items()}
+        out |= {
             "corr_vv_vh_dry": corr_from_terms(self.corr["dry"]),
             "corr_vv_vh_dry_5x5": corr_from_terms(self.corr["dry_5x5"]),
             "corr_vv_vh_water": corr_from_terms(self.corr["water"]),
@@ -175,3 +180,38 @@ class RealismStats:
         out["low_water_chip_share"] = float((fr < LOW_WATER_FRACTION).mean()) if fr.size else float("nan")
         out["n_chips"] = float(fr.size)
         return out
+
+
+#: statistic -> (absolute tolerance, fitted). "fitted": simulator settings were chosen to bring this
+#: statistic to the real value (matching statistics only; never a model's score on real labels);
+#: the others are checks that were not tuned. Tolerances reflect the sampling spread of 6 real chips.
+TOLERANCES: dict[str, tuple[float, bool]] = {
+    "mean_vv_dry_db": (1.5, True), "mean_vh_dry_db": (1.5, True),
+    "mean_vv_water_db": (2.0, True), "mean_vh_water_db": (2.0, True),
+    "corr_vv_vh_dry": (0.10, True), "corr_vv_vh_dry_5x5": (0.10, True), "corr_vv_vh_water": (0.15, True),
+    "enl_vh_water": (0.6, True), "enl_vh_dry": (1.5, True),
+    "water_lag3_autocorr": (0.12, False),
+    "within_chip_std_vv_dry": (0.6, False), "within_chip_std_vh_dry": (0.6, False),
+    "within_chip_std_vh_water": (1.2, False),
+    "vh_water_p05_db": (2.0, True),
+    "vv_minus_vh_mean_dry": (1.0, True), "vv_minus_vh_std_dry": (0.6, True),
+    "vv_minus_vh_mean_water": (1.0, True), "vv_minus_vh_std_water": (1.0, True),
+    "water_components_per_1e5px": (35.0, True), "largest_component_share": (0.15, True),
+    "edge_to_water": (0.12, True), "low_water_chip_share": (0.25, True),
+}
+
+
+def realism_table(real: dict[str, float], sim: dict[str, float]) -> "pd.DataFrame":
+    """Rows statistic, real, simulated, tolerance, difference, passed, fitted for every :data:`TOLERANCES` key.
+
+    ``passed`` is |simulated - real| <= tolerance (False where either side is NaN).
+    """
+    import pandas as pd
+
+    rows = []
+    for name, (tol, fitted) in TOLERANCES.items():
+        r, m = float(real.get(name, np.nan)), float(sim.get(name, np.nan))
+        d = m - r
+        rows.append(dict(statistic=name, real=r, simulated=m, tolerance=tol, difference=d,
+                         passed=bool(np.isfinite(d) and abs(d) <= tol), fitted=fitted))
+    return pd.DataFrame(rows)
