@@ -129,15 +129,18 @@ def _sim_pass(root: Path, max_chips: int) -> tuple[_Acc, pd.DataFrame]:
     acc = _Acc()
     table_path = root / "floodnb_simulation_chips.csv"
     if not table_path.exists():
-        raise FileNotFoundError(f"realism_report: {str(table_path)!r} not found; is {str(root)!r} a floodnb simulation?")
+        raise FileNotFoundError(f"realism_report: {str(table_path)!r} not found; "
+                                f"is {str(root)!r} a floodnb simulation?")
     chips = pd.read_csv(table_path)
     hand = chips[chips.group == "hand"].head(max_chips)
     for cid, ev in zip(hand.chip_id, hand.event):
         s1 = _read(layout.layer_dir(root, "S1Hand") / layout.chip_file_name(cid, "S1Hand"))
         label = _read(layout.layer_dir(root, "LabelHand") / layout.chip_file_name(cid, "LabelHand"))[0]
-        truth = _read(layout.truth_dir(root, "SimTruthWater", "hand") / layout.chip_file_name(cid, "SimTruthWater"))[0]
+        truth = _read(layout.truth_dir(root, "SimTruthWater", "hand")
+                      / layout.chip_file_name(cid, "SimTruthWater"))[0]
         cls = _read(layout.truth_dir(root, "SimTruthClass", "hand") / layout.chip_file_name(cid, "SimTruthClass"))[0]
-        s2 = _read(layout.layer_dir(root, "S2Hand") / layout.chip_file_name(cid, "S2Hand")).astype(np.float32) / S2_SCALE
+        s2 = _read(layout.layer_dir(root, "S2Hand") / layout.chip_file_name(cid, "S2Hand")).astype(np.float32)
+        s2 /= S2_SCALE
         acc.add_s1(s1, label)
         acc.add_s2("sim, hand label", s2, label, {1: "water", 0: "dry"})
         acc.add_s2("sim, true class", s2, cls, dict(enumerate(SIM_CLASSES)))
@@ -238,8 +241,9 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     }
     if "real" in accs:
         rc = accs["real"].conf
-        summary["real_chip_otsu_water_iou_vs_hand"] = _iou(rc[("chip_otsu_vs_hand", "all")]) if ("chip_otsu_vs_hand", "all") in rc else float("nan")
-        summary["real_event_otsu_water_iou_vs_hand"] = _iou(rc[("event_otsu_vs_hand", "all")]) if ("event_otsu_vs_hand", "all") in rc else float("nan")
+        for key in ("chip_otsu_vs_hand", "event_otsu_vs_hand"):
+            summary[f"real_{key.replace('_vs_', '_water_iou_vs_')}"] = (_iou(rc[(key, "all")]) if (key, "all") in rc
+                                                                        else float("nan"))
         summary["real_chips_with_s1"] = real_info["n_chips_s1"]
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
@@ -301,9 +305,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
                "model's score on real labels); the others were not tuned. Definitions: `floodnb.simulate.stats`.",
                "", _markdown(table.round(3)), ""]
     md += ["", "## Sentinel-1 class-conditional statistics (dB, by hand label)", "",
-           s1_tab.round(2).to_markdown(index=False) if _has_tabulate() else s1_tab.round(2).to_string(index=False),
-           "", "## Weak labels vs truth per event (water IoU)", "",
-           weak_tab.round(3).to_markdown(index=False) if _has_tabulate() else weak_tab.round(3).to_string(index=False), ""]
+           _markdown(s1_tab.round(2)), "", "## Weak labels vs truth per event (water IoU)", "",
+           _markdown(weak_tab.round(3)), ""]
     atomic_write_text(paths["md"], "\n".join(md))
     tables = {"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab}
     if table is not None:

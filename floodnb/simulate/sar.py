@@ -3,16 +3,21 @@
 Physical assumptions and sources:
 
 * **Class backscatter** (sigma0, dB, at 37 deg incidence): calm open water is a specular
-  reflector (VV about -21 to -23 dB, VH -28 to -30 dB); crops/grass -10/-16.5; forest (volume
-  scattering) -8.5/-14; bare soil -11.5/-17.5; towns -6/-12.5 (dihedral walls); dry sand and
-  tarmac are smooth and nearly as dark as water (-20/-27); see :data:`SIGMA0_DB`. Typical C-band values from Ulaby &
-  Long (2014, *Microwave Radar and Radiometric Remote Sensing*) and Sentinel-1 flood studies
-  (Twele et al. 2016; Bonafilia et al. 2020), then tuned so that simulated water/dry class
-  statistics match the real Sen1Floods11 chips (see :mod:`floodnb.simulate.report`).
+  reflector (VV about -22 to -24 dB, VH -31 to -33 dB before noise); crops/grass -9.5/-16;
+  forest (volume scattering, low VV/VH ratio) -9/-14.5; bare soil (surface scattering, high
+  ratio) -10/-18.5; towns -6.5/-13 (dihedral walls); dry sand and tarmac are smooth and nearly as
+  dark as water (-18.5/-25.5); see :data:`SIGMA0_DB`. Typical C-band values from Ulaby & Long
+  (2014, *Microwave Radar and Radiometric Remote Sensing*) and Sentinel-1 flood studies (Twele et
+  al. 2016; Bonafilia et al. 2020), then fitted so that the class statistics of the realism table
+  (:mod:`floodnb.simulate.stats`) match the real Sen1Floods11 chips.
+* **Two bands, two textures**: VV and VH have their own texture fields (correlation
+  ``texture_coupling``) and per-band amplitudes (:data:`TEXTURE_DB`), and VV - VH varies around
+  its class gap (:data:`RATIO_SPREAD_DB` x ``ratio_spread``), so a high VV/VH ratio is not a
+  water signature (real bare fields reach VV -7..-9 dB with VH -18..-19 dB).
 * **Incidence angle** falls across the IW swath (30-46 deg); sigma0 falls with it, faster for
   water (~-0.3 dB/deg) than for land (~-0.12 dB/deg). One angle per chip (a chip spans 5 km).
 * **Soil moisture** raises bare-soil and crop backscatter (up to ~3 dB; Ulaby et al. 1986).
-* **Wind** roughens water (Bragg scattering): +6 dB VV, +4.5 dB VH on the wind mask.
+* **Wind** roughens water (Bragg scattering): +8 dB VV, +9 dB VH on the wind mask (towards land).
 * **Double bounce**: flooded vegetation (trunk-water) is bright in VV (-8 dB) with moderate VH;
   flooded towns (wall-water) are brighter than dry towns (Richards et al. 1987; Mason et al. 2014).
 * **Terrain**: GRD sigma0 is ellipsoid-normalised, so slopes facing the radar are brighter
@@ -21,9 +26,15 @@ Physical assumptions and sources:
   (only thermal noise). The radar looks east on ascending and west on descending passes
   (Sentinel-1 is right-looking).
 * **Sensor**: sigma0 blurred by the ~20 m resolution cell, plus noise-equivalent sigma0
-  (``nesz_db``), times multiplicative gamma speckle with ``enl`` looks, drawn at the
-  resolution cell and shared by 2x2 pixels (10 m spacing), so speckle is spatially correlated
-  as in GRDH products (ENL ~4.4, ESA Sentinel-1 Product Definition).
+  (``nesz_db``), times multiplicative gamma speckle drawn at the resolution cell and shared by
+  2x2 pixels (10 m spacing), so speckle is spatially correlated as in GRDH products; ``enl``
+  looks over land, ``water_enl`` over open water.
+* **Noise removal** (``noise_floor_db``): GRD thermal-noise removal subtracts the mean noise
+  power from one noisy realisation of it, leaving a zero-mean residual n (e - 1), e ~ Exp(1),
+  that dominates dark targets: real water VH reaches -37 dB at its 5th percentile and its ENL
+  drops to ~2. What is left at or below zero is stored log-uniformly between -50 and -42 dB.
+* **Calibration** (``calibration_std_db``): an independent per-chip offset per band, plus a
+  shared one of 0.4 dB (domain randomisation over processing and acquisition differences).
 * **Swath edge**: with probability ``s1_nodata_rate`` the chip touches the swath edge and a
   wedge of pixels is NaN (real Sen1Floods11 chips show this, and one is entirely NaN).
 """
