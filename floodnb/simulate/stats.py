@@ -31,8 +31,13 @@ Chips with fewer than :data:`MIN_CLASS_PX` class pixels do not enter that class'
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_CLASS_PX: int = 100
 ENL_WINDOW: int = 7
@@ -201,7 +206,7 @@ TOLERANCES: dict[str, tuple[float, bool]] = {
 }
 
 
-def realism_table(real: dict[str, float], sim: dict[str, float]) -> "pd.DataFrame":
+def realism_table(real: dict[str, float], sim: dict[str, float]) -> pd.DataFrame:
     """Rows statistic, real, simulated, tolerance, difference, passed, fitted for every :data:`TOLERANCES` key.
 
     ``passed`` is |simulated - real| <= tolerance (False where either side is NaN).
