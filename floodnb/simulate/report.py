@@ -321,7 +321,7 @@ def _markdown(tab: pd.DataFrame) -> str:
 def _table_figure(table: pd.DataFrame, path: Path, plt) -> None:
     """Horizontal bars of (simulated - real) / tolerance per statistic; the band |x| <= 1 passes."""
     n = len(table)
-    fig, ax = plt.subplots(figsize=(10, 0.32 * n + 1.2))
+    fig, ax = plt.subplots(figsize=(13, 0.32 * n + 1.2))
     z = (table.difference / table.tolerance).clip(-3, 3).fillna(0.0).to_numpy()
     y = np.arange(n)[::-1]
     ax.axvspan(-1, 1, color="#dff0d8")
@@ -331,7 +331,7 @@ def _table_figure(table: pd.DataFrame, path: Path, plt) -> None:
     ax.set_yticks(y, labels, fontsize=7)
     ax.set(xlim=(-3, 3), xlabel="(simulated - real) / tolerance   (clipped at ±3)",
            title=f"simulator realism: {int(table.passed.sum())}/{n} statistics within tolerance")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.42, right=0.98, top=0.94, bottom=0.08)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)
