@@ -42,8 +42,21 @@ def _from_dict(cls, d: dict[str, Any], stage: str):
     return cls(**{n: d[n] for n in names})
 
 
+class _StageFiles:
+    """Shared by the typed records: the stage they belong to, their files and their JSON form."""
+
+    stage: ClassVar[str]
+
+    def file(self, run_dir: str | Path, name: str) -> Path:
+        """Existing path of the stage file ``name`` (e.g. a record's ``checkpoint``) in run ``run_dir``."""
+        return stage_file(run_dir, self.stage, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class TeacherRecord:
+class TeacherRecord(_StageFiles):
     """The S2 (or multi-sensor) teacher of ``03_train_teacher`` and the pool targets it wrote.
 
     ``checkpoint`` / ``pool_probs``: paths relative to the stage folder (``best.safetensors``,
@@ -66,13 +79,6 @@ class TeacherRecord:
     reference: str
     metric: str
     splits: dict[str, Any]
-
-    def file(self, run_dir: str | Path, name: str) -> Path:
-        """Existing path of the stage file ``name`` (e.g. ``self.checkpoint``) in run ``run_dir``."""
-        return stage_file(run_dir, self.stage, name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TeacherRecord:
@@ -102,7 +108,7 @@ class BaselineModel:
 
 
 @dataclass(frozen=True)
-class StudentRecord:
+class StudentRecord(_StageFiles):
     """What ``04_distill_student`` trained: the student and the ``s1_weak`` baseline, same budget."""
 
     stage: ClassVar[str] = STUDENT
@@ -114,13 +120,6 @@ class StudentRecord:
     chips_per_epoch: int
     student: StudentModel
     s1_weak: BaselineModel
-
-    def file(self, run_dir: str | Path, name: str) -> Path:
-        """Existing path of the stage file ``name`` (e.g. ``self.student.checkpoint``) in run ``run_dir``."""
-        return stage_file(run_dir, self.stage, name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudentRecord:
