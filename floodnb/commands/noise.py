@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the source whose noise is scored (default: s1_otsu if listed, else the second source)")
     parser.add_argument("--split", default=None,
                         help="only chips of this split (train/valid/test/bolivia/weak); default: all")
-    parser.add_argument("--maps", action="store_true", help="also write per-chip noise maps (GeoTIFF) to OUT_DIR/noise_maps")
+    parser.add_argument("--maps", action="store_true",
+                        help="also write per-chip noise maps (GeoTIFF) to OUT_DIR/noise_maps")
     parser.add_argument("--gallery", type=int, default=8, help="chips in the worst-chips gallery (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="score at most this many chips (catalog order)")
     parser.add_argument("--model", default=None, metavar="CHECKPOINT",
