@@ -8,7 +8,9 @@
 Each notebook receives the same parameters (``data_root``, ``run_dir``, ``out_dir``, ``seed``,
 ``epochs``, ``fast`` and any extra ones) and writes only into its own ``out_dir =
 runs/<name>/<notebook>/``; the executed notebook is kept at ``runs/<name>/notebooks/<notebook>.ipynb``.
-``runs/<name>/run.json`` records every stage's status, parameters hash and wall time.
+``runs/<name>/run.json`` records every stage's status, parameters hash and wall time. Stage names,
+folders, the ``run.json`` schema, the presets and the simulate-if-absent rule (a simulation is
+reused only when its manifest matches the requested sizes and seed) live in :mod:`floodnb.runs`.
 ``notebooks/06_dashboard.ipynb`` is not run headless: it serves the finished run
 (``floodnb dashboard runs/<name>`` or ``panel serve notebooks/06_dashboard.ipynb``).
 
