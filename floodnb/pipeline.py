@@ -8,7 +8,9 @@
 Each notebook receives the same parameters (``data_root``, ``run_dir``, ``out_dir``, ``seed``,
 ``epochs``, ``fast`` and any extra ones) and writes only into its own ``out_dir =
 runs/<name>/<notebook>/``; the executed notebook is kept at ``runs/<name>/notebooks/<notebook>.ipynb``.
-``runs/<name>/run.json`` records every stage's status, parameters hash and wall time.
+``runs/<name>/run.json`` records every stage's status, parameters hash and wall time. Stage names,
+folders, the ``run.json`` schema, the presets and the simulate-if-absent rule (a simulation is
+reused only when its manifest matches the requested sizes and seed) live in :mod:`floodnb.runs`.
 ``notebooks/06_dashboard.ipynb`` is not run headless: it serves the finished run
 (``floodnb dashboard runs/<name>`` or ``panel serve notebooks/06_dashboard.ipynb``).
 
@@ -26,36 +28,26 @@ the notebooks' default; ``epochs``/``crop``/``model`` by :data:`NONE_DEFAULT_TYP
 
 from __future__ import annotations
 
-import hashlib
-import json
+import ast
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from floodnb.io_utils import atomic_write_json
+from floodnb.runs.layout import EXECUTED_DIR, NOTEBOOKS, SIMULATE, default_notebooks_dir, stage_dir
+from floodnb.runs.presets import SIM_PARAMS, preset
+from floodnb.runs.simulation import SimRequest, SimulationMismatch, ensure_simulation
+from floodnb.runs.state import RunState, RunStateError, StageState, params_hash, read_run_state, write_run_state
 
-NOTEBOOKS: tuple[str, ...] = (
-    "01_explore_data",
-    "02_weak_labels_and_noise",
-    "03_train_teacher",
-    "04_distill_student",
-    "05_evaluate",
-)
-SIMULATE_STAGE = "simulate"
-#: Simulated dataset sizes used when no data root is given. The default run (simulate + five
-#: notebooks, unet_small on 128 px crops, :data:`floodnb.workflow.DEFAULTS` epochs) is sized to
-#: finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``).
-SIM_DEFAULT: dict[str, int] = {"sim_hand": 120, "sim_weak": 120, "sim_size": 256}
-SIM_FAST: dict[str, int] = {"sim_hand": 16, "sim_weak": 24, "sim_size": 64}
+SIMULATE_STAGE = SIMULATE
 #: parameters set by the pipeline itself, never by the user
 RESERVED_PARAMS: tuple[str, ...] = ("run_dir", "out_dir")
 #: types of parameters whose notebook default is None (resolved by :func:`floodnb.workflow.setup`)
 NONE_DEFAULT_TYPES: dict[str, type] = {"epochs": int, "crop": int, "model": str, "data_root": str}
 #: integer parameters that must be >= 1
 POSITIVE_PARAMS: tuple[str, ...] = ("epochs", "crop", "batch_size", "map_chips", "recompute_chips", "gallery",
-                                    *SIM_DEFAULT)
+                                    *SIM_PARAMS)
 
 
 class PipelineError(RuntimeError):
@@ -82,29 +74,10 @@ class RunReport:
         return "\n".join(lines)
 
 
-def default_notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` folder (editable installs and source checkouts)."""
-    return Path(__file__).resolve().parents[1] / "notebooks"
-
-
-def stage_dir(run_dir: str | Path, stage: str) -> Path:
-    """Output folder of a stage inside a run (``runs/<name>/<stage>/``)."""
-    if not stage or "/" in stage or stage.startswith("."):
-        raise ValueError(f"stage {stage!r} must be a plain name such as {NOTEBOOKS[0]!r}")
-    return Path(run_dir) / stage
-
-
-def _hash(params: dict[str, Any]) -> str:
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def notebook_parameters(nb_dir: str | Path, notebooks: tuple[str, ...]) -> dict[str, Any]:
     """``{name: default}`` of the ``parameters`` cells of ``notebooks`` (``.ipynb`` in ``nb_dir``)
     and of the pipeline's :data:`NOTEBOOKS` present there; a default that is not a Python literal
     is ``...`` (type not checked)."""
-    import ast
-
     import papermill as pm
 
     out: dict[str, Any] = {}
@@ -145,10 +118,10 @@ def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
     for key, value in params.items():
         if key in RESERVED_PARAMS:
             raise ValueError(f"parameter {key!r} is set by floodnb run itself (runs/<name>/<stage>); leave it out")
-        if key not in known and key not in SIM_DEFAULT:
+        if key not in known and key not in SIM_PARAMS:
             raise ValueError(f"unknown parameter {key!r}; the notebooks take "
                              f"{', '.join(sorted(k for k in known if k not in RESERVED_PARAMS))} "
-                             f"(and {', '.join(SIM_DEFAULT)} for simulated data)")
+                             f"(and {', '.join(SIM_PARAMS)} for simulated data)")
         default = known.get(key, 0)
         if value is None and (default is None or key in NONE_DEFAULT_TYPES):
             continue
@@ -166,13 +139,136 @@ def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
                 raise ValueError(f"parameter model={value!r}: expected one of {', '.join(model_names())}")
 
 
-def _load_state(path: Path) -> dict:
-    if not path.exists():
-        return {}
+def _log(msg: str) -> None:
+    print(f"[floodnb run] {msg}", file=sys.stderr)
+
+
+def _notebooks_dir(name: str, notebooks: tuple[str, ...], notebooks_dir: str | Path | None) -> Path:
+    """The folder holding ``notebooks`` (checked to exist); ``ValueError`` for a run name that is no folder name."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"run name {name!r} must be a plain folder name")
+    nb_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    for nb in notebooks:
+        if not (nb_dir / f"{nb}.ipynb").exists():
+            raise FileNotFoundError(
+                f"notebook {nb_dir / (nb + '.ipynb')} not found; the pipeline's notebooks are {NOTEBOOKS}"
+            )
+    return nb_dir
+
+
+@dataclass
+class _Run:
+    """One ``run_pipeline`` call: the run folder, its state and the report being filled."""
+
+    name: str
+    run_dir: Path
+    state: RunState
+    report: RunReport
+    force: bool
+
+    def save(self) -> None:
+        write_run_state(self.run_dir, self.state)
+
+    def add(self, stage: str, action: str, seconds: float, reason: str) -> None:
+        self.report.stages.append(StageResult(stage, action, seconds, reason))
+
+
+def _open_run(name: str, runs_dir: str | Path, force: bool) -> _Run:
+    run_dir = Path(runs_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{path} is not valid JSON ({exc}); move it away or use a new run name") from exc
+        state = read_run_state(run_dir)
+    except RunStateError as exc:
+        raise PipelineError(str(exc)) from exc
+    return _Run(name=name, run_dir=run_dir, state=state, report=RunReport(run_dir=run_dir), force=force)
+
+
+def _simulate_stage(run: _Run, *, seed: int, sim: dict[str, int]) -> tuple[str, bool]:
+    """The run's simulated data root (simulated or reused, see :func:`ensure_simulation`) and whether
+    it was simulated again after an earlier attempt (later stages must then rerun)."""
+    sim_params = {"seed": seed, **sim}
+    h = params_hash(sim_params)
+    prev = run.state.stage(SIMULATE)
+    want = SimRequest(n_hand=sim["sim_hand"], n_weak=sim["sim_weak"], size=sim["sim_size"], seed=seed)
+    try:
+        result = ensure_simulation(stage_dir(run.run_dir, SIMULATE), want, replace=run.force,
+                                   hint="use a new --name or --force to redo",
+                                   log=lambda msg: _log(f"simulate: {msg}"))
+    except SimulationMismatch as exc:
+        raise PipelineError(f"run {run.name!r}: {exc}") from exc
+    if not result.simulated:
+        run.add(SIMULATE, "skipped", 0.0, "finished earlier with the same parameters")
+    elif not prev:
+        run.add(SIMULATE, "ran", result.seconds, "first run")
+    else:
+        reason = "parameters changed (--force)" if prev.done else "previous attempt did not finish"
+        run.add(SIMULATE, "ran", result.seconds, reason)
+    if result.simulated or prev is None or not prev.done or prev.params_hash != h:
+        run.state.stages[SIMULATE] = StageState(status="done", params=sim_params, params_hash=h,
+                                                seconds=round(result.seconds, 2), data_root=str(result.root))
+        run.save()
+    return str(result.root), result.simulated and prev is not None
+
+
+def _record_params(run: _Run, common: dict[str, Any]) -> str:
+    """Record the notebooks' parameters in ``run.json``; refuse other ones than a finished run's unless forced."""
+    h = params_hash(common)
+    old = run.state.params
+    if run.state.params_hash not in (None, h) and not run.force:
+        changed = sorted(k for k in set(common) | set(old) if common.get(k) != old.get(k))
+        raise PipelineError(
+            f"run {run.name!r} exists with different parameters (changed: {', '.join(changed)}); "
+            "use a new --name, or --force to redo its stages"
+        )
+    run.state.name, run.state.data_root = run.name, common["data_root"]
+    run.state.params, run.state.params_hash = common, h
+    run.save()
+    return h
+
+
+def _rerun_reason(prev: StageState | None, h: str, *, force: bool, invalidated: bool) -> str | None:
+    """Why a notebook stage runs (again); None when it finished earlier with the same parameters."""
+    if prev is not None and prev.done and prev.params_hash == h and not force and not invalidated:
+        return None
+    if prev is None:
+        return "first run"
+    if force and prev.done:
+        return "--force"
+    if invalidated:
+        return "an earlier stage was rerun"
+    return f"previous attempt {prev.status}"
+
+
+def _run_notebook(run: _Run, nb: str, nb_path: Path, parameters: dict[str, Any], h: str, *, reason: str,
+                  kernel_name: str | None, progress: bool) -> None:
+    """Execute one notebook into its stage folder, recording running / done / failed in ``run.json``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    _log(f"run {nb} ({reason})")
+    out_dir = stage_dir(run.run_dir, nb)
+    out_dir.mkdir(exist_ok=True)
+    out_nb = run.run_dir / EXECUTED_DIR / f"{nb}.ipynb"
+    run.state.stages[nb] = StageState(status="running", params_hash=h, started=time.time())
+    run.save()
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(nb_path), str(out_nb), parameters={**parameters, "out_dir": str(out_dir.resolve())},
+                            kernel_name=kernel_name, progress_bar=progress, cwd=str(out_dir))
+    except PapermillExecutionError as exc:
+        dt = time.perf_counter() - t0
+        msg = (f"notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
+               f"{exc.ename}: {exc.evalue}. Executed notebook kept at {out_nb}; "
+               "earlier stages' results are untouched")
+        run.state.stages[nb] = StageState(status="failed", params_hash=h, seconds=round(dt, 2), error=msg,
+                                          cell_index=exc.cell_index)
+        run.save()
+        run.add(nb, "failed", dt, msg)
+        raise PipelineError(msg) from exc
+    dt = time.perf_counter() - t0
+    run.state.stages[nb] = StageState(status="done", params_hash=h, seconds=round(dt, 2), finished=time.time())
+    run.save()
+    run.add(nb, "ran", dt, reason)
 
 
 def run_pipeline(
@@ -193,129 +289,34 @@ def run_pipeline(
     """Run the notebook pipeline headless; returns what ran, what was skipped and why.
 
     ``params`` are extra notebook parameters (e.g. ``{"teacher_inputs": "s2,s1"}``) and the
-    simulator sizes ``sim_hand``, ``sim_weak``, ``sim_size`` when no ``data_root`` is given.
+    simulator sizes ``sim_hand``, ``sim_weak``, ``sim_size`` when no ``data_root`` is given
+    (defaults: :mod:`floodnb.runs.presets`).
     """
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
     from tqdm.auto import tqdm
 
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"run name {name!r} must be a plain folder name")
-    nb_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
-    for nb in notebooks:
-        if not (nb_dir / f"{nb}.ipynb").exists():
-            raise FileNotFoundError(
-                f"notebook {nb_dir / (nb + '.ipynb')} not found; the pipeline's notebooks are {NOTEBOOKS}"
-            )
-
+    nb_dir = _notebooks_dir(name, notebooks, notebooks_dir)
     check_params({"seed": seed, "epochs": epochs, "fast": fast, "data_root": data_root, **dict(params or {})},
                  notebook_parameters(nb_dir, notebooks))
-
-    run_dir = Path(runs_dir) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state_path = run_dir / "run.json"
-    state = _load_state(state_path)
-    stages_state: dict[str, dict] = state.setdefault("stages", {})
-
+    run = _open_run(name, runs_dir, force)
     extra = dict(params or {})
-    sim = {**(SIM_FAST if fast else SIM_DEFAULT), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
-    if epochs is None:
-        from floodnb.workflow import DEFAULTS
-
-        epochs = DEFAULTS[bool(fast)]["epochs"]
-
-    report = RunReport(run_dir=run_dir)
+    sim = {**preset(fast).sim.params(), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
+    epochs = preset(fast).train.epochs if epochs is None else epochs
     invalidated = False  # once a stage reruns, every later stage must rerun too
-
-    # ---- data: given root, or simulated once per run -------------------------------------
     if data_root is None:
-        sim_params = {"seed": seed, **sim}
-        h = _hash(sim_params)
-        prev = stages_state.get(SIMULATE_STAGE, {})
-        sim_root = stage_dir(run_dir, SIMULATE_STAGE)
-        if prev.get("status") == "done" and prev.get("params_hash") == h and not force:
-            report.stages.append(StageResult(SIMULATE_STAGE, "skipped", 0.0, "finished earlier with the same parameters"))
-            data_root = prev["data_root"]
-        else:
-            if prev.get("status") == "done" and prev.get("params_hash") != h and not force:
-                raise PipelineError(
-                    f"run {name!r} already simulated data with other parameters ({prev.get('params')}); "
-                    f"use a new --name or --force to redo"
-                )
-            from floodnb.simulate import simulate_dataset
-
-            t0 = time.perf_counter()
-            print(f"[floodnb run] simulate: {sim_params}", file=sys.stderr)
-            data_root = simulate_dataset(
-                sim_root, n_hand=sim["sim_hand"], n_weak=sim["sim_weak"], size=sim["sim_size"], seed=seed
-            )
-            dt = time.perf_counter() - t0
-            stages_state[SIMULATE_STAGE] = {
-                "status": "done", "params": sim_params, "params_hash": h, "seconds": round(dt, 2),
-                "data_root": str(data_root),
-            }
-            atomic_write_json(state_path, state)
-            reason = "first run" if not prev else "parameters changed (--force)" if prev.get("status") == "done" else "previous attempt did not finish"
-            report.stages.append(StageResult(SIMULATE_STAGE, "ran", dt, reason))
-            invalidated = bool(prev)
-    data_root = str(Path(data_root).resolve())
-
-    common = {"data_root": data_root, "run_dir": str(run_dir.resolve()), "seed": seed, "epochs": epochs, "fast": fast, **extra}
-    h = _hash(common)
-    if state.get("params_hash") not in (None, h) and not force:
-        changed = sorted(k for k in set(common) | set(state.get("params", {}))
-                         if common.get(k) != state.get("params", {}).get(k))
-        raise PipelineError(
-            f"run {name!r} exists with different parameters (changed: {', '.join(changed)}); "
-            "use a new --name, or --force to redo its stages"
-        )
-    state.update(name=name, data_root=data_root, params=common, params_hash=h)
-    atomic_write_json(state_path, state)
-
-    executed_dir = run_dir / "notebooks"
-    executed_dir.mkdir(exist_ok=True)
+        data_root, invalidated = _simulate_stage(run, seed=seed, sim=sim)
+    common = {"data_root": str(Path(data_root).resolve()), "run_dir": str(run.run_dir.resolve()), "seed": seed,
+              "epochs": epochs, "fast": fast, **extra}
+    h = _record_params(run, common)
+    (run.run_dir / EXECUTED_DIR).mkdir(exist_ok=True)
     bar = tqdm(notebooks, desc="floodnb run", unit="notebook", disable=not progress)
     for nb in bar:
         bar.set_postfix_str(nb)
-        prev = stages_state.get(nb, {})
-        if prev.get("status") == "done" and prev.get("params_hash") == h and not force and not invalidated:
-            report.stages.append(StageResult(nb, "skipped", 0.0, "finished earlier with the same parameters"))
-            print(f"[floodnb run] skip {nb}: finished earlier with the same parameters (--force redoes it)", file=sys.stderr)
+        reason = _rerun_reason(run.state.stage(nb), h, force=force, invalidated=invalidated)
+        if reason is None:
+            run.add(nb, "skipped", 0.0, "finished earlier with the same parameters")
+            _log(f"skip {nb}: finished earlier with the same parameters (--force redoes it)")
             continue
-        if not prev:
-            reason = "first run"
-        elif force and prev.get("status") == "done":
-            reason = "--force"
-        elif invalidated:
-            reason = "an earlier stage was rerun"
-        else:
-            reason = f"previous attempt {prev.get('status')}"
-        print(f"[floodnb run] run {nb} ({reason})", file=sys.stderr)
-        out_dir = stage_dir(run_dir, nb)
-        out_dir.mkdir(exist_ok=True)
-        out_nb = executed_dir / f"{nb}.ipynb"
-        stages_state[nb] = {"status": "running", "params_hash": h, "started": time.time()}
-        atomic_write_json(state_path, state)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(nb_dir / f"{nb}.ipynb"), str(out_nb),
-                parameters={**common, "out_dir": str(out_dir.resolve())},
-                kernel_name=kernel_name, progress_bar=progress, cwd=str(out_dir),
-            )
-        except PapermillExecutionError as exc:
-            dt = time.perf_counter() - t0
-            msg = (f"notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "
-                   f"{exc.ename}: {exc.evalue}. Executed notebook kept at {out_nb}; "
-                   "earlier stages' results are untouched")
-            stages_state[nb] = {"status": "failed", "params_hash": h, "seconds": round(dt, 2), "error": msg,
-                                "cell_index": exc.cell_index}
-            atomic_write_json(state_path, state)
-            report.stages.append(StageResult(nb, "failed", dt, msg))
-            raise PipelineError(msg) from exc
-        dt = time.perf_counter() - t0
-        stages_state[nb] = {"status": "done", "params_hash": h, "seconds": round(dt, 2), "finished": time.time()}
-        atomic_write_json(state_path, state)
-        report.stages.append(StageResult(nb, "ran", dt, reason))
+        _run_notebook(run, nb, nb_dir / f"{nb}.ipynb", common, h, reason=reason, kernel_name=kernel_name,
+                      progress=progress)
         invalidated = True
-    return report
+    return run.report

@@ -85,3 +85,19 @@ def test_bad_arguments(tmp_path, nbdir):
         run_pipeline("../x", runs_dir=tmp_path, notebooks_dir=nbdir, data_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="nope"):
         run_pipeline("r", runs_dir=tmp_path, notebooks=("nope",), notebooks_dir=nbdir, data_root=tmp_path)
+
+
+def test_simulate_stage_reuses_a_matching_simulation_and_refuses_another(tmp_path, nbdir):
+    kw = dict(runs_dir=tmp_path / "runs", notebooks=("a",), notebooks_dir=nbdir, progress=False)
+    small = {"sim_hand": 8, "sim_weak": 1, "sim_size": 32}
+    rep = run_pipeline("s", params=small, **kw)
+    assert [(s.name, s.action) for s in rep.stages] == [("simulate", "ran"), ("a", "ran")]
+    state = json.loads((tmp_path / "runs" / "s" / "run.json").read_text())
+    assert state["stages"]["simulate"]["status"] == "done"
+    assert state["data_root"] == str((tmp_path / "runs" / "s" / "simulate").resolve())
+    rep2 = run_pipeline("s", params=small, **kw)
+    assert [s.action for s in rep2.stages] == ["skipped", "skipped"]
+    with pytest.raises(PipelineError, match="--force"):
+        run_pipeline("s", params={**small, "sim_size": 48}, **kw)
+    rep3 = run_pipeline("s", params={**small, "sim_size": 48}, force=True, **kw)
+    assert [(s.action, s.reason) for s in rep3.stages][0] == ("ran", "parameters changed (--force)")

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the source whose noise is scored (default: s1_otsu if listed, else the second source)")
     parser.add_argument("--split", default=None,
                         help="only chips of this split (train/valid/test/bolivia/weak); default: all")
-    parser.add_argument("--maps", action="store_true", help="also write per-chip noise maps (GeoTIFF) to OUT_DIR/noise_maps")
+    parser.add_argument("--maps", action="store_true",
+                        help="also write per-chip noise maps (GeoTIFF) to OUT_DIR/noise_maps")
     parser.add_argument("--gallery", type=int, default=8, help="chips in the worst-chips gallery (0: none)")
     parser.add_argument("--limit", type=int, default=None, help="score at most this many chips (catalog order)")
     parser.add_argument("--model", default=None, metavar="CHECKPOINT",
@@ -31,13 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cross-sensor score (Liu et al., TGRS 2025)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import pandas as pd
-
-    from floodnb.data.catalog import build_catalog
-    from floodnb.data.io import load_chip
+def _sources_and_weak(args: argparse.Namespace) -> tuple[list[str], str]:
+    """``(sources, weak)`` from ``--sources`` / ``--weak``; ``ValueError`` for unknown names or bad counts."""
     from floodnb.labels import stream
 
     sources = [s.strip() for s in str(args.sources).split(",") if s.strip()]
@@ -50,6 +46,38 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--weak {weak!r} must be one of --sources {sources}")
     if args.gallery < 0 or (args.limit is not None and args.limit < 1):
         raise ValueError("--gallery must be >= 0 and --limit >= 1")
+    return sources, weak
+
+
+def _gallery_items(top, catalog, chips, *, weak: str) -> list[dict]:
+    """Items of the worst-chips gallery: per ranked chip of ``top`` its per-pixel score map ``(H, W)``,
+    S1 / S2 images (None when absent), noise rate and rank. ``chips(cat, truth)`` yields scorer inputs."""
+    from floodnb.data.io import load_chip
+    from floodnb.labels import stream
+
+    items = []
+    rows = catalog.set_index("chip_id")
+    for _, r in top.iterrows():
+        sub = rows.loc[[r["chip_id"]]].reset_index()
+        scores, _, _ = stream.score_chip(next(chips(sub, False)), weak=weak)
+        img_roles = [x for x in ("s1", "s2") if isinstance(sub.iloc[0][f"{x}_path"], str)]
+        img = load_chip(sub.iloc[0], roles=img_roles) if img_roles else None
+        items.append({"chip_id": r["chip_id"], "score": scores[r["noise_score"]],
+                      "s1": None if img is None or "s1" not in img else img["s1"].values,
+                      "s2": None if img is None or "s2" not in img else img["s2"].values,
+                      "noise_rate": float(r["noise_rate"]), "rank": int(r["rank"])})
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from floodnb.data.catalog import build_catalog
+    from floodnb.labels import stream
+
+    sources, weak = _sources_and_weak(args)
     out_dir = Path(args.out_dir)
 
     catalog = build_catalog(args.data_root)
@@ -88,20 +116,7 @@ def run(args: argparse.Namespace) -> int:
         paths["event_figure"] = out_dir / "event_confusion.png"
     top = result.chips[result.chips["rank"].notna()].head(args.gallery)
     if len(top):
-        items = []
-        rows = catalog.set_index("chip_id")
-        for _, r in top.iterrows():
-            sub = rows.loc[[r["chip_id"]]].reset_index()
-            chip_in = next(chips(sub, False))
-            scores, _, _ = stream.score_chip(chip_in, weak=weak)
-
-            img_roles = [x for x in ("s1", "s2") if isinstance(sub.iloc[0][f"{x}_path"], str)]
-            img = load_chip(sub.iloc[0], roles=img_roles) if img_roles else None
-            items.append({"chip_id": r["chip_id"], "score": scores[r["noise_score"]],
-                          "s1": None if img is None or "s1" not in img else img["s1"].values,
-                          "s2": None if img is None or "s2" not in img else img["s2"].values,
-                          "noise_rate": float(r["noise_rate"]), "rank": int(r["rank"])})
-        worst_chips_gallery(items, path=out_dir / "worst_chips.png")
+        worst_chips_gallery(_gallery_items(top, catalog, chips, weak=weak), path=out_dir / "worst_chips.png")
         paths["gallery"] = out_dir / "worst_chips.png"
 
     ranked = int(result.chips["rank"].notna().sum())

@@ -44,7 +44,8 @@ def _parse_params(args: argparse.Namespace) -> dict:
         except UnicodeDecodeError:
             raise ValueError(f"--config {cfg}: not a UTF-8 text file; expected YAML parameters") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"--config {cfg}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
+            raise ValueError(f"--config {cfg}: expected a mapping of parameter names to values, "
+                             f"got {type(loaded).__name__}")
         params.update(loaded)
     for item in args.param:
         if "=" not in item:
@@ -61,9 +62,9 @@ def _parse_params(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from floodnb.pipeline import NOTEBOOKS, PipelineError, run_pipeline
-
     from floodnb.commands import check_out_dir
+    from floodnb.pipeline import PipelineError, run_pipeline
+    from floodnb.runs.layout import NOTEBOOKS
 
     check_out_dir(Path(args.runs_dir) / args.name, "--runs-dir/--name")
     params = _parse_params(args)

@@ -17,7 +17,6 @@ rewritten atomically after every row.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -29,6 +28,7 @@ import pandas as pd
 from floodnb.experiment.config import DEFAULT_BUDGET, DEFAULT_SIM, Budget, SimSpec, params_hash
 from floodnb.experiment.rows import EVAL_SPLITS, ROWS, RUNNERS, TRAINED, Context, resolve_rows
 from floodnb.io_utils import atomic_path
+from floodnb.runs.simulation import SimRequest, ensure_simulation
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "row", "group", "description", "status", "action", "test_water_iou", "test_miou", "test_water_precision",
@@ -54,26 +54,12 @@ def load_average() -> str:
 
 # ---------------------------------------------------------------- data
 def simulated_root(out_dir: Path, sim: SimSpec, *, progress: bool) -> Path:
-    """``out_dir/data`` holding the simulated dataset of ``sim`` (simulated now unless already there)."""
-    from floodnb.simulate import simulate_dataset
-    from floodnb.simulate.writer import MANIFEST
-
-    root = out_dir / "data"
-    manifest = root / MANIFEST
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        have = {"n_hand": m["n_hand"], "n_weak": m["n_weak"], "size": m["config"]["size"], "seed": m["seed"]}
-        if have != sim.to_dict():
-            raise ValueError(f"{root} holds a simulation with {have}, not the requested {sim.to_dict()}; "
-                             "use another --out-dir (nothing was changed)")
-        _log(f"data: reusing the simulated dataset in {root} ({have})")
-        return root
-    t0 = time.perf_counter()
-    _log(f"data: simulating {sim.to_dict()} into {root}")
-    simulate_dataset(root, n_hand=sim.n_hand, n_weak=sim.n_weak, size=sim.size, seed=sim.seed, workers=2,
-                     progress=progress)
-    _log(f"data: simulated in {time.perf_counter() - t0:.1f} s")
-    return root
+    """``out_dir/data`` holding the simulated dataset of ``sim``: reused when its manifest matches ``sim``,
+    refused (``ValueError``) when it holds another simulation, simulated now otherwise
+    (:func:`floodnb.runs.simulation.ensure_simulation`)."""
+    want = SimRequest(n_hand=sim.n_hand, n_weak=sim.n_weak, size=sim.size, seed=sim.seed)
+    return ensure_simulation(out_dir / "data", want, workers=2, progress=progress, hint="use another --out-dir",
+                             log=lambda msg: _log(f"data: {msg}")).root
 
 
 def _stores(out_dir: Path, catalog: pd.DataFrame, *, progress: bool):

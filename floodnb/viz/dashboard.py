@@ -40,13 +40,14 @@ from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
 from bokeh.plotting import figure
 
 from floodnb.bands import LABEL_NODATA
+from floodnb.runs import layout as run_layout
 from floodnb.viz import maplayers as ml
 
-NOISE_DIR = "02_weak_labels_and_noise"
-EVAL_DIR = "05_evaluate"
-NOISE_TABLE = f"{NOISE_DIR}/noise_chips.csv"
-PER_CHIP_TABLE = f"{EVAL_DIR}/per_chip.csv"
-METRICS_FILE = f"{EVAL_DIR}/metrics.json"
+NOISE_DIR = run_layout.NOISE
+EVAL_DIR = run_layout.EVALUATE
+NOISE_TABLE = run_layout.NOISE_TABLE
+PER_CHIP_TABLE = run_layout.PER_CHIP_TABLE
+METRICS_FILE = run_layout.EVAL_METRICS
 
 #: Basemaps offered (name -> XYZ tile URL); "none" draws no tiles.
 BASEMAPS: dict[str, str | None] = {
@@ -341,7 +342,7 @@ class Dashboard(param.Parameterized):
         shape = (chip.sizes["y"], chip.sizes["x"])
         pred = noise = None
         notes = []
-        p = self._run_file(f"{EVAL_DIR}/predictions", chip_id, "_pred.tif")
+        p = self._run_file(run_layout.PREDICTIONS, chip_id, "_pred.tif")
         if p is not None:
             with rasterio.open(p) as ds:
                 a = ds.read(1, masked=True)
@@ -349,7 +350,7 @@ class Dashboard(param.Parameterized):
             if pred.shape != shape:
                 notes.append(f"prediction {p.name} has shape {pred.shape}, chip has {shape}: not shown")
                 pred = None
-        n = self._run_file(f"{NOISE_DIR}/noise_maps", chip_id, "_noise.tif")
+        n = self._run_file(run_layout.NOISE_MAPS, chip_id, "_noise.tif")
         if n is not None:
             with rasterio.open(n) as ds:
                 a = ds.read(1, masked=True).astype(np.float32)

@@ -1,0 +1,112 @@
+"""floodnb.compare: global confusion per method and split, Otsu and checkpoint scoring, prediction GeoTIFFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from conftest import make_tiny_dataset
+from floodnb import compare
+from floodnb.data.catalog import build_catalog
+from floodnb.data.normalize import get_preset
+from floodnb.models import ModelSpec, build_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    root = make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "s1f11", n_hand=8, n_weak=0, unassigned=0,
+                             missing_in_csv=0)
+    return build_catalog(root)
+
+
+def test_method_scores_pool_pixels_into_one_confusion_matrix_per_split():
+    scores = compare.MethodScores("m", reference="label")
+    # chip a: 2 TP, 1 FP, 1 TN ; chip b: 1 FN, 1 TP, one ignored reference pixel, one prediction without data
+    scores.update(np.array([[1, 1], [1, 0]]), np.array([[1, 1], [0, 0]]), chip_id="E_1", split="test", event="E")
+    scores.update(np.array([[0, 1], [1, -1]]), np.array([[1, 1], [-1, 0]]), chip_id="E_2", split="test", event="E")
+    scores.update(np.array([[0]]), np.array([[0]]), chip_id="E_3", split="valid", event="E")
+    m = scores.metrics()
+    assert set(m) == {"test", "valid"}
+    cm = m["test"]["confusion_matrix"]  # rows = reference, columns = prediction
+    assert cm == [[1, 1], [1, 3]]
+    assert m["test"]["water_iou"] == pytest.approx(3 / (3 + 1 + 1))
+    assert m["test"]["chips"] == 2 and m["test"]["reference"] == "label"
+    table = scores.table()
+    assert list(table["chip_id"]) == ["E_1", "E_2", "E_3"] and set(table["method"]) == {"m"}
+    assert table.loc[table["chip_id"] == "E_1", "water_iou"].item() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="reference"):
+        compare.MethodScores("m", reference="jrc")
+
+
+def test_otsu_scores_cover_the_split_chips_and_find_the_water(catalog):
+    splits = ("train", "test")
+    scores = compare.otsu_scores(catalog, splits=splits, reference="label", progress=False)
+    m = scores.metrics()
+    want = catalog[catalog["split"].isin(splits)]
+    assert set(m) == set(want["split"])
+    assert sum(v["chips"] for v in m.values()) == len(want)
+    for v in m.values():
+        assert sum(map(sum, v["confusion_matrix"])) == v["valid_pixels"] > 0
+        assert v["water_iou"] > 0.5  # the tiny chips' water is dark in VH
+    with pytest.raises(ValueError, match="no chips in splits"):
+        compare.otsu_scores(catalog, splits=("nope",), reference="label", progress=False)
+
+
+def _checkpoint(path):
+    torch.manual_seed(0)
+    model = build_model("unet_tiny", in_channels=2)
+    norm = get_preset("sen1floods11_s1")
+    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",),
+                     bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()})
+    return save_checkpoint(path, model, spec=spec)
+
+
+def test_model_scores_write_predictions_on_each_chips_grid(tmp_path, catalog):
+    ckpt = _checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "pred"
+    scores = compare.model_scores("student", ckpt, catalog, splits=("test",), reference="label", batch_size=2,
+                                  predictions_dir=out, progress=False)
+    test = catalog[catalog["split"] == "test"]
+    assert scores.metrics()["test"]["chips"] == len(test) > 0
+    for _, row in test.iterrows():
+        cid = row["chip_id"]
+        with rasterio.open(row["s1_path"]) as s1, rasterio.open(out / f"{cid}_pred.tif") as p, \
+                rasterio.open(out / f"{cid}_prob.tif") as q:
+            assert (p.crs, p.transform, p.shape) == (s1.crs, s1.transform, s1.shape) == (q.crs, q.transform, q.shape)
+            pred, prob = p.read(1), q.read(1)
+        assert set(np.unique(pred)) <= {-1, 0, 1}
+        assert np.isnan(prob[pred == -1]).all() and ((prob[pred >= 0] >= 0) & (prob[pred >= 0] <= 1)).all()
+        assert ((prob[pred == 1] >= 0.5).all() and (prob[pred == 0] <= 0.5).all())
+
+
+def test_write_chip_prediction_refuses_bad_names_and_shapes(tmp_path, catalog):
+    row = catalog.iloc[0]
+    with rasterio.open(row["s1_path"]) as src:
+        shape = (src.height, src.width)
+    prob, pred = np.full(shape, 0.7, np.float32), np.ones(shape, np.int8)
+    with pytest.raises(ValueError, match="file name"):
+        compare.write_chip_prediction(tmp_path, "../x", prob, pred, grid_from=row["s1_path"])
+    with pytest.raises(ValueError, match="differs from the chip grid"):
+        compare.write_chip_prediction(tmp_path, "E_1", prob[:-1], pred[:-1], grid_from=row["s1_path"])
+    assert not list(tmp_path.glob("*.tif"))
+    p, q = compare.write_chip_prediction(tmp_path, "E_1", prob, pred, grid_from=row["s1_path"])
+    with rasterio.open(p) as a, rasterio.open(q) as b:
+        assert a.dtypes[0] == "float32" and b.dtypes[0] == "int8" and b.nodata == -1
+        assert np.allclose(a.read(1), 0.7) and (b.read(1) == 1).all()
+
+
+def test_combine_and_summary_table():
+    a, b = compare.MethodScores("a", reference="label"), compare.MethodScores("b", reference="label")
+    a.update(np.array([[1, 0]]), np.array([[1, 0]]), chip_id="E_1", split="test", event="E")
+    b.update(np.array([[1, 1]]), np.array([[1, 0]]), chip_id="E_1", split="test", event="E")
+    b.update(np.array([[0, 0]]), np.array([[1, 0]]), chip_id="E_2", split="bolivia", event="E")
+    metrics, per_chip = compare.combine([a, b])
+    assert metrics["metric"] == compare.METRIC_NAME and "water_iou" in metrics["definitions"]
+    assert metrics["a"]["test"]["water_iou"] == 1.0 and metrics["b"]["test"]["water_iou"] == 0.5
+    assert list(per_chip.columns[:5]) == ["chip_id", "event", "split", "method", "water_iou"]
+    assert len(per_chip) == 3
+    summary = compare.summary_table(metrics)
+    assert sorted(zip(summary["method"], summary["split"])) == [("a", "test"), ("b", "bolivia"), ("b", "test")]
+    assert summary.loc[(summary["method"] == "b") & (summary["split"] == "test"), "water_iou"].item() == 0.5
