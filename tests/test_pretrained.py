@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,42 @@ def test_ship_scores_on_real_chips_and_writes_the_card(tmp_path, monkeypatch, re
     md = (tmp_path / "shipped" / "MODEL_CARD.md").read_text()
     assert "## `m`" in md and "floodnb run --name x" in md and "| otsu_event | threshold |" in md
     assert ship.main([str(src), "--name", "n", "--real-root", str(tmp_path / "nope"), "--trained-with", "x"]) == 2
+
+
+def test_the_shipped_model_is_a_level_aware_s1_model_with_a_card():
+    """The packaged default (trained on simulated data only) keeps absolute backscatter level."""
+    import numpy as np
+
+    from floodnb.data.normalize import Normalizer
+
+    assert pretrained.DEFAULT in pretrained.available()
+    model, spec = pretrained.load_pretrained()
+    assert spec.inputs == ("s1",) and spec.model_config["norm"] == "batch"
+    card = spec.config["card"]
+    assert "simulated" in card["trained_on"] and card["real_chips"]["scores"][pretrained.DEFAULT]["water_iou"] > 0
+    norm = Normalizer.from_dict(spec.normalizers["s1"])
+
+    def water(vv: float, vh: float) -> float:
+        x = np.stack([np.full((64, 64), vv, np.float32), np.full((64, 64), vh, np.float32)])
+        with torch.no_grad():
+            return float(torch.softmax(model(torch.from_numpy(norm(x))[None]), 1)[0, 1].mean())
+
+    dark, bright = water(-20.0, -28.0), water(-6.0, -13.0)
+    assert dark > 0.5 > bright and dark - bright > 0.3
+
+
+def test_predict_without_a_checkpoint_uses_the_shipped_model(real_root, tmp_path, capsys):
+    import rasterio
+
+    from floodnb.cli import main
+
+    scene = next(p for p in sorted((real_root / "HandLabeled" / "S1Hand").glob("*_S1Hand.tif"))
+                 if "Paraguay" not in p.name)
+    out = tmp_path / "maps"
+    assert main(["predict", str(scene), "--out-dir", str(out), "--tile", "64", "--overlap", "16"]) == 0
+    assert f"model: shipped {pretrained.DEFAULT}" in capsys.readouterr().out
+    with rasterio.open(out / f"{scene.stem}_water.tif") as ds, rasterio.open(scene) as src:
+        assert ds.shape == src.shape and ds.crs == src.crs
+        assert set(np.unique(ds.read(1))) <= {-1, 0, 1}
+    assert main(["predict", str(scene), "--model", "nosuch", "--out-dir", str(tmp_path / "x")]) == 2
+    assert "no shipped model named 'nosuch'" in capsys.readouterr().err

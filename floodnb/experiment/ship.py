@@ -23,6 +23,7 @@ def card_for(checkpoint: str | Path, *, name: str, real_root: str | Path, traine
     from floodnb.models import read_spec
 
     spec = read_spec(checkpoint)
+    train = spec.config["train"] if isinstance(spec.config.get("train"), dict) else {}
     rep = transfer_report(real_root, checkpoints={name: checkpoint})
     allr = rep.overall().set_index("method")
     best = rep.best_fixed()
@@ -34,8 +35,9 @@ def card_for(checkpoint: str | Path, *, name: str, real_root: str | Path, traine
         "trained_with": trained_with,
         "model": f"{spec.model_name} {spec.model_config}",
         "inputs": "Sentinel-1 VV, VH backscatter in dB (float32, NaN = no data), ~10 m pixels",
-        "training_config": {k: spec.config[k] for k in ("method", "epochs", "batch_size", "lr", "seed", "crop")
-                            if k in spec.config},
+        "training_config": {**{k: spec.config[k] for k in ("method", "mode", "temperature", "pool_chips")
+                               if k in spec.config},
+                            **{k: train[k] for k in ("epochs", "batch_size", "lr", "seed") if k in train}},
         "real_chips": {"root": Path(real_root).name, "chips": int(allr["chips"].max()),
                        "excluded": [f"{r.chip_id} ({r.reason})" for r in rep.excluded.itertuples()],
                        "metric": "water IoU, global confusion matrix over the counted chips vs hand labels",
