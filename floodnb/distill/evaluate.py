@@ -13,7 +13,6 @@ baseline trained on), ``reference="truth_water"`` against the simulator's true w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,39 +21,33 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
-from floodnb.distill.inputs import assemble_inputs, chip_ids, collate, to_device
+from floodnb.distill.inputs import chip_ids, collate, to_device
 from floodnb.metrics import ConfusionAccumulator
+from floodnb.models.inputs import InputPlan, plan_from_spec
 
+__all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evaluate", "evaluate_label_maps",
+           "evaluate_model", "iterate_predictions", "missing_chips", "plan_from_spec", "predict_probs",
+           "reference_key"]
+
+#: reference name -> its key in each vocabulary: ``sample`` (a ChipDataset sample / batch dict) and
+#: ``chip`` (a variable of an ``xr.Dataset`` chip, :mod:`floodnb.data.io`; the weak label has none)
+REFERENCE_KEYS: dict[str, dict[str, str]] = {
+    "label": {"sample": "label", "chip": "label"},
+    "truth_water": {"sample": "truth", "chip": "truth_water"},
+    "truth": {"sample": "truth", "chip": "truth_water"},
+    "weak": {"sample": "weak"},
+}
 #: reference name -> sample key
-REFERENCES: dict[str, str] = {"label": "label", "truth_water": "truth", "truth": "truth", "weak": "weak"}
+REFERENCES: dict[str, str] = {name: keys["sample"] for name, keys in REFERENCE_KEYS.items()}
 
 
-@dataclass(frozen=True)
-class InputPlan:
-    """How a batch becomes model input: roles in order, band subsets, label conditioning, metadata."""
-
-    inputs: tuple[str, ...]
-    band_index: dict | None = None
-    label_conditioning: bool = False
-    use_meta: bool = False
-
-    def __call__(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = assemble_inputs(batch, inputs=self.inputs, band_index=self.band_index,
-                            label_conditioning=self.label_conditioning)
-        meta = None
-        if self.use_meta:
-            if "meta" not in batch:
-                raise ValueError(f"the model is metadata-conditioned but the batch has no 'meta' (chips {chip_ids(batch)}); "
-                                 "build the dataset with with_meta=True")
-            meta = batch["meta"].float()
-        return x, meta
-
-
-def plan_from_spec(spec) -> InputPlan:
-    """The :class:`InputPlan` a checkpoint's :class:`~floodnb.models.ModelSpec` records."""
-    band_index = spec.config["band_index"] if "band_index" in spec.config else None
-    return InputPlan(inputs=tuple(spec.inputs), band_index=band_index,
-                     label_conditioning=bool(spec.label_conditioning), use_meta=spec.meta_dim > 0)
+def reference_key(reference: str, vocabulary: str = "sample") -> str:
+    """The key of ``reference`` in ``vocabulary`` (``"sample"`` or ``"chip"``, see :data:`REFERENCE_KEYS`);
+    ``ValueError`` listing the references that vocabulary knows."""
+    names = tuple(n for n, keys in REFERENCE_KEYS.items() if vocabulary in keys)
+    if reference not in names:
+        raise ValueError(f"reference={reference!r}: expected one of {names}")
+    return REFERENCE_KEYS[reference][vocabulary]
 
 
 @torch.no_grad()
@@ -92,7 +85,7 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
     the dataset left out for lacking a model input, its ``skipped`` attribute); ``table`` one row
     per chip (chip_id, split, water_iou, ...).
     """
-    key = _ref_key(reference)
+    key = reference_key(reference)
     acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
     for batch, probs in iterate_predictions(model, data, plan, batch_size=batch_size, device=device,
                                             progress=progress, desc=f"evaluate {split or ''}".strip()):
@@ -131,12 +124,6 @@ def missing_chips(catalog: pd.DataFrame, splits: Sequence[str]) -> dict[str, lis
     return {s: sorted(c for c, sp in named.items() if sp == s and c not in on_disk) for s in splits}
 
 
-def _ref_key(reference: str) -> str:
-    if reference not in REFERENCES:
-        raise ValueError(f"reference={reference!r}: expected one of {tuple(REFERENCES)}")
-    return REFERENCES[reference]
-
-
 def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
              plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
              progress: bool = True) -> tuple[dict, pd.DataFrame]:
@@ -156,12 +143,9 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
     if isinstance(datasets, pd.DataFrame):  # a catalog: every evaluation split it has, normalised as in the spec
         if spec is None:
             raise ValueError("evaluate on a catalog needs the checkpoint's spec (pass a checkpoint path or spec=)")
-        from floodnb.data.normalize import Normalizer
-        from floodnb.distill.datasets import eval_datasets
+        from floodnb.distill.datasets import checkpoint_inputs, eval_datasets
 
-        datasets = eval_datasets(datasets, inputs=spec.inputs, with_meta=spec.meta_dim > 0,
-                                 normalizers={r: Normalizer.from_dict(spec.normalizers[r]) for r in spec.inputs},
-                                 weak="s1_otsu" if spec.label_conditioning else None)
+        datasets = eval_datasets(datasets, **checkpoint_inputs(spec, weak_role="s1_otsu"))
     if spec is not None:
         check_dataset(spec, datasets)
     if plan is None:
