@@ -24,31 +24,11 @@ from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.distill.inputs import chip_ids, collate, to_device
 from floodnb.metrics import ConfusionAccumulator
 from floodnb.models.inputs import InputPlan, plan_from_spec
+from floodnb.references import REFERENCE_KEYS, REFERENCES, reference_key
 
 __all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evaluate", "evaluate_label_maps",
            "evaluate_model", "iterate_predictions", "missing_chips", "plan_from_spec", "predict_probs",
            "reference_key"]
-
-#: reference name -> its key in each vocabulary: ``sample`` (a ChipDataset sample / batch dict) and
-#: ``chip`` (a variable of an ``xr.Dataset`` chip, :mod:`floodnb.data.io`; the weak label has none)
-REFERENCE_KEYS: dict[str, dict[str, str]] = {
-    "label": {"sample": "label", "chip": "label"},
-    "truth_water": {"sample": "truth", "chip": "truth_water"},
-    "truth": {"sample": "truth", "chip": "truth_water"},
-    "weak": {"sample": "weak"},
-}
-#: reference name -> sample key
-REFERENCES: dict[str, str] = {name: keys["sample"] for name, keys in REFERENCE_KEYS.items()}
-
-
-def reference_key(reference: str, vocabulary: str = "sample") -> str:
-    """The key of ``reference`` in ``vocabulary`` (``"sample"`` or ``"chip"``, see :data:`REFERENCE_KEYS`);
-    ``ValueError`` listing the references that vocabulary knows."""
-    names = tuple(n for n, keys in REFERENCE_KEYS.items() if vocabulary in keys)
-    if reference not in names:
-        raise ValueError(f"reference={reference!r}: expected one of {names}")
-    return REFERENCE_KEYS[reference][vocabulary]
-
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan) -> torch.Tensor:
