@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 from floodnb.bands import S1_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan, evaluate_label_maps
-from floodnb.references import reference_key
 from floodnb.distill.runner import EdgeOption, SupervisedObjective, TrainedRun, normalizer_dicts, train_method
+from floodnb.references import reference_key
 
 BASELINE_KINDS: dict[str, str] = {"s1_weak": "weak", "s1_hand": "label"}
 OTSU_MODES: tuple[str, ...] = ("chip", "event", "fixed")

@@ -7,7 +7,9 @@ and the number of such pixels is reported per chip (``no_input_pixels``).
 
 ``reference="label"`` scores against the sample's ``label`` (hand labels, or the weak label a
 baseline trained on), ``reference="truth_water"`` against the simulator's true water mask
-(sample key ``truth``).
+(sample key ``truth``); reference names and keys: :mod:`floodnb.references`. A checkpoint's
+spec becomes model input through :class:`floodnb.models.inputs.InputPlan` (re-exported here with
+:func:`~floodnb.models.inputs.plan_from_spec`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from floodnb.references import REFERENCE_KEYS, REFERENCES, reference_key
 __all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evaluate", "evaluate_label_maps",
            "evaluate_model", "iterate_predictions", "missing_chips", "plan_from_spec", "predict_probs",
            "reference_key"]
+
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan) -> torch.Tensor:
