@@ -33,9 +33,11 @@ import pandas as pd
 from floodnb.bands import LABEL_NODATA, WATER
 from floodnb.io_utils import atomic_path
 from floodnb.metrics import ConfusionAccumulator
+from floodnb.references import reference_key
 
-#: reference name -> chip variable (load_chip) / sample key (ChipDataset)
-REFERENCE_VAR: dict[str, tuple[str, str]] = {"truth_water": ("truth_water", "truth"), "label": ("label", "label")}
+#: reference name -> chip variable (load_chip) / sample key (ChipDataset), from :mod:`floodnb.references`
+REFERENCE_VAR: dict[str, tuple[str, str]] = {r: (reference_key(r, "chip"), reference_key(r))
+                                             for r in ("truth_water", "label")}
 #: Chip ids usable as file names (``<Event>_<id>``, as in :mod:`floodnb.viz.dashboard`).
 CHIP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 METRIC_NAME = "water_iou (water-class IoU of the global confusion matrix over valid pixels)"
@@ -95,7 +97,6 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
     spec asks for them). With ``predictions_dir`` every chip's probability and class are written
     there (:func:`write_chip_prediction`).
     """
-    from floodnb.data.normalize import Normalizer
     from floodnb.distill import datasets as ds
     from floodnb.distill.evaluate import iterate_predictions, plan_from_spec
     from floodnb.models import load_checkpoint
@@ -103,9 +104,7 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
     model, spec = load_checkpoint(checkpoint)
     plan = plan_from_spec(spec)
     key = REFERENCE_VAR[reference][1]
-    norms = {r: Normalizer.from_dict(spec.normalizers[r]) for r in spec.inputs}
-    data = ds.eval_datasets(catalog, inputs=spec.inputs, normalizers=norms, with_meta=spec.meta_dim > 0,
-                            weak="s1_otsu" if spec.label_conditioning else None, splits=tuple(splits))
+    data = ds.eval_datasets(catalog, **ds.checkpoint_inputs(spec, weak_role="s1_otsu"), splits=tuple(splits))
     if not data:
         raise ValueError(f"{method}: no chips in splits {list(splits)}")
     rows = catalog.drop_duplicates("chip_id").set_index("chip_id")

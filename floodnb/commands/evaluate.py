@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from floodnb.data.normalize import Normalizer, load_normalizers
+    from floodnb.data.normalize import load_normalizers
     from floodnb.distill import datasets as ds
     from floodnb.data.layout import split_csv_name
     from floodnb.distill.evaluate import evaluate, missing_chips
@@ -51,16 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from floodnb.models import load_checkpoint
 
     model, spec = load_checkpoint(args.checkpoint)
+    feed = ds.checkpoint_inputs(spec, weak_role=args.weak_role)  # the checkpoint's normalisers, unless a file says
     if args.normalizers:
-        normalizers = load_normalizers(args.normalizers)
-    else:
-        normalizers = {r: Normalizer.from_dict(spec.normalizers[r]) for r in spec.inputs}
+        feed["normalizers"] = load_normalizers(args.normalizers)
     source = ds.load_source(args.data_root, store=args.store)
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
-    data = {s: ds.split_dataset(source, s, inputs=spec.inputs, normalizers=normalizers,
-                                weak=args.weak_role if spec.label_conditioning else None,
-                                with_meta=spec.meta_dim > 0, s1_units=args.s1_units, missing_inputs="skip")
-            for s in splits}
+    data = {s: ds.split_dataset(source, s, **feed, s1_units=args.s1_units, missing_inputs="skip") for s in splits}
     missing = missing_chips(source, splits) if args.store is None else {}
     reference = "truth_water" if args.reference == "truth" else "label"
     metrics, table = evaluate(model, data, spec=spec, reference=reference, batch_size=args.batch_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 HELP = "train a teacher (S2 / S2+S1), a distilled S1 student or an S1 baseline"
 
@@ -160,18 +161,61 @@ def _check_pool_record(pool_path, now: dict) -> None:
                          f"(stored, now)) {diff}; use another out_dir")
 
 
-def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
-    from pathlib import Path
+def _reuse_pool(pool_path: Path, args: argparse.Namespace, labelled_by: dict) -> None:
+    """Refuse pool labels in ``pool_path`` from another teacher / split / weak role or cloud-mask setting."""
+    from floodnb.distill.teacher import pool_info
 
+    _check_pool_record(pool_path, labelled_by)
+    had = pool_info(pool_path)["cloud_mask"]["enabled"] if pool_path.with_suffix(".json").is_file() else None
+    if had is not None and had != (not args.no_cloud_mask):
+        raise ValueError(f"{pool_path} holds pool targets with cloud mask {'on' if had else 'off'}; "
+                         f"--no-cloud-mask asks for {'off' if args.no_cloud_mask else 'on'}: use another --out-dir")
+
+
+def _student_pool(args: argparse.Namespace, source, device: str, rank: int):
+    """The student's pool dataset: S1 of the ``--pool-split`` chips with the teacher's probabilities
+    (``<out-dir>/pool_probs.npy``) as ``soft`` targets.
+
+    Rank 0 labels the pool with :func:`~floodnb.distill.pool_targets.teacher_pool_targets` (the
+    teacher's own normalisers) unless a resumed run has the labels; the other ranks read its file.
+    """
+    import numpy as np
+
+    from floodnb.data.torch import ChipDataset
     from floodnb.distill import datasets as ds
     from floodnb.distill import ddp
+    from floodnb.distill.pool_targets import teacher_pool_targets
+    from floodnb.distill.teacher import pool_info
+    from floodnb.io_utils import atomic_write_json
+
+    pool_cat = ds.pool_source(source, split=args.pool_split)
+    pool_path = Path(args.out_dir) / "pool_probs.npy"
+    labelled_by = _pool_record(args)
+    if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
+        _reuse_pool(pool_path, args, labelled_by)
+    else:
+        if rank == 0:
+            teacher_pool_targets(args.teacher, pool_cat, out_path=pool_path, weak_role=args.weak_role,
+                                 s1_units=args.s1_units, batch_size=args.batch_size, device=device,
+                                 progress=not args.no_progress, mask_clouds=not args.no_cloud_mask)
+            # the sidecar of label_pool (chip ids, teacher spec, cloud mask) + what made the labels
+            atomic_write_json(pool_path.with_suffix(".json"), {**pool_info(pool_path), "labelled_by": labelled_by})
+        ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
+    probs = np.load(pool_path, mmap_mode="r")
+    return ChipDataset(pool_cat, inputs=("s1",), target=None, weak=None, soft=probs, crop=args.crop,
+                       augment=True, seed=args.seed, s1_units=args.s1_units)
+
+
+def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
+    from floodnb.distill import datasets as ds
     from floodnb.distill.engine import TrainConfig
     from floodnb.distill.runner import EdgeOption
 
     source = ds.load_source(args.data_root, store=args.store)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device)
-    edge = EdgeOption(width=args.edge_width, inner=args.edge_weight, outer=args.edge_weight) if args.edge_width else None
+    edge = (EdgeOption(width=args.edge_width, inner=args.edge_weight, outer=args.edge_weight)
+            if args.edge_width else None)
     cw = tuple(float(x) for x in _csv(args.class_weights)) if args.class_weights else None
     reference = "truth_water" if args.reference == "truth" else "label"
     common = dict(out_dir=args.out_dir, model=args.model, config=config, reference=reference, class_weights=cw,
@@ -205,49 +249,9 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
                              valid=data("valid", ("s1",), train=False),
                              evaluate_on=evals(("s1",), weak=args.weak_role), **common)
     else:
-        from floodnb.data.torch import ChipDataset
         from floodnb.distill.student import train_student
-        from floodnb.distill.teacher import label_pool
-        from floodnb.models import read_spec
 
-        pool = None
-        if args.teacher:
-            spec = read_spec(args.teacher)
-            pool_cat = ds.pool_source(source, split=args.pool_split)
-            pool_path = Path(args.out_dir) / "pool_probs.npy"
-            labelled_by = _pool_record(args)
-            if ddp.broadcast_object(pool_path.exists()):  # rank 0 decides for all
-                _check_pool_record(pool_path, labelled_by)
-                import numpy as np
-
-                from floodnb.distill.teacher import pool_info
-
-                had = pool_info(pool_path)["cloud_mask"]["enabled"] if pool_path.with_suffix(".json").is_file() \
-                    else None
-                if had is not None and had != (not args.no_cloud_mask):
-                    raise ValueError(f"{pool_path} holds pool targets with cloud mask {'on' if had else 'off'}; "
-                                     f"--no-cloud-mask asks for {'off' if args.no_cloud_mask else 'on'}: use another "
-                                     "--out-dir")
-                probs = np.load(pool_path, mmap_mode="r")
-            else:
-                if rank == 0:
-                    teacher_pool = ChipDataset(pool_cat, inputs=spec.inputs, target=None,
-                                               weak=args.weak_role if spec.label_conditioning else None,
-                                               with_meta=spec.meta_dim > 0, s1_units=args.s1_units)
-                    label_pool(args.teacher, teacher_pool, out_path=pool_path, batch_size=args.batch_size,
-                               device=device, progress=not args.no_progress, mask_clouds=not args.no_cloud_mask)
-                    from floodnb.distill.teacher import pool_info
-                    from floodnb.io_utils import atomic_write_json
-
-                    # the sidecar of label_pool (chip ids, teacher spec, cloud mask) + what made the labels
-                    atomic_write_json(pool_path.with_suffix(".json"),
-                                      {**pool_info(pool_path), "labelled_by": labelled_by})
-                ddp.barrier()  # the other ranks read rank 0's file (shared out_dir)
-                import numpy as np
-
-                probs = np.load(pool_path, mmap_mode="r")
-            pool = ChipDataset(pool_cat, inputs=("s1",), target=None, weak=None, soft=probs, crop=args.crop,
-                               augment=True, seed=args.seed, s1_units=args.s1_units)
+        pool = _student_pool(args, source, device, rank) if args.teacher else None
         res = train_student(hand=data("train", ("s1",), train=True, weak=None), pool=pool,
                             valid=data("valid", ("s1",), train=False, weak=None), mode=args.mode,
                             temperature=args.temperature, threshold=args.threshold,

@@ -21,6 +21,7 @@ from floodnb.bands import S1_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan, evaluate_label_maps
 from floodnb.distill.runner import EdgeOption, SupervisedObjective, TrainedRun, normalizer_dicts, train_method
+from floodnb.references import reference_key
 
 BASELINE_KINDS: dict[str, str] = {"s1_weak": "weak", "s1_hand": "label"}
 OTSU_MODES: tuple[str, ...] = ("chip", "event", "fixed")
@@ -151,9 +152,7 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
         raise ValueError(f"mode={mode!r}: expected one of {OTSU_MODES}")
     if mode == "fixed" and threshold is None:
         raise ValueError("mode='fixed' needs threshold= (VH in dB)")
-    ref_key = {"label": "label", "truth_water": "truth_water", "truth": "truth_water"}
-    if reference not in ref_key:
-        raise ValueError(f"reference={reference!r}: expected one of {tuple(ref_key)}")
+    key = reference_key(reference, "chip")
     chips = list(_chips(chips))
     if not chips:
         raise ValueError("otsu_baseline: no chips (empty split?)")
@@ -161,9 +160,9 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
     preds, refs, ids, used, used_src = [], [], [], [], []
     for c in chips:
         cid = str(_attr(c, "chip_id"))
-        key = ref_key[reference]
         if key not in c:
-            raise ValueError(f"chip {cid}: reference {reference!r} needs variable {key!r}; the chip has {list(c.data_vars)}")
+            raise ValueError(f"chip {cid}: reference {reference!r} needs variable {key!r}; "
+                             f"the chip has {list(c.data_vars)}")
         s1 = np.asarray(c["s1"].values, dtype=np.float32)
         if mode == "chip":
             t = None

@@ -4,7 +4,9 @@ Thin glue over :class:`floodnb.data.torch.ChipDataset`, used by ``floodnb train`
 ``floodnb evaluate`` and the notebooks: :func:`load_source` opens a data root (catalog) or a
 packed store, :func:`split_dataset` makes one split's dataset and refuses an empty split by
 name, :func:`pool_source` selects the unlabelled pool (weak chips) with rows aligned to
-:func:`floodnb.distill.teacher.label_pool`'s output.
+:func:`floodnb.distill.teacher.label_pool`'s output. :func:`model_dataset` is the one way to read
+chips for a trained checkpoint: its inputs, metadata and weak label as its spec records them and,
+always, the checkpoint's own normalisers (:func:`checkpoint_inputs`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from floodnb.models.inputs import plan_from_spec
 
 #: Splits scored after training (those with chips); "bolivia" is the held-out event.
 EVAL_SPLITS: tuple[str, ...] = ("valid", "test", "bolivia")
@@ -78,6 +82,31 @@ def eval_datasets(source, *, inputs: Sequence[str], normalizers: Mapping | None 
     return {s: split_dataset(source, s, inputs=inputs, normalizers=normalizers, weak=weak, with_meta=with_meta,
                              s1_units=s1_units, missing_inputs="skip")
             for s in splits if s in sizes and sizes[s] > 0}
+
+
+def checkpoint_inputs(spec, *, weak_role: str | None = "s1_otsu") -> dict:
+    """``ChipDataset`` keyword arguments that feed checkpoint ``spec`` (a :class:`~floodnb.models.ModelSpec`).
+
+    ``inputs`` (roles in the model's order), ``normalizers`` (role -> the checkpoint's own
+    :class:`~floodnb.data.normalize.Normalizer`, never the presets), ``weak`` (``weak_role`` for a
+    label-conditioned model, else None) and ``with_meta`` (metadata-conditioned model).
+    """
+    plan = plan_from_spec(spec)
+    return {"inputs": plan.inputs, "normalizers": plan.normalizer_map(),
+            "weak": weak_role if plan.label_conditioning else None, "with_meta": plan.use_meta}
+
+
+def model_dataset(source, spec, *, target: str | None = "label", weak_role: str | None = "s1_otsu", **kwargs):
+    """``ChipDataset`` of ``source`` (catalog rows or a store) read as checkpoint ``spec`` needs it.
+
+    Inputs, metadata, weak label and normalisers come from :func:`checkpoint_inputs`; ``kwargs``
+    (``s1_units``, ``crop``, ``missing_inputs``, ..., or ``normalizers`` to check another set
+    against the checkpoint) go to :class:`~floodnb.data.torch.ChipDataset`. ``target=None`` for
+    unlabelled chips such as the teacher's pool.
+    """
+    from floodnb.data.torch import ChipDataset
+
+    return ChipDataset(source, target=target, **{**checkpoint_inputs(spec, weak_role=weak_role), **kwargs})
 
 
 def pool_source(source, *, split: str = "weak") -> pd.DataFrame:

@@ -7,13 +7,14 @@ and the number of such pixels is reported per chip (``no_input_pixels``).
 
 ``reference="label"`` scores against the sample's ``label`` (hand labels, or the weak label a
 baseline trained on), ``reference="truth_water"`` against the simulator's true water mask
-(sample key ``truth``).
+(sample key ``truth``); reference names and keys: :mod:`floodnb.references`. A checkpoint's
+spec becomes model input through :class:`floodnb.models.inputs.InputPlan` (re-exported here with
+:func:`~floodnb.models.inputs.plan_from_spec`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,39 +23,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
-from floodnb.distill.inputs import assemble_inputs, chip_ids, collate, to_device
+from floodnb.distill.inputs import chip_ids, collate, to_device
 from floodnb.metrics import ConfusionAccumulator
+from floodnb.models.inputs import InputPlan, plan_from_spec
+from floodnb.references import REFERENCE_KEYS, REFERENCES, reference_key
 
-#: reference name -> sample key
-REFERENCES: dict[str, str] = {"label": "label", "truth_water": "truth", "truth": "truth", "weak": "weak"}
-
-
-@dataclass(frozen=True)
-class InputPlan:
-    """How a batch becomes model input: roles in order, band subsets, label conditioning, metadata."""
-
-    inputs: tuple[str, ...]
-    band_index: dict | None = None
-    label_conditioning: bool = False
-    use_meta: bool = False
-
-    def __call__(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = assemble_inputs(batch, inputs=self.inputs, band_index=self.band_index,
-                            label_conditioning=self.label_conditioning)
-        meta = None
-        if self.use_meta:
-            if "meta" not in batch:
-                raise ValueError(f"the model is metadata-conditioned but the batch has no 'meta' (chips {chip_ids(batch)}); "
-                                 "build the dataset with with_meta=True")
-            meta = batch["meta"].float()
-        return x, meta
-
-
-def plan_from_spec(spec) -> InputPlan:
-    """The :class:`InputPlan` a checkpoint's :class:`~floodnb.models.ModelSpec` records."""
-    band_index = spec.config["band_index"] if "band_index" in spec.config else None
-    return InputPlan(inputs=tuple(spec.inputs), band_index=band_index,
-                     label_conditioning=bool(spec.label_conditioning), use_meta=spec.meta_dim > 0)
+__all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evaluate", "evaluate_label_maps",
+           "evaluate_model", "iterate_predictions", "missing_chips", "plan_from_spec", "predict_probs",
+           "reference_key"]
 
 
 @torch.no_grad()
@@ -92,7 +68,7 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
     the dataset left out for lacking a model input, its ``skipped`` attribute); ``table`` one row
     per chip (chip_id, split, water_iou, ...).
     """
-    key = _ref_key(reference)
+    key = reference_key(reference)
     acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
     for batch, probs in iterate_predictions(model, data, plan, batch_size=batch_size, device=device,
                                             progress=progress, desc=f"evaluate {split or ''}".strip()):
@@ -131,12 +107,6 @@ def missing_chips(catalog: pd.DataFrame, splits: Sequence[str]) -> dict[str, lis
     return {s: sorted(c for c, sp in named.items() if sp == s and c not in on_disk) for s in splits}
 
 
-def _ref_key(reference: str) -> str:
-    if reference not in REFERENCES:
-        raise ValueError(f"reference={reference!r}: expected one of {tuple(REFERENCES)}")
-    return REFERENCES[reference]
-
-
 def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
              plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
              progress: bool = True) -> tuple[dict, pd.DataFrame]:
@@ -156,12 +126,9 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
     if isinstance(datasets, pd.DataFrame):  # a catalog: every evaluation split it has, normalised as in the spec
         if spec is None:
             raise ValueError("evaluate on a catalog needs the checkpoint's spec (pass a checkpoint path or spec=)")
-        from floodnb.data.normalize import Normalizer
-        from floodnb.distill.datasets import eval_datasets
+        from floodnb.distill.datasets import checkpoint_inputs, eval_datasets
 
-        datasets = eval_datasets(datasets, inputs=spec.inputs, with_meta=spec.meta_dim > 0,
-                                 normalizers={r: Normalizer.from_dict(spec.normalizers[r]) for r in spec.inputs},
-                                 weak="s1_otsu" if spec.label_conditioning else None)
+        datasets = eval_datasets(datasets, **checkpoint_inputs(spec, weak_role="s1_otsu"))
     if spec is not None:
         check_dataset(spec, datasets)
     if plan is None:

@@ -272,14 +272,12 @@ def _s1_spec(name: str, path: str | Path):
 
 
 def _score_model(path, spec, chips: pd.DataFrame, *, split: str, batch_size: int, progress: bool):
-    from floodnb.data.normalize import Normalizer
-    from floodnb.data.torch import ChipDataset
+    from floodnb.distill.datasets import model_dataset
     from floodnb.distill.evaluate import evaluate_model, plan_from_spec
     from floodnb.models import load_checkpoint
 
     model, spec = load_checkpoint(path)
-    norms = {"s1": Normalizer.from_dict(spec.normalizers["s1"])}
-    ds = ChipDataset(chips, inputs=("s1",), target="label", weak=None, normalizers=norms)
+    ds = model_dataset(chips, spec, target="label", weak_role=None)
     return evaluate_model(model, ds, plan_from_spec(spec), batch_size=batch_size, progress=progress, split=split)
 
 

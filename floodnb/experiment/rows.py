@@ -136,22 +136,19 @@ class Context:
         A distillation teacher's (``teacher_*``) targets are NaN under the pool's S2 cloud mask
         when ``budget.pool_cloud_mask``; the teacher's water IoU vs truth in clear vs cloud pixels
         is written beside them (``pool_probs.quality.csv``). The CromSS partner (``s2_weak``) is
-        never masked: its probabilities weight pixels rather than supervise them.
+        never masked: its probabilities weight pixels rather than supervise them. The pool is read
+        with the checkpoint's own normalisers (:func:`~floodnb.distill.pool_targets.teacher_pool_targets`).
         """
         import numpy as np
 
-        from floodnb.data.torch import ChipDataset
-        from floodnb.distill.teacher import label_pool
-        from floodnb.models import read_spec
+        from floodnb.distill.pool_targets import teacher_pool_targets
 
         path = self.row_dirs[row] / "pool_probs.npy"
         if path.exists():
             return np.load(path, mmap_mode="r")
-        ckpt = self.checkpoint(row)
-        spec = read_spec(ckpt)
-        data = ChipDataset(self.pool, inputs=tuple(spec.inputs), target=None, weak=None, with_meta=spec.meta_dim > 0)
-        return label_pool(ckpt, data, out_path=path, batch_size=self.budget.batch_size, progress=self.progress,
-                          mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"))
+        return teacher_pool_targets(self.checkpoint(row), self.pool, out_path=path, weak_role=None,
+                                    batch_size=self.budget.batch_size, progress=self.progress,
+                                    mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"))
 
 
 def _summaries(run) -> dict:
