@@ -38,7 +38,6 @@ import base64
 import email.utils
 import hashlib
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +51,7 @@ import requests
 
 from floodnb import __version__
 from floodnb.bands import LAYERS
+from floodnb.chip_ids import SEN1FLOODS11_ID_RE, chip_event, split_csv_chips
 from floodnb.data import layout as lay
 
 __all__ = [
@@ -87,8 +87,6 @@ PART_SUFFIX = ".part"
 _CHUNK = 1 << 16  # 64 KiB: a dropped connection loses at most this much of the .part
 _MAX_BACKOFF_S = 60.0
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
-#: ``<Event>_<id>`` (events like ``Sri-Lanka``); anything else (paths, dots) is refused.
-_CHIP_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*_[A-Za-z0-9]+$")
 
 
 class FileTask(NamedTuple):
@@ -370,23 +368,7 @@ def _tuple_of_str(value: Sequence[str] | str, arg: str) -> tuple[str, ...]:
 
 def _chips_from_split_csv(text: str, source: str) -> list[str]:
     """Chip ids of a split CSV (``<chip>_S1Hand.tif,<chip>_LabelHand.tif`` rows, CRLF, no header)."""
-    chips: list[str] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        first = line.split(",", 1)[0].strip()
-        if not first.lower().endswith(".tif") or "_" not in first:
-            raise ValueError(f"split CSV {source} line {lineno}: expected '<chip>_S1Hand.tif,...', got {line!r}")
-        chip = first.rsplit("_", 1)[0]
-        if not _CHIP_RE.match(chip):
-            raise ValueError(f"split CSV {source} line {lineno}: {first!r} names no '<Event>_<id>' chip")
-        chips.append(chip)
-    return chips
-
-
-def _event(chip: str) -> str:
-    return chip.rsplit("_", 1)[0]
+    return split_csv_chips(text, source)
 
 
 def _v11_object(rel: Path) -> str:
@@ -456,7 +438,7 @@ def plan(
     if include_v10_s2:
         _check_url(v10_listing_url, "v10_listing_url")
 
-    keep_event = (lambda chip: True) if events is None else (lambda chip: _event(chip) in events)
+    keep_event = (lambda chip: True) if events is None else (lambda chip: chip_event(chip) in events)
     stop = threading.Event()
     session = _new_session()
     tasks: dict[Path, FileTask] = {}
@@ -527,7 +509,7 @@ def plan(
                 suffix = "_" + lay.chip_file_name("X", layer).split("_", 1)[1]  # "_<Layer>.tif"
                 for name in index:
                     base = name.rsplit("/", 1)[-1]
-                    if base.endswith(suffix) and _CHIP_RE.match(base[: -len(suffix)]):
+                    if base.endswith(suffix) and SEN1FLOODS11_ID_RE.match(base[: -len(suffix)]):
                         found[(base[: -len(suffix)], layer)] = name
             weak_chips = sorted({c for c, _ in found if keep_event(c)})
             if max_weak_chips is not None:
@@ -545,7 +527,7 @@ def plan(
                 if not stem.lower().endswith((".tif", ".tiff")):
                     continue
                 parts = stem.rsplit(".", 1)[0].split("_")
-                if len(parts) >= 2 and _CHIP_RE.match(f"{parts[0]}_{parts[1]}"):
+                if len(parts) >= 2 and SEN1FLOODS11_ID_RE.match(f"{parts[0]}_{parts[1]}"):
                     s2_by_chip.setdefault(f"{parts[0]}_{parts[1]}", name)
             if weak_chips is not None:
                 s2_chips = [c for c in weak_chips if c in s2_by_chip]

@@ -121,7 +121,7 @@ class ChipDataset(torch.utils.data.Dataset):
         self.truth_role = "truth_water" if self._has("truth_water").any() else None
         self._prepared = None  # samples precomputed by floodnb.data.prepared.prepare for these settings
         if self.is_store and prepared and ignore_invalid_input:
-            from floodnb.data.prepared import find_prepared
+            from floodnb.data.prepared_arrays import find_prepared
 
             self._prepared = find_prepared(source, inputs=inputs, target=self.label_keys.get("label"),
                                            weak=self.label_keys.get("weak"), truth=self.truth_role,

@@ -40,6 +40,7 @@ import pandas as pd
 
 from floodnb.bands import LAYERS, S1_BANDS, S2_BANDS
 from floodnb.data import layout as lay
+from floodnb.geotiff import write_geotiff
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.scale.collections import (
     DEFAULT_RESOLUTION_DEG,
@@ -167,16 +168,10 @@ def _letters(k: int) -> str:
 
 
 def _write_tif(path: Path, data: np.ndarray, *, crs, transform, nodata, descriptions: Sequence[str]) -> None:
-    import rasterio
-
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
-                           dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata,
-                           compress="deflate", tiled=True, blockxsize=min(256, _block(data.shape[2])),
-                           blockysize=min(256, _block(data.shape[1]))) as dst:
-            dst.write(data)
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
+    """``(C, H, W)`` -> a deflate-compressed tiled GeoTIFF (blocks of at most 256 px), atomically."""
+    write_geotiff(path, data, crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
+                  compress="deflate", tiled=True, blockxsize=min(256, _block(data.shape[2])),
+                  blockysize=min(256, _block(data.shape[1])))
 
 
 def _block(n: int) -> int:

@@ -28,7 +28,6 @@ import functools
 import html
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
 from bokeh.plotting import figure
 
 from floodnb.bands import LABEL_NODATA
+from floodnb.chip_ids import is_chip_id
 from floodnb.viz import maplayers as ml
 
 NOISE_DIR = "02_weak_labels_and_noise"
@@ -86,8 +86,6 @@ def resolve_basemap(basemap: str) -> str:
     return basemap
 
 
-#: Chip ids as Sen1Floods11 and the simulator write them (``<Event>_<id>``): no path separators.
-CHIP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 MAP_PX = 620
 _EMPTY = np.zeros((1, 1), np.uint32)
 
@@ -111,7 +109,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; expected at least {list(required)}")
-    bad = [c for c in df["chip_id"] if not CHIP_ID_RE.match(str(c))]
+    bad = [c for c in df["chip_id"] if not is_chip_id(str(c))]
     if bad:
         raise ValueError(f"{path} holds chip ids that are not '<Event>_<id>' names: {bad[:3]}")
     return df
@@ -321,7 +319,7 @@ class Dashboard(param.Parameterized):
     # ---------------------------------------------------------------- chip data
     def _run_file(self, rel_dir: str, chip_id: str, suffix: str) -> Path | None:
         """``<run_dir>/<rel_dir>/<chip_id><suffix>`` for a chip id from the tables, if it exists."""
-        if not CHIP_ID_RE.match(chip_id):
+        if not is_chip_id(chip_id):
             raise ValueError(f"chip id {chip_id!r} is not a '<Event>_<id>' name")
         folder = (self.run.run_dir / rel_dir).resolve()
         path = (folder / f"{chip_id}{suffix}").resolve()
