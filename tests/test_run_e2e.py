@@ -44,8 +44,9 @@ def test_floodnb_run_fast_end_to_end(tmp_path):
             cm = v["confusion_matrix"]
             assert sum(map(sum, cm)) == v["valid_pixels"] > 0
             assert cm[1][1] / (cm[1][1] + cm[0][1] + cm[1][0]) == __import__("pytest").approx(v["water_iou"])
-    # Otsu needs no training and must separate simulated water from dry land
-    assert metrics["otsu"]["test"]["water_iou"] > 0.3
+    # Otsu needs no training and must find simulated water; per-chip Otsu is weak where chips hold
+    # little water (real Sen1Floods11 chips: 0.21 against hand labels), as the simulator now reproduces
+    assert metrics["otsu"]["test"]["water_iou"] > 0.1
 
     per_chip = pd.read_csv(run_dir / "05_evaluate" / "per_chip.csv")
     assert list(per_chip.columns[:5]) == ["chip_id", "event", "split", "method", "water_iou"]

@@ -192,6 +192,18 @@ def test_cli_and_realism_report(tmp_path, shared_sample):
     if shared_sample:
         assert "real_chip_otsu_water_iou_vs_hand: 0.209" in md  # measured on the 7 shared chips with S1
     assert "simulated" in (rep / "realism_s1_stats.csv").read_text() and "real" in (rep / "realism_s1_stats.csv").read_text()
+    import pandas as pd
+
+    table = pd.read_csv(rep / "realism_table.csv")
+    assert (rep / "realism_table.png").stat().st_size > 1000
+    assert {"statistic", "real", "simulated", "tolerance", "passed", "fitted"} <= set(table.columns)
+    real = table.set_index("statistic").real
+    # real side: the 6 real chips with valid S1 and labels (definitions in floodnb.simulate.stats)
+    assert real["vh_water_p05_db"] == pytest.approx(-37.39, abs=0.01)
+    assert real["enl_vh_water"] == pytest.approx(2.0, abs=0.05)
+    assert real["largest_component_share"] == pytest.approx(0.243, abs=0.001)
+    assert real["low_water_chip_share"] == pytest.approx(4 / 6, abs=1e-4)  # CSV keeps 4 decimals
+    assert "## Realism table" in md and "fitted" in md
 
 
 def test_an_interrupted_simulation_is_redone_but_foreign_data_is_refused(tmp_path):

@@ -4,7 +4,9 @@ Every confusion rate is an *area fraction*, so a rate of 0 switches the effect o
 rate makes it cover proportionally more pixels of the affected surface, with all other random
 draws unchanged (the masks are drawn whatever the rate, then thresholded at the rate's
 quantile). Defaults were calibrated against the real Sen1Floods11 chips in
-``../shared/data/sen1floods11`` (see :mod:`floodnb.simulate.report` and the README).
+``../shared/data/sen1floods11`` by matching radar and water-shape *statistics*
+(:mod:`floodnb.simulate.stats`, the realism table of :mod:`floodnb.simulate.report`), never a
+model's score on the real labels. Each realism setting can be switched off to show its effect.
 """
 
 from __future__ import annotations
@@ -22,15 +24,29 @@ class SimConfig:
     Sizes: ``size`` px square chips (10 m pixels, 8.983e-05 deg in EPSG:4326 as Sen1Floods11).
 
     Sentinel-1:
-      ``enl``: equivalent number of looks of the multiplicative gamma speckle. ESA gives ENL
-        ~4.4 for IW GRDH (Sentinel-1 Product Definition); the speckle is drawn at the ~20 m
-        resolution cell and shared by 2x2 pixels (10 m spacing, spatially correlated).
-      ``nesz_db``: residual noise-equivalent sigma nought added before speckle. IW NESZ is
-        about -22 to -26 dB, but the Sen1Floods11 imagery (Google Earth Engine GRD) has thermal
-        noise removed, and real water reaches -37 dB in VH (5th percentile over the real
-        chips), so the residual floor is low.
+      ``enl``: equivalent number of looks of the multiplicative gamma speckle over land. ESA gives
+        ENL ~4.4 for IW GRDH (Sentinel-1 Product Definition); the speckle is drawn at the ~20 m
+        resolution cell and shared by 2x2 pixels (10 m spacing, spatially correlated). 6.0 makes
+        the 7x7-window ENL of VH over dry land match the real chips (5.6; texture included).
+      ``water_enl``: looks of the speckle over open water (the real chips' 7x7 ENL over water is
+        about 2, with the noise-removal residual below doing most of that). ``water_enl = enl``
+        switches the per-class looks off.
+      ``texture_coupling``: correlation of the VV and VH texture fields (1 = one shared texture,
+        the old model; real within-chip corr(VV, VH) over dry land is only ~0.46, 0.61 over 5x5
+        means). Texture amplitudes are per band (water texture is mostly VV: wind and waves).
+      ``ratio_spread``: multiplier of the per-class spread of VV - VH around the class gap
+        (``sar.RATIO_SPREAD_DB``; 0 = a fixed gap per class). Class gaps differ too: bare soil
+        (surface scattering) has a high VV/VH ratio, forest (volume scattering) a low one.
+      ``nesz_db``: residual noise-equivalent sigma nought added before speckle (a small floor).
+      ``noise_floor_db``: level of the thermal noise that the product's noise removal subtracted;
+        the zero-mean residual of that subtraction dominates dark water, giving the deep VH tail
+        of real water (5th percentile about -37 dB). None switches it off.
+      ``calibration_std_db``: std of an independent per-chip offset of each band (calibration,
+        processing and season differences: domain randomisation; event VH thresholds in the real
+        metadata differ by several dB). 0 switches it off; the incidence angle varies per chip
+        (30-46 deg) whatever this setting.
       ``wind_rate``: fraction of open water that is wind-roughened (Bragg scattering raises
-        water backscatter towards land values; VV more than VH) -> S1 misses water.
+        water backscatter towards land values in both bands) -> S1 misses water.
       ``shadow_rate``: fraction of the chip area that is steep terrain; its back-slopes
         (facing away from the radar) fall in radar shadow / grazing incidence and are as dark
         as water -> S1 false water.
@@ -40,6 +56,14 @@ class SimConfig:
         emergent; trunk-water double bounce makes it bright in VV -> S1 misses water.
       ``urban_flood_rate``: fraction of low-lying urban land that floods; wall-water double
         bounce makes it brighter still -> S1 misses water.
+    Scene:
+      ``fragmentation`` (0..1): microtopography that makes flood edges ragged, emergent ground that
+        splits flood water into many bodies, and pluvial ponding (many small water bodies).
+        0 = the old compact bathtub flood (one connected body per river).
+      ``low_water_chip_rate``: probability that a chip is not flooded (at most a river, less
+        often than in flooded chips, and a little ponding): real chips often hold little or no water.
+      ``organic_parcels``: field parcels as warped Voronoi cells (False = the old square grid,
+        which shows as square blocks in land cover and Sentinel-2).
     Sentinel-2:
       ``cloud_scale``: multiplies every event's cloud cover (0 = cloud-free S2).
     Labels:
@@ -56,14 +80,22 @@ class SimConfig:
     """
 
     size: int = 512
-    enl: float = 4.4
+    enl: float = 6.0
     nesz_db: float = -40.0
-    wind_rate: float = 0.15
-    shadow_rate: float = 0.03
-    smooth_rate: float = 0.04
+    wind_rate: float = 0.1
+    shadow_rate: float = 0.01
+    smooth_rate: float = 0.012
     flooded_vegetation_rate: float = 0.2
     urban_flood_rate: float = 0.5
     cloud_scale: float = 1.0
+    water_enl: float = 4.0
+    texture_coupling: float = 0.1
+    ratio_spread: float = 0.3
+    noise_floor_db: float | None = -36.0
+    calibration_std_db: float = 1.0
+    fragmentation: float = 1.0
+    low_water_chip_rate: float = 0.65
+    organic_parcels: bool = True
     hand_edge_px: float = 1.0
     otsu_scope: str = "event"
     heldout_fraction: float = 0.1
@@ -74,12 +106,21 @@ class SimConfig:
         if not (isinstance(self.size, int) and 32 <= self.size <= 4096 and self.size % 16 == 0):
             raise ValueError(f"size must be an int in [32, 4096] divisible by 16, got {self.size!r}")
         for name in ("wind_rate", "shadow_rate", "smooth_rate", "flooded_vegetation_rate",
-                     "urban_flood_rate", "heldout_fraction", "s1_nodata_rate"):
+                     "urban_flood_rate", "heldout_fraction", "s1_nodata_rate", "texture_coupling",
+                     "fragmentation", "low_water_chip_rate"):
             v = getattr(self, name)
             if not (0.0 <= float(v) <= 1.0):
                 raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}")
-        if not self.enl > 0:
-            raise ValueError(f"enl must be > 0, got {self.enl!r}")
+        for name in ("enl", "water_enl"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("ratio_spread", "calibration_std_db"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.noise_floor_db is not None and not -60.0 <= self.noise_floor_db <= -10.0:
+            raise ValueError(f"noise_floor_db must be None or in [-60, -10] dB, got {self.noise_floor_db!r}")
+        if not isinstance(self.organic_parcels, bool):
+            raise ValueError(f"organic_parcels must be a bool, got {self.organic_parcels!r}")
         if not self.cloud_scale >= 0:
             raise ValueError(f"cloud_scale must be >= 0, got {self.cloud_scale!r}")
         if not self.hand_edge_px >= 0:

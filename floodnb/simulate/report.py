@@ -3,6 +3,10 @@
 What it measures (all water IoU figures are *global*: one confusion matrix summed over chips,
 valid pixels only — the metric of :mod:`floodnb.metrics`):
 
+* the realism table (:mod:`floodnb.simulate.stats`): texture, coupling and looks of VV/VH,
+  the noise floor, the VV - VH ratio per class, the shape of water bodies and the share of chips
+  with little water, real vs simulated side by side with a tolerance, pass/fail and whether the
+  simulator was fitted to that statistic (``realism_table.{csv,png}`` and the markdown);
 * class-conditional Sentinel-1 statistics, VV and VH (dB), water vs dry, split by the hand label
   (``LabelHand``) exactly as one can on the real chips: pooled mean/std/percentiles, the range
   of per-chip means and stds, and histograms;
@@ -31,6 +35,7 @@ from floodnb.bands import S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data import layout
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.labels.weak import otsu_label
+from floodnb.simulate.stats import RealismStats, realism_table
 
 BINS = np.arange(-45.0, 10.5, 0.5)
 #: Ranges (dB) that simulated class-conditional S1 statistics (pooled over chips, by label) must
@@ -67,8 +72,10 @@ class _Acc:
         self.chip_stats = []
         self.s2 = {}
         self.conf = {}
+        self.realism = RealismStats()
 
     def add_s1(self, s1: np.ndarray, label: np.ndarray) -> None:
+        self.realism.add(s1, label)
         ok = np.isfinite(s1).all(axis=0) & (label >= 0)
         for i, b in enumerate(S1_BANDS):
             for c, v in (("water", 1), ("dry", 0)):
@@ -122,15 +129,18 @@ def _sim_pass(root: Path, max_chips: int) -> tuple[_Acc, pd.DataFrame]:
     acc = _Acc()
     table_path = root / "floodnb_simulation_chips.csv"
     if not table_path.exists():
-        raise FileNotFoundError(f"realism_report: {str(table_path)!r} not found; is {str(root)!r} a floodnb simulation?")
+        raise FileNotFoundError(f"realism_report: {str(table_path)!r} not found; "
+                                f"is {str(root)!r} a floodnb simulation?")
     chips = pd.read_csv(table_path)
     hand = chips[chips.group == "hand"].head(max_chips)
     for cid, ev in zip(hand.chip_id, hand.event):
         s1 = _read(layout.layer_dir(root, "S1Hand") / layout.chip_file_name(cid, "S1Hand"))
         label = _read(layout.layer_dir(root, "LabelHand") / layout.chip_file_name(cid, "LabelHand"))[0]
-        truth = _read(layout.truth_dir(root, "SimTruthWater", "hand") / layout.chip_file_name(cid, "SimTruthWater"))[0]
+        truth = _read(layout.truth_dir(root, "SimTruthWater", "hand")
+                      / layout.chip_file_name(cid, "SimTruthWater"))[0]
         cls = _read(layout.truth_dir(root, "SimTruthClass", "hand") / layout.chip_file_name(cid, "SimTruthClass"))[0]
-        s2 = _read(layout.layer_dir(root, "S2Hand") / layout.chip_file_name(cid, "S2Hand")).astype(np.float32) / S2_SCALE
+        s2 = _read(layout.layer_dir(root, "S2Hand") / layout.chip_file_name(cid, "S2Hand")).astype(np.float32)
+        s2 /= S2_SCALE
         acc.add_s1(s1, label)
         acc.add_s2("sim, hand label", s2, label, {1: "water", 0: "dry"})
         acc.add_s2("sim, true class", s2, cls, dict(enumerate(SIM_CLASSES)))
@@ -180,7 +190,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     layers) and the per-chip weak-label counts the writer recorded for every chip; the real
     root may use any layout :func:`floodnb.data.layout.detect` knows. Writes
     ``realism_report.{png,md}``, ``realism_s1_stats.csv``, ``realism_s2_means.csv`` and
-    ``realism_weak_labels.csv`` to ``out_dir`` (default ``<root>/realism``), atomically.
+    ``realism_weak_labels.csv`` to ``out_dir`` (default ``<root>/realism``), atomically; with a
+    real root also ``realism_table.{csv,png}`` (``tables["realism"]``).
     """
     import matplotlib
 
@@ -230,8 +241,9 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     }
     if "real" in accs:
         rc = accs["real"].conf
-        summary["real_chip_otsu_water_iou_vs_hand"] = _iou(rc[("chip_otsu_vs_hand", "all")]) if ("chip_otsu_vs_hand", "all") in rc else float("nan")
-        summary["real_event_otsu_water_iou_vs_hand"] = _iou(rc[("event_otsu_vs_hand", "all")]) if ("event_otsu_vs_hand", "all") in rc else float("nan")
+        for key in ("chip_otsu_vs_hand", "event_otsu_vs_hand"):
+            summary[f"real_{key.replace('_vs_', '_water_iou_vs_')}"] = (_iou(rc[(key, "all")]) if (key, "all") in rc
+                                                                        else float("nan"))
         summary["real_chips_with_s1"] = real_info["n_chips_s1"]
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
@@ -268,6 +280,15 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
 
     paths = {"png": out / "realism_report.png", "md": out / "realism_report.md", "s1": out / "realism_s1_stats.csv",
              "s2": out / "realism_s2_means.csv", "weak": out / "realism_weak_labels.csv"}
+    table = None
+    if "real" in accs:
+        table = realism_table(accs["real"].realism.result(), sim.realism.result())
+        summary["realism_rows_passed"] = f"{int(table.passed.sum())}/{len(table)}"
+        paths["table"] = out / "realism_table.csv"
+        paths["table_png"] = out / "realism_table.png"
+        with atomic_path(paths["table"]) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
+        _table_figure(table, paths["table_png"], plt)
     with atomic_path(paths["png"]) as tmp_png:
         fig.savefig(tmp_png, dpi=90)
     plt.close(fig)
@@ -277,13 +298,43 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]
+    if table is not None:
+        md += ["", "## Realism table (real vs simulated, hand label splits water/dry)", "",
+               "Real: the real root's S1Hand + LabelHand, chips with valid pixels; simulated: the hand chips read. "
+               "`fitted`: simulator settings were chosen to match this statistic (statistics only, never a "
+               "model's score on real labels); the others were not tuned. Definitions: `floodnb.simulate.stats`.",
+               "", _markdown(table.round(3)), ""]
     md += ["", "## Sentinel-1 class-conditional statistics (dB, by hand label)", "",
-           s1_tab.round(2).to_markdown(index=False) if _has_tabulate() else s1_tab.round(2).to_string(index=False),
-           "", "## Weak labels vs truth per event (water IoU)", "",
-           weak_tab.round(3).to_markdown(index=False) if _has_tabulate() else weak_tab.round(3).to_string(index=False), ""]
+           _markdown(s1_tab.round(2)), "", "## Weak labels vs truth per event (water IoU)", "",
+           _markdown(weak_tab.round(3)), ""]
     atomic_write_text(paths["md"], "\n".join(md))
-    return RealismReport(tables={"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab},
-                         summary=summary, paths=paths)
+    tables = {"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab}
+    if table is not None:
+        tables["realism"] = table
+    return RealismReport(tables=tables, summary=summary, paths=paths)
+
+
+def _markdown(tab: pd.DataFrame) -> str:
+    return tab.to_markdown(index=False) if _has_tabulate() else tab.to_string(index=False)
+
+
+def _table_figure(table: pd.DataFrame, path: Path, plt) -> None:
+    """Horizontal bars of (simulated - real) / tolerance per statistic; the band |x| <= 1 passes."""
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(13, 0.32 * n + 1.2))
+    z = (table.difference / table.tolerance).clip(-3, 3).fillna(0.0).to_numpy()
+    y = np.arange(n)[::-1]
+    ax.axvspan(-1, 1, color="#dff0d8")
+    ax.barh(y, z, color=["#3c763d" if p else "#a94442" for p in table.passed])
+    labels = [f"{r.statistic}{'' if r.fitted else ' (not fitted)'}: real {r.real:.2f}, sim {r.simulated:.2f} "
+              f"± {r.tolerance:g}" for r in table.itertuples()]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set(xlim=(-3, 3), xlabel="(simulated - real) / tolerance   (clipped at ±3)",
+           title=f"simulator realism: {int(table.passed.sum())}/{n} statistics within tolerance")
+    fig.subplots_adjust(left=0.42, right=0.98, top=0.94, bottom=0.08)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
 
 
 def _has_tabulate() -> bool:

@@ -79,15 +79,19 @@ def simulate_s1_scene(seq: np.random.SeedSequence, event: Event, config: SimConf
     """Terrain, land cover and S1 of one chip: ``(terrain, landcover, s1, incidence_deg, streams)``."""
     r_terrain, r_lc, r_s1, r_s2, r_label = (np.random.default_rng(s) for s in seq.spawn(5))
     terrain = make_terrain(r_terrain, size, relief_m=event.relief_m, river_prob=event.river_prob,
-                           flood_depth_m=event.flood_depth_m, shadow_rate=config.shadow_rate)
+                           flood_depth_m=event.flood_depth_m, shadow_rate=config.shadow_rate,
+                           fragmentation=config.fragmentation, low_water_chip_rate=config.low_water_chip_rate)
     lc = make_landcover(r_lc, terrain, event, smooth_rate=config.smooth_rate,
                         flooded_vegetation_rate=config.flooded_vegetation_rate,
-                        urban_flood_rate=config.urban_flood_rate, wind_rate=config.wind_rate)
+                        urban_flood_rate=config.urban_flood_rate, wind_rate=config.wind_rate,
+                        organic_parcels=config.organic_parcels)
     incidence = float(r_s1.uniform(30.0, 46.0))
     swath_edge = bool(r_s1.random() < config.s1_nodata_rate)
     s1 = make_s1(r_s1, terrain, lc, incidence_deg=incidence, looks_east=event.orbit == "ASCENDING",
                  soil_moisture_db=event.soil_moisture_db, enl=config.enl, nesz_db=config.nesz_db,
-                 swath_edge=swath_edge)
+                 swath_edge=swath_edge, water_enl=config.water_enl, texture_coupling=config.texture_coupling,
+                 ratio_spread=config.ratio_spread, noise_floor_db=config.noise_floor_db,
+                 calibration_std_db=config.calibration_std_db)
     return terrain, lc, s1, incidence, (r_s2, r_label)
 
 
@@ -130,9 +134,14 @@ def event_vh_threshold(event: Event, config: SimConfig, *, seed: int, n_pilot: i
     Sen1Floods11 records one VH threshold per event, found by Otsu over the event's S1 imagery;
     here the event's imagery is represented by ``n_pilot`` pilot chips (at most 256 px) drawn
     from a separate seed stream, so the threshold does not depend on how many chips are written.
+    Pilots are always flooded (``low_water_chip_rate`` = 0): the threshold is found over the flooded
+    scene, as the event's was, not over the mostly dry chips a random draw would give.
     """
+    from dataclasses import replace
+
     from floodnb.labels.weak import otsu_threshold
 
+    config = replace(config, low_water_chip_rate=0.0)
     size = min(config.size, 256)
     values = []
     for k in range(n_pilot):

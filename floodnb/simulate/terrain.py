@@ -31,6 +31,9 @@ from scipy import ndimage
 PIXEL_M: float = 10.0
 #: steep-terrain relief (m) per pixel of chip width (hills of ~250 m in a 512 px chip).
 HILL_RELIEF_M_PER_PX: float = 0.5
+#: unflooded chips (``low_water_chip_rate``) keep this share of the river probability and of ponding.
+DRY_CHIP_RIVER_SHARE: float = 0.2
+DRY_CHIP_PONDING_SHARE: float = 0.1
 
 
 @lru_cache(maxsize=8)
@@ -54,7 +57,7 @@ def fractal_fields(rng: np.random.Generator, size: int, betas: tuple[float, ...]
     k = _radial_frequency(size)
     m = int(min(size // 2, max(2, int(np.ceil(max_cycles)))))
     nb = len(betas)
-    spec = np.zeros((nb, size, size // 2 + 1), dtype=np.complex64)
+    spec = np.zeros((nb, size, m + 1), dtype=np.complex64)
     rows = np.r_[0:m, size - m:size] if 2 * m < size else np.arange(size)
     kk = k[rows][:, : m + 1]
     for i, beta in enumerate(betas):
@@ -62,7 +65,10 @@ def fractal_fields(rng: np.random.Generator, size: int, betas: tuple[float, ...]
         re = rng.standard_normal(kk.shape, dtype=np.float32)
         im = rng.standard_normal(kk.shape, dtype=np.float32)
         spec[i][np.ix_(rows, np.arange(m + 1))] = (re + 1j * im) * amp
-    f = scipy.fft.irfft2(spec, s=(size, size), axes=(-2, -1), workers=1).astype(np.float32)
+    # inverse transform in two passes: along y only for the m + 1 non-zero x-frequency columns,
+    # then along x (irfft zero-pads the missing columns): same as irfft2, cheaper for smooth fields
+    cols = scipy.fft.ifft(spec, axis=-2, workers=1)
+    f = scipy.fft.irfft(cols, n=size, axis=-1, workers=1).astype(np.float32)
     sub = f[:, ::4, ::4]  # statistics of smooth fields from a 1/16 subsample (exact enough, 16x cheaper)
     f -= sub.mean(axis=(1, 2), keepdims=True)
     f /= np.maximum(sub.std(axis=(1, 2), keepdims=True), 1e-12)
@@ -117,17 +123,21 @@ class Terrain:
 
 
 def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_prob: float,
-                 flood_depth_m: float, shadow_rate: float) -> Terrain:
+                 flood_depth_m: float, shadow_rate: float, fragmentation: float = 0.0,
+                 low_water_chip_rate: float = 0.3) -> Terrain:
     """Simulate the terrain and water of one chip (see the module docstring for the physics).
 
     ``relief_m``: std of the floodplain relief; ``river_prob``: probability of a river;
     ``flood_depth_m``: median water level above the bank; ``shadow_rate``: area fraction of
-    steep hills. Random draws do not depend on ``shadow_rate`` (only thresholds do).
+    steep hills; ``fragmentation`` (0..1): amplitude of the microtopography that makes flood
+    edges ragged and leaves islands, and of the ponding share (0 = compact bathtub water);
+    ``low_water_chip_rate``: probability that the chip is not flooded (river and small ponds
+    only). Random draws do not depend on these settings (only thresholds and amplitudes do).
     """
     n = size
     smooth, hillzone, ponds, tilt = fractal_fields(rng, n, (3.2, 3.0, 3.4, 3.8), max_cycles=24.0)
     ridges = fractal_fields(rng, n, (3.0,), max_cycles=24.0)[0]
-    has_river = bool(rng.random() < river_prob)
+    river_u = rng.random()
     theta = rng.uniform(0.0, np.pi)
     offset = rng.uniform(-0.25, 0.25) * n
     meander_amp = rng.uniform(0.03, 0.15) * n
@@ -136,8 +146,12 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
     width = rng.uniform(3.0, 14.0)  # channel width (px) = 30-140 m
     cross_slope = rng.uniform(0.002, 0.008)  # floodplain rise per metre
     level_factor = float(rng.lognormal(0.0, 0.6))
-    dry_chip = bool(rng.random() < 0.3)
+    dry_chip = bool(rng.random() < low_water_chip_rate)
+    has_river = bool(river_u < river_prob * (DRY_CHIP_RIVER_SHARE if dry_chip else 1.0))
     pond_frac = rng.uniform(0.0, 0.02) if rng.random() < 0.4 else 0.0
+    ponding_share = float(rng.uniform(0.02, 0.15))
+    emergent_share = float(rng.uniform(0.3, 0.6))
+    micro, wet = fractal_fields(rng, n, (1.8, 2.6), max_cycles=float(n) / 4.0)
 
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     c = (xx - n / 2) * np.float32(np.cos(theta)) + (yy - n / 2) * np.float32(np.sin(theta))
@@ -171,7 +185,9 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
     h = np.where(perm, np.float32(-1.5), h).astype(np.float32)
 
     level = 0.0 if dry_chip else float(flood_depth_m * level_factor)
-    below = (h < level) & ~hills
+    # microtopography (field bunds, furrows, levees): ragged flood edges and dry islands
+    h_water = h + np.float32(fragmentation * 0.4 * relief_m) * micro if fragmentation > 0 else h
+    below = (h_water < level) & ~hills
     flood = np.zeros((n, n), dtype=bool)
     if level > 0 and below.any():
         lab, nlab = ndimage.label(below | perm)
@@ -184,5 +200,14 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
                 keep = sizes >= max(16, (n * n) // 400)
             keep[0] = False
             flood = keep[lab] & ~perm
+    if fragmentation > 0:
+        # emergent ground inside the flood (field bunds, levees, tree lines, roads): removing the
+        # highest microtopography near the percolation threshold splits the flood into many bodies
+        flood &= ~quantile_mask(micro, fragmentation * emergent_share, where=flood)
+        # pluvial ponding and flooded fields away from the main water body: many small water
+        # bodies in the wetter (lower) parts of the chip; unflooded chips keep a tenth of it
+        share = fragmentation * ponding_share * (DRY_CHIP_PONDING_SHARE if dry_chip else 1.0)
+        low = (h - h.mean()) / np.float32(max(float(h.std()), 1e-6))
+        flood |= quantile_mask(micro + np.float32(0.6) * wet - np.float32(0.6) * low, share, where=~hills & ~perm)
     return Terrain(height_m=h, perm=perm, flood=flood, hills=hills, river_dist_px=dist,
                    water_level_m=level)

@@ -110,7 +110,9 @@ def _confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]
 def _write_chip(root: Path, item: dict, chip: Chip, transform, compress: str) -> None:
     def w(layer: str, arr: np.ndarray) -> None:
         spec_nodata = {"S1Hand": np.nan, "S1Weak": np.nan, "S2Hand": 0, "S2Weak": 0}.get(layer)
-        desc = S1_BANDS if layer.startswith("S1") and arr.ndim == 3 else S2_BANDS if layer.startswith("S2") and arr.ndim == 3 else None
+        desc = None
+        if arr.ndim == 3:
+            desc = S1_BANDS if layer.startswith("S1") else S2_BANDS if layer.startswith("S2") else None
         folder = (layout.truth_dir(root, layer, item["group"]) if layer in TRUTH_LAYERS
                   else layout.layer_dir(root, layer))
         write_geotiff(folder / layout.chip_file_name(item["chip_id"], layer), arr, transform=transform,
