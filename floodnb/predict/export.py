@@ -19,7 +19,6 @@ Encodings (``-1`` = nodata, as everywhere in floodnb):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

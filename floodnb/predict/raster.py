@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,17 +25,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from floodnb.predict.export import (
-    CLASS_NODATA,
-    PROB_FLOAT_NODATA,
-    PROB_UINT8_NODATA,
-    PROB_DTYPES,
-    StripTiff,
-    encode_class,
-    encode_prob,
-    to_cog,
-)
+from floodnb.predict.export import PROB_DTYPES
 from floodnb.predict.model import Predictor, resolve_predictor
+from floodnb.predict.scene_writer import SceneWriter
 from floodnb.predict.sources import TRANSFORM_TOL as _TRANSFORM_TOL  # noqa: F401  (re-exported)
 from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource, open_source  # noqa: F401
 from floodnb.predict.tiles import RowResult, TileGrid, iter_blended, predict_tile_row
@@ -113,6 +105,35 @@ def predict_raster(
                                   channels_last=channels_last)
     out_path = Path(out_path)
     prob_out = (Path(prob_path) if prob_path is not None else _default_prob_path(out_path)) if write_prob else None
+    _check_outputs(src, out_path, prob_out, overwrite=overwrite)
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+        source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
+        grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
+        if prob_out is not None:
+            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
+        forward = [0]  # forward passes, counted by the row generator
+        try:
+            with SceneWriter(scratch[0], scratch[1] if prob_out is not None else None, height=grid.height,
+                             width=grid.width, crs=source.crs, transform=source.transform, threshold=threshold,
+                             prob_dtype=prob_dtype) as writer:
+                rows = _predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward)
+                writer.write_all(iter_blended(rows, grid))
+                writer.to_cogs(out_path, prob_out)
+        finally:
+            for s in scratch:
+                for f in (s, Path(str(s) + ".aux.xml")):
+                    if f.exists():
+                        f.unlink()
+    return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
+                            crs=source.crs, transform=source.transform, n_valid=writer.n_valid,
+                            n_water=writer.n_water, n_tiles=grid.n_tiles, n_forward=forward[0],
+                            seconds=time.perf_counter() - t0)
+
+
+def _check_outputs(src, out_path: Path, prob_out: Path | None, *, overwrite: bool) -> None:
+    """Refuse outputs that are input rasters (ValueError) or exist without ``overwrite`` (FileExistsError)."""
     src_files = {Path(p).resolve() for p in ([src] if isinstance(src, (str, Path)) else
                                               (src if isinstance(src, (list, tuple)) else []))}
     for p in (out_path, prob_out):
@@ -122,56 +143,16 @@ def predict_raster(
             raise ValueError(f"output {p} is one of the input rasters; choose another output path")
         if p.exists() and not overwrite:
             raise FileExistsError(f"output {p} exists; pass overwrite=True to replace it")
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
-        source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
-        grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
-        if prob_out is not None:
-            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
-        writers: list[StripTiff] = []
-        try:
-            writers.append(StripTiff(scratch[0], height=grid.height, width=grid.width, dtype="int8",
-                                     nodata=CLASS_NODATA, crs=source.crs, transform=source.transform,
-                                     description="water class (1 water, 0 dry, -1 nodata)"))
-            if prob_out is not None:
-                writers.append(StripTiff(
-                    scratch[1], height=grid.height, width=grid.width, dtype=prob_dtype,
-                    nodata=PROB_UINT8_NODATA if prob_dtype == "uint8" else PROB_FLOAT_NODATA, crs=source.crs,
-                    transform=source.transform, scale=0.01 if prob_dtype == "uint8" else None,
-                    description="water probability" + (" (percent)" if prob_dtype == "uint8" else "")))
-            n_valid = n_water = n_forward = 0
 
-            def rows():
-                nonlocal n_forward
-                for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}",
-                                   unit="tile row"):
-                    res = predict_source_row(predictor, source, grid, i, batch=batch)
-                    n_forward += res.n_forward
-                    yield res
 
-            for row0, prob, valid in iter_blended(rows(), grid):
-                cls = encode_class(prob, valid, threshold=threshold)
-                n_valid += int(valid.sum())
-                n_water += int((cls == 1).sum())
-                writers[0].write(row0, cls)
-                if prob_out is not None:
-                    writers[1].write(row0, encode_prob(prob, valid, dtype=prob_dtype))
-            for w in writers:
-                w.close()
-            to_cog(scratch[0], out_path, resampling="MODE")
-            if prob_out is not None:
-                to_cog(scratch[1], prob_out, resampling="AVERAGE")
-        finally:
-            for w in writers:
-                w.close()
-            for s in scratch:
-                for f in (s, Path(str(s) + ".aux.xml")):
-                    if f.exists():
-                        f.unlink()
-    return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
-                            crs=source.crs, transform=source.transform, n_valid=n_valid, n_water=n_water,
-                            n_tiles=grid.n_tiles, n_forward=n_forward, seconds=time.perf_counter() - t0)
+def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int, progress: bool,
+                    forward: list[int]) -> Iterator[RowResult]:
+    """Tile rows of ``source`` predicted in order (a progress bar when ``progress``); adds each
+    row's forward passes to ``forward[0]``."""
+    for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}", unit="tile row"):
+        res = predict_source_row(predictor, source, grid, i, batch=batch)
+        forward[0] += res.n_forward
+        yield res
 
 
 def predict_source_row(predictor: Predictor, source: GeoTiffSource | ArraySource, grid: TileGrid, index: int, *,

@@ -215,32 +215,19 @@ def build_pool(
     Returns a :class:`PoolResult`; the manifest and skipped report are also written as CSV.
     """
     bbox = check_bbox(bbox)
-    if chip < 16:
-        raise ValueError(f"chip must be >= 16 pixels, got {chip}")
-    if not 0.0 <= min_valid <= 1.0:
-        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
-    if on_missing not in ("skip", "error"):
-        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
-    if not event_prefix.isalnum():
-        raise ValueError(f"event_prefix={event_prefix!r}: use letters and digits only (it starts every chip id)")
+    _check_pool_arguments(chip=chip, min_valid=min_valid, on_missing=on_missing, event_prefix=event_prefix)
     units = s1_units_of(s1_collection, s1_units)
     root = Path(out_root)
-    layout = lay.detect(root) if root.is_dir() and any(root.iterdir()) else "official"
-    if layout == "short":
-        raise ValueError(f"out_root {root} holds the short developer layout, which has no weak-chip Sentinel-2 folder; "
-                         "write the pool to an official-layout root")
+    layout = _pool_layout(root)
 
     geobox = _geobox(bbox, crs=crs, resolution=resolution)
     ny, nx = geobox.shape[0] // chip, geobox.shape[1] // chip
     if ny == 0 or nx == 0:
         raise ValueError(f"bbox {bbox} is {geobox.shape[0]}x{geobox.shape[1]} pixels at resolution {resolution}; "
                          f"smaller than one {chip}x{chip} chip")
-    s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
-    s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
-    s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)
-    s2_acq, skipped2 = _check_assets(group_acquisitions(s2_items, sensor="s2"), "s2", on_missing=on_missing)
-    pairs, skipped3 = find_pairs(s1_acq, s2_acq, max_gap=dt.timedelta(hours=max_gap_hours), max_cloud=max_cloud)
-    skipped += skipped2 + skipped3
+    pairs, skipped = _search_pairs(stac, bbox=bbox, start=start, end=end, s1_collection=s1_collection,
+                                   s2_collection=s2_collection, modifier=modifier, on_missing=on_missing,
+                                   max_gap_hours=max_gap_hours, max_cloud=max_cloud)
     if max_pairs is not None:
         pairs = pairs[:max_pairs]
 
@@ -263,6 +250,40 @@ def build_pool(
     with atomic_path(meta_root / SKIPPED_FILE) as tmp:
         skipped_df.to_csv(tmp, index=False)
     return PoolResult(root=root, manifest=manifest, skipped=skipped_df, pairs=tuple(pairs))
+
+
+def _check_pool_arguments(*, chip: int, min_valid: float, on_missing: str, event_prefix: str) -> None:
+    """ValueError naming the first bad argument of :func:`build_pool`."""
+    if chip < 16:
+        raise ValueError(f"chip must be >= 16 pixels, got {chip}")
+    if not 0.0 <= min_valid <= 1.0:
+        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
+    if on_missing not in ("skip", "error"):
+        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+    if not event_prefix.isalnum():
+        raise ValueError(f"event_prefix={event_prefix!r}: use letters and digits only (it starts every chip id)")
+
+
+def _pool_layout(root: Path) -> str:
+    """Layout to write the pool in: the root's own, "official" for a new or empty root; ValueError for "short"."""
+    layout = lay.detect(root) if root.is_dir() and any(root.iterdir()) else "official"
+    if layout == "short":
+        raise ValueError(f"out_root {root} holds the short developer layout, which has no weak-chip Sentinel-2 folder; "
+                         "write the pool to an official-layout root")
+    return layout
+
+
+def _search_pairs(stac: str, *, bbox, start, end, s1_collection: str, s2_collection: str, modifier,
+                  on_missing: str, max_gap_hours: float, max_cloud: float) -> tuple[list[Pair], list]:
+    """S1/S2 items of the window searched, grouped into acquisitions and paired:
+    ``(pairs, skipped rows of SKIP_COLUMNS)``."""
+    s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
+    s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
+    s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)
+    s2_acq, skipped2 = _check_assets(group_acquisitions(s2_items, sensor="s2"), "s2", on_missing=on_missing)
+    pairs, skipped3 = find_pairs(s1_acq, s2_acq, max_gap=dt.timedelta(hours=max_gap_hours), max_cloud=max_cloud)
+    skipped += skipped2 + skipped3
+    return pairs, skipped
 
 
 def _write_pair(pair: Pair, event: str, *, root: Path, layout: str, geobox, chip: int, ny: int, nx: int, units: str,
