@@ -62,13 +62,13 @@ class SceneWriter:
         return len(self._writers) == 2
 
     def write(self, row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
-        """Rows ``[row0, row0 + h)`` (in order): encode, count and write one blended strip."""
+        """Rows ``[row0, row0 + h)`` (in order, else ValueError): encode, write and count one blended strip."""
         cls = encode_class(prob, valid, threshold=self.threshold)
-        self.n_valid += int(valid.sum())
-        self.n_water += int((cls == 1).sum())
         self._writers[0].write(row0, cls)
         if self.has_prob:
             self._writers[1].write(row0, encode_prob(prob, valid, dtype=self.prob_dtype))
+        self.n_valid += int(valid.sum())
+        self.n_water += int((cls == 1).sum())
 
     def write_all(self, strips: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """:meth:`write` every ``(row0, prob, valid)`` of ``strips``."""
