@@ -375,4 +375,4 @@ def download(out_root: str | Path, *, workers: int = 8, retries: int = 4, timeou
     the_plan = plan(out_root, retries=retries, timeout=timeout, backoff=backoff, **selection)
     return fetch_all(the_plan.tasks, workers=workers, retries=retries, timeout=timeout, backoff=backoff,
                      overwrite=overwrite, progress=progress, known_bytes=the_plan.known_bytes,
-                     failed=the_plan.failed)
+                     failed=the_plan.failed, desc="Sen1Floods11")

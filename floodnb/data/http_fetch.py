@@ -294,11 +294,11 @@ def _new_session() -> requests.Session:
 class _Progress:
     """Thread-safe byte counter over a tqdm bar; tracks bytes per file so restarts stay honest."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, desc: str = "download"):
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc="Sen1Floods11", disable=not enabled, dynamic_ncols=True)
+                         desc=desc, disable=not enabled, dynamic_ncols=True)
         self._lock = threading.Lock()
 
     def add(self, n: int) -> None:
@@ -513,12 +513,13 @@ class _Fetcher:
 
 
 def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout: float, backoff: float,
-              overwrite: bool, progress: bool, known_bytes: int = 0,
-              failed: Sequence[Failure] = ()) -> DownloadReport:
+              overwrite: bool, progress: bool, known_bytes: int = 0, failed: Sequence[Failure] = (),
+              desc: str = "download") -> DownloadReport:
     """Fetch every task with ``workers`` threads (see the module doc); ``failed``: failures known
     before fetching (reported too). ``known_bytes``: the progress bar's starting total. Failures do
-    not raise (check ``report.ok``); Ctrl-C stops the workers and keeps the ``.part`` files."""
-    bar = _Progress(known_bytes, progress)
+    not raise (check ``report.ok``); Ctrl-C stops the workers and keeps the ``.part`` files.
+    ``desc``: the progress bar's label."""
+    bar = _Progress(known_bytes, progress, desc)
     stop = threading.Event()
     fetcher = _Fetcher(retries=retries, timeout=timeout, backoff=backoff, overwrite=overwrite,
                        progress=bar, stop=stop)

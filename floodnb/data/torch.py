@@ -19,7 +19,8 @@ Sources: a catalog DataFrame (GeoTIFF decode per sample, :func:`floodnb.data.io.
 or a packed :class:`floodnb.data.store.ChipStore` (memory-mapped fast path; crops read only the
 window). Over a store with prepared arrays for the same inputs, label roles and normalisers
 (:func:`floodnb.data.prepared.prepare`, ``floodnb pack --prepare``) samples are read precomputed —
-identical, but epochs only copy bytes (``prepared=False`` turns this off). Training augmentation: random crop, horizontal/vertical flips and rot90, drawn from a
+identical, but epochs only copy bytes (``prepared=False`` turns this off). Training augmentation:
+random crop, horizontal/vertical flips and rot90, drawn from a
 generator seeded by ``(seed, epoch, index)`` — deterministic per epoch whatever the worker
 order; call :meth:`ChipDataset.set_epoch` each epoch.
 """

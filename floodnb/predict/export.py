@@ -137,7 +137,8 @@ def validate_cog(path: str | Path) -> list[str]:
         if ovr != sorted(ovr):
             problems.append(f"{path}: overview factors not increasing: {ovr}")
         if ovr_blks and ovr_blks[-1] > main_blk:
-            problems.append(f"{path}: smallest overview data at {ovr_blks[-1]} after full-resolution data at {main_blk}")
+            problems.append(f"{path}: smallest overview data at {ovr_blks[-1]} after full-resolution data at "
+                            f"{main_blk}")
         if ifds and max([main_ifd] + ifds) > min([main_blk] + ovr_blks):
             problems.append(f"{path}: image data stored before the last IFD (IFDs not all at the start)")
     return problems

@@ -20,7 +20,8 @@ Sentinel-2 teacher can label; Sen1Floods11 v1.1 ships no S2 for its weak chips. 
    the chips with ``group == "weak"`` and both ``s1_path`` and ``s2_path``.
 
 Chip ids are ``<prefix><YYYYMMDD><pass>_<n>``, e.g. ``STAC20230301a_5`` (event = S1 date and
-pass letter a, b, ... within that day; n = chip index ``row * n_cols + col``). Every file is written atomically; existing chips are kept (a re-run
+pass letter a, b, ... within that day; n = chip index ``row * n_cols + col``). Every file is written
+atomically; existing chips are kept (a re-run
 resumes) unless ``overwrite=True``. Items missing a required asset are skipped and reported
 (``on_missing="skip"``) or raise ``ValueError`` naming the item (``on_missing="error"``).
 """

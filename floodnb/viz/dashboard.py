@@ -151,7 +151,8 @@ class Dashboard(param.Parameterized):
                      toolbar_location="above", name="chip-map")
         fig.xaxis.axis_label = "longitude"
         fig.yaxis.axis_label = "latitude"
-        self.tiles = fig.add_tile(WMTSTileSource(url=BASEMAPS["OpenStreetMap"], attribution=_ATTRIBUTION["OpenStreetMap"]))
+        self.tiles = fig.add_tile(WMTSTileSource(url=BASEMAPS["OpenStreetMap"],
+                                                 attribution=_ATTRIBUTION["OpenStreetMap"]))
         self._apply_basemap(self.basemap)
         self.sources: dict[str, ColumnDataSource] = {}
         self.renderers = {}
