@@ -262,10 +262,11 @@ def test_cli_scene_list_on_a_remote_scheduler(tmp_path, ckpt, scenes, client, ca
     listing.write_text("\n".join(str(p) for p in scenes[:2]))
     assert cli_main(argv) == 0
     assert "skipped 2" in capsys.readouterr().out
-    # one scene, no cluster option: the single-process path, no marker
+    # one scene, no cluster option: the single-process path, with the same marker record as many-scene mode
     single = tmp_path / "single"
     assert cli_main(["predict", str(ckpt), str(scenes[2]), "--out-dir", str(single), "--tile", "128"]) == 0
-    assert sorted(p.name for p in single.iterdir()) == ["scene2_water.tif", "scene2_water_prob.tif"]
+    assert sorted(p.name for p in single.iterdir()) == ["scene2_water.done.json", "scene2_water.tif",
+                                                        "scene2_water_prob.tif"]
 
 
 def test_cli_stac_query(tmp_path, ckpt, client, stac_url, capsys):

@@ -50,3 +50,19 @@ def test_lookup_by_name_and_unknown_names(tmp_path, monkeypatch):
     assert list(pretrained.available()) == ["b"]
     model, spec = pretrained.load_pretrained("b")
     assert spec.config["card"] == {"k": 1} and not model.training
+
+
+def test_ship_scores_on_real_chips_and_writes_the_card(tmp_path, monkeypatch, real_root):
+    from floodnb.experiment import ship
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "shipped")
+    src = _checkpoint(tmp_path / "src.safetensors")
+    dest = ship.ship(src, name="m", real_root=real_root, trained_with="floodnb run --name x")
+    card = read_spec(dest).config["card"]
+    assert card["trained_with"] == "floodnb run --name x" and "simulated" in card["trained_on"]
+    scores = card["real_chips"]["scores"]
+    assert {"m", "otsu_event", "otsu_chip", "vh<-24dB"} <= set(scores)
+    assert all(0.0 <= s["water_iou"] <= 1.0 for s in scores.values() if s["water_iou"] == s["water_iou"])
+    md = (tmp_path / "shipped" / "MODEL_CARD.md").read_text()
+    assert "## `m`" in md and "floodnb run --name x" in md and "| otsu_event | threshold |" in md
+    assert ship.main([str(src), "--name", "n", "--real-root", str(tmp_path / "nope"), "--trained-with", "x"]) == 2
