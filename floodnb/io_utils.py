@@ -1,4 +1,4 @@
-"""Atomic file writes shared by every floodnb writer.
+"""Atomic file writes shared by every floodnb writer, and the short hash of a JSON-able dict.
 
 A reader never sees a half-written file under its final name: everything is written to a
 temporary file (or folder) next to the target, then moved into place with ``os.replace``
@@ -7,11 +7,19 @@ an existing target is left untouched.
 
 Temporary names start with ``.`` and end with ``.tmp<suffix>`` (e.g. ``.chip.k3j2.tmp.tif``)
 so that format-sniffing tools still see the right extension and catalog scans skip them.
+
+* :func:`atomic_path` — a temporary file (existing, empty) for Python writers;
+* :func:`atomic_gdal_path` — the same for GDAL/OGR drivers: the temporary does not exist yet
+  and a failed write's ``.aux.xml`` sidecar is removed;
+* :func:`atomic_dir`, :func:`atomic_write_bytes` / ``_text`` / ``_json``;
+* :func:`json_hash` — first ``length`` hex characters of the hash of a dict's sorted JSON
+  (run folders, reuse checks, prepared-array digests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -21,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_gdal_path",
     "atomic_path",
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
     "is_temporary_name",
+    "json_hash",
 ]
 
 _TMP_MARK = ".tmp"
@@ -66,6 +76,24 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
         raise
+
+
+@contextlib.contextmanager
+def atomic_gdal_path(path: str | Path) -> Iterator[Path]:
+    """:func:`atomic_path` for GDAL/OGR writers: the temporary name keeps the target's suffix (so
+    drivers tell the format) and does not exist when the block starts (some drivers refuse an
+    existing empty file); a GDAL ``.aux.xml`` sidecar left by a failed write is removed too.
+    Raises ``FileNotFoundError`` when the block wrote no file."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        try:
+            yield tmp
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(tmp) + ".aux.xml")
+            raise
+        if not tmp.exists():
+            raise FileNotFoundError(f"writer produced no file for {path}")
 
 
 @contextlib.contextmanager
@@ -128,3 +156,15 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"value {o!r} of type {type(o).__name__} is not JSON-serialisable")
+
+
+def json_hash(obj: Any, length: int, *, algorithm: str = "sha256") -> str:
+    """First ``length`` hex characters of ``algorithm`` (a :mod:`hashlib` name) over ``obj`` as JSON
+    with sorted keys (non-JSON values via ``str``): a short, stable name for a dict of settings.
+
+    The same dict gives the same hash in every process; any changed value changes it. Raises
+    ValueError for a ``length`` outside 1..the digest's hex length."""
+    digest = hashlib.new(algorithm, json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    if not 1 <= length <= len(digest):
+        raise ValueError(f"length {length} is outside 1..{len(digest)} for {algorithm}")
+    return digest[:length]

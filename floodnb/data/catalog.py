@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from floodnb.bands import LAYERS, ROLES
+from floodnb.chip_ids import decode_split_csv, split_csv_chips
 from floodnb.data import layout as lay
 from floodnb.data.metadata import chip_event, event_key, raster_center, read_event_metadata
 from floodnb.io_utils import atomic_path, is_temporary_name
@@ -98,26 +99,7 @@ def read_split_csv(path: str | Path) -> list[str]:
     and naming the file for a binary (NUL bytes) or non-UTF-8 file.
     """
     path = Path(path)
-    ids: list[str] = []
-    data = path.read_bytes()
-    expected = "expected a text CSV of '<Event>_<id>_S1Hand.tif,<Event>_<id>_LabelHand.tif' rows"
-    if b"\x00" in data:
-        raise ValueError(f"split CSV {str(path)!r} is a binary file (NUL bytes); {expected}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"split CSV {str(path)!r} is not UTF-8 text (byte {exc.start}: "
-                         f"{data[exc.start:exc.start + 1]!r}); {expected}") from None
-    for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        first = Path(line.split(",")[0].strip().replace("\\", "/")).name
-        stem = first.rsplit(".", 1)[0] if first.lower().endswith((".tif", ".tiff")) else ""
-        if stem.count("_") < 2:
-            raise ValueError(f"{path} line {n}: {line!r} is not '<Event>_<id>_<Layer>.tif,...'")
-        ids.append(stem.rsplit("_", 1)[0])
-    return ids
+    return split_csv_chips(decode_split_csv(path.read_bytes(), str(path)), str(path))
 
 
 def read_splits(root: str | Path, *, layout: str = "auto") -> dict[str, str]:

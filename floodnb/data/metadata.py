@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from floodnb.chip_ids import chip_event  # noqa: F401  (re-exported: the event of a chip id)
+
 #: Chip-name event prefix -> metadata ``location`` where the two differ.
 EVENT_ALIASES: dict[str, str] = {"Mekong": "Cambodia"}
 
@@ -33,13 +35,6 @@ _PROPERTY_MAP = {  # geojson property -> column
     "location": "location", "ISO_CC": "iso_cc", "ID": "event_number", "s1_date": "s1_date",
     "s2_date": "s2_date", "orbit": "orbit", "rel_orbit_num": "rel_orbit_num", "VH_thresh": "vh_thresh",
 }
-
-
-def chip_event(chip_id: str) -> str:
-    """Event prefix of a chip id ``<Event>_<id>`` (everything before the last ``_``)."""
-    if "_" not in chip_id:
-        raise ValueError(f"chip id {chip_id!r} is not of the form '<Event>_<id>'")
-    return chip_id.rsplit("_", 1)[0]
 
 
 def event_key(name: str) -> str:

@@ -20,8 +20,6 @@ bytes per pixel for S1 + valid + one target.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,46 +27,15 @@ import numpy as np
 
 from floodnb.io_utils import atomic_dir, atomic_write_json
 
-PREPARED_DIR = "prepared"
-META = "prepared.json"
-VERSION = 1
-
-
-def _settings(*, inputs: Sequence[str], target: str | None, weak: str | None, truth: str | None,
-              normalizers: Mapping) -> dict:
-    return {"version": VERSION, "inputs": list(inputs), "target": target, "weak": weak, "truth": truth,
-            "normalizers": {r: normalizers[r].to_dict() for r in inputs}, "ignore_invalid_input": True}
-
-
-def _digest(settings: dict) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class PreparedArrays:
-    """Read-only memory maps of one prepared folder; :meth:`read` copies one sample's window."""
-
-    def __init__(self, path: Path, meta: dict) -> None:
-        self.path, self.meta = path, meta
-        self.keys: tuple[str, ...] = tuple(meta["keys"])
-        self._arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in self.keys}
-
-    def read(self, i: int, window: tuple[slice, slice]) -> dict[str, np.ndarray]:
-        """Sample ``i`` restricted to ``window`` (rows, cols): key -> a fresh, writable array."""
-        return {k: np.array(a[i, ..., window[0], window[1]]) for k, a in self._arrays.items()}
-
-
-def find_prepared(store, *, inputs: Sequence[str], target: str | None, weak: str | None, truth: str | None,
-                  normalizers: Mapping) -> PreparedArrays | None:
-    """The prepared folder of ``store`` made for exactly these settings, or None."""
-    settings = _settings(inputs=inputs, target=target, weak=weak, truth=truth, normalizers=normalizers)
-    path = Path(store.path) / PREPARED_DIR / _digest(settings)
-    meta_path = path / META
-    if not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    if meta["settings"] != settings or meta["n"] != len(store):
-        return None
-    return PreparedArrays(path, meta)
+from floodnb.data.prepared_arrays import (  # noqa: F401  (find_prepared / PreparedArrays re-exported)
+    META,
+    PREPARED_DIR,
+    VERSION,
+    PreparedArrays,
+    _digest,
+    _settings,
+    find_prepared,
+)
 
 
 def prepare(store, *, inputs: Sequence[str] = ("s1",), target: str | None = "label", weak: str | None = None,

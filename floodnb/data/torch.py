@@ -19,7 +19,8 @@ Sources: a catalog DataFrame (GeoTIFF decode per sample, :func:`floodnb.data.io.
 or a packed :class:`floodnb.data.store.ChipStore` (memory-mapped fast path; crops read only the
 window). Over a store with prepared arrays for the same inputs, label roles and normalisers
 (:func:`floodnb.data.prepared.prepare`, ``floodnb pack --prepare``) samples are read precomputed —
-identical, but epochs only copy bytes (``prepared=False`` turns this off). Training augmentation: random crop, horizontal/vertical flips and rot90, drawn from a
+identical, but epochs only copy bytes (``prepared=False`` turns this off). Training augmentation:
+random crop, horizontal/vertical flips and rot90, drawn from a
 generator seeded by ``(seed, epoch, index)`` — deterministic per epoch whatever the worker
 order; call :meth:`ChipDataset.set_epoch` each epoch.
 """
@@ -121,7 +122,7 @@ class ChipDataset(torch.utils.data.Dataset):
         self.truth_role = "truth_water" if self._has("truth_water").any() else None
         self._prepared = None  # samples precomputed by floodnb.data.prepared.prepare for these settings
         if self.is_store and prepared and ignore_invalid_input:
-            from floodnb.data.prepared import find_prepared
+            from floodnb.data.prepared_arrays import find_prepared
 
             self._prepared = find_prepared(source, inputs=inputs, target=self.label_keys.get("label"),
                                            weak=self.label_keys.get("weak"), truth=self.truth_role,

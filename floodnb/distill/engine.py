@@ -311,68 +311,30 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     is_main = rank == 0
     device = ddp.process_device(config.device)
     state_path = out / STATE_FILE
-    if len(train_data) == 0:
-        raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
-    if config.batch_size % world:
-        raise ValueError(f"batch_size={config.batch_size} is the global batch and must be divisible by the number "
-                         f"of data-parallel processes ({world}); choose e.g. batch_size="
-                         f"{max(world, config.batch_size - config.batch_size % world)}")
+    _check_fit(train_data, config, world=world, out=out)
     rank_batch = config.batch_size // world
-    # rank 0 decides and reads; every rank gets the same answer and the same state
-    has_state = ddp.broadcast_object(state_path.exists())
-    if has_state and not resume:
-        raise FileExistsError(f"{out} already holds a run ({state_path.name}); pass resume=True to continue it "
-                              "or choose another out_dir")
-    st = ddp.broadcast_object(torch.load(state_path, map_location="cpu", weights_only=True)
-                              if has_state and is_main else None)
-    model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
-    base_model = model
+    st = _read_state(state_path, resume=resume, is_main=is_main)
+    model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
 
     sampler = EpochSampler(len(train_data), seed=config.seed, rank=rank, world_size=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
     opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)
     result = FitResult(out_dir=out)
-    epoch, step, global_step = 0, 0, 0
-    loss_sum, loss_count = 0.0, 0
-    best_score = -math.inf
+    pos = _Position()
     identity = run_identity(spec, settings)
     guard = None
     if st is not None:
-        stored_identity = json.loads(st["identity"]) if "identity" in st else run_identity(json.loads(st[SPEC_KEY]))
-        diff = {**_config_diff(json.loads(st["config"]), config), **_identity_diff(stored_identity, identity)}
-        if diff:
-            raise ValueError(f"{state_path}: cannot resume, configuration differs from the stored run "
-                             f"(field: (stored, now)) {diff}; use another out_dir")
-        base_model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        _set_rng_state(st["rng"])
-        epoch, step, global_step = int(st["epoch"]), int(st["step"]), int(st["global_step"])
-        loss_sum, loss_count = float(st["loss_sum"]), int(st["loss_count"])
-        result.history = json.loads(st["history"])
-        best_score = float(st["best_score"])
-        result.best_epoch = int(st["best_epoch"]) if int(st["best_epoch"]) >= 0 else None
-        result.best_metrics = json.loads(st["best_metrics"])
-        result.resumed_from = (epoch, step)
-        if is_main:
-            _truncate_log(out / "train_log.jsonl", global_step)
+        pos = _restore(st, state_path=state_path, config=config, identity=identity, model=base_model, opt=opt,
+                       sched=sched, result=result, log_path=out / "train_log.jsonl" if is_main else None)
     elif is_main:
         guard = _FreshRunGuard(out)
     del st
 
     def save_state() -> None:
         if is_main:
-            blob = {
-                "model": {k: v.detach().cpu() for k, v in base_model.state_dict().items()},
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                "epoch": epoch, "step": step, "global_step": global_step, "loss_sum": loss_sum,
-                "loss_count": loss_count, "history": json.dumps(result.history), "best_score": best_score,
-                "best_epoch": result.best_epoch if result.best_epoch is not None else -1,
-                "best_metrics": json.dumps(result.best_metrics, default=float),
-                "config": json.dumps(_config_dict(config)), "world_size": world, "identity": json.dumps(identity),
-                SPEC_KEY: _spec_with(spec, config, result.best_metrics).to_json(),
-            }
+            blob = _state_blob(pos, model=base_model, opt=opt, sched=sched, result=result, config=config,
+                               world=world, identity=identity, spec=spec)
             with atomic_path(state_path) as tmp:
                 torch.save(blob, tmp)
             if guard is not None:
@@ -385,77 +347,18 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
             atomic_write_text(out / "config.json", json.dumps(asdict(config), indent=2))
         model = ddp.wrap_model(base_model, device=device)
         loader = DataLoader(train_data, batch_size=rank_batch, sampler=sampler, collate_fn=collate,
-                            num_workers=config.num_workers, drop_last=False,
-                            # own generator: creating an iterator must not draw from the global RNG
-                            generator=torch.Generator().manual_seed(config.seed))
+                            num_workers=config.num_workers, drop_last=False,  # own generator: an iterator
+                            generator=torch.Generator().manual_seed(config.seed))  # must not draw global RNG
         log = open(out / "train_log.jsonl", "a", encoding="utf-8") if is_main else None  # noqa: SIM115
-        from tqdm.auto import tqdm
-
         model.train()
-        while epoch < config.epochs:
-            t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            set_epoch(train_data, epoch)
-            sampler.set_start(step * rank_batch)
-            bar = tqdm(total=steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)
-            for batch in loader:
-                batch = to_device(batch, device)
-                loss, parts = objective(model, batch)
-                # global mean over ranks, agreed before backward (a failing rank must not strand the others)
-                value, terms, bad = ddp.step_summary(loss, parts)
-                if bad:
-                    ids = ddp.gather_object(chip_ids(batch))
-                    where = "; ".join(f"rank {r}: {ids[r]}" for r in bad) if world > 1 else str(ids[0])
-                    raise NonFiniteLossError(
-                        f"non-finite loss {value} at epoch {epoch + 1}, step {step + 1} (global step "
-                        f"{global_step + 1}); terms {terms}; chips of the batch: {where}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(base_model.parameters(), config.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
-                global_step += 1
-                loss_sum += value
-                loss_count += 1
-                result.losses.append(value)
-                if is_main:
-                    log.write(json.dumps({"epoch": epoch + 1, "step": step, "global_step": global_step, "loss": value,
-                                          **terms,
-                                          "lr": opt.param_groups[0]["lr"]}) + "\n")
-                    log.flush()
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-                    bar.update(1)
-                if config.checkpoint_every and global_step % config.checkpoint_every == 0 and step < steps_per_epoch:
-                    save_state()
-                if step_callback is not None:
-                    step_callback(epoch=epoch, step=step, global_step=global_step, loss=value)
-            bar.close()
-            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(loss_count, 1), "steps": step}
-            if is_main and validate is not None:
-                metrics = validate(base_model)
-                row.update({f"valid_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-                score = float(metrics[select_metric])
-                score = -math.inf if not math.isfinite(score) else score
-            else:
-                metrics, score = {}, float(epoch)
-            row["seconds"] = time.perf_counter() - t0
-            result.history.append(row)
-            if is_main and (score > best_score or result.best_epoch is None):
-                best_score, result.best_epoch = score, epoch + 1
-                result.best_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-                save_checkpoint(out / "best.safetensors", base_model,
-                                spec=_spec_with(spec, config, {"valid": result.best_metrics, "best_epoch": epoch + 1}))
-            epoch, step, loss_sum, loss_count = epoch + 1, 0, 0.0, 0
-            if is_main:
-                _write_epochs_csv(out / "epochs.csv", result.history)
-            save_state()
+        _run_epochs(model, base_model, objective, train_data, loader, sampler, pos=pos, result=result, opt=opt,
+                    sched=sched, config=config, rank_batch=rank_batch, steps_per_epoch=steps_per_epoch,
+                    device=device, world=world, is_main=is_main, log=log, validate=validate,
+                    select_metric=select_metric, out=out, spec=spec, save_state=save_state,
+                    step_callback=step_callback)
         if is_main:
-            save_checkpoint(out / "model.safetensors", base_model,
-                            spec=_spec_with(spec, config, {"valid_best": result.best_metrics,
-                                                           "best_epoch": result.best_epoch}))
+            save_checkpoint(out / "model.safetensors", base_model, spec=_spec_with(
+                spec, config, {"valid_best": result.best_metrics, "best_epoch": result.best_epoch}))
         _barrier()
     except BaseException:
         if log is not None:
@@ -468,6 +371,173 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         if log is not None:
             log.close()
     return result
+
+
+@dataclass
+class _Position:
+    """Where training stands: the counters a resume restores and every checkpoint saves
+    (``epoch`` and ``step`` 0-based: finished epochs and steps done in the current one)."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_score: float = -math.inf
+
+
+def _run_epochs(model: nn.Module, base_model: nn.Module, objective: Objective, train_data: Dataset,
+                loader: DataLoader, sampler: EpochSampler, *, pos: _Position, result: FitResult, opt, sched,
+                config: TrainConfig, rank_batch: int, steps_per_epoch: int, device, world: int, is_main: bool, log,
+                validate: Callable | None, select_metric: str, out: Path, spec: ModelSpec,
+                save_state: Callable[[], None], step_callback: Callable[..., None] | None) -> None:
+    """Epoch phase: from ``pos`` to ``config.epochs``, every step (:func:`_train_step`), a mid-epoch
+    checkpoint every ``config.checkpoint_every`` steps, then :func:`_end_epoch` and a checkpoint."""
+    from tqdm.auto import tqdm
+
+    while pos.epoch < config.epochs:
+        t0 = time.perf_counter()
+        sampler.set_epoch(pos.epoch)
+        set_epoch(train_data, pos.epoch)
+        sampler.set_start(pos.step * rank_batch)
+        bar = tqdm(total=steps_per_epoch, initial=pos.step, desc=f"epoch {pos.epoch + 1}/{config.epochs}",
+                   disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)
+        for batch in loader:
+            value = _train_step(model, base_model, objective, to_device(batch, device), opt=opt, sched=sched,
+                                config=config, pos=pos, result=result, world=world, log=log, bar=bar)
+            if config.checkpoint_every and pos.global_step % config.checkpoint_every == 0 and \
+                    pos.step < steps_per_epoch:
+                save_state()
+            if step_callback is not None:
+                step_callback(epoch=pos.epoch, step=pos.step, global_step=pos.global_step, loss=value)
+        bar.close()
+        _end_epoch(pos, base_model, result=result, validate=validate if is_main else None,
+                   select_metric=select_metric, is_main=is_main, out=out, spec=spec, config=config, t0=t0)
+        save_state()
+
+
+def _read_state(state_path: Path, *, resume: bool, is_main: bool) -> dict | None:
+    """The stored ``last.pt`` of the run (None for a fresh run), read by rank 0 and broadcast so
+    every rank gets the same state. FileExistsError when a run exists and ``resume`` is False."""
+    # rank 0 decides and reads; every rank gets the same answer and the same state
+    has_state = ddp.broadcast_object(state_path.exists())
+    if has_state and not resume:
+        raise FileExistsError(f"{state_path.parent} already holds a run ({state_path.name}); pass resume=True to "
+                              "continue it or choose another out_dir")
+    return ddp.broadcast_object(torch.load(state_path, map_location="cpu", weights_only=True)
+                                if has_state and is_main else None)
+
+
+def _check_fit(train_data: Dataset, config: TrainConfig, *, world: int, out: Path) -> None:
+    """ValueError for empty training data or a global batch not divisible by the process count."""
+    if len(train_data) == 0:
+        raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} is the global batch and must be divisible by the number "
+                         f"of data-parallel processes ({world}); choose e.g. batch_size="
+                         f"{max(world, config.batch_size - config.batch_size % world)}")
+
+
+def _restore(st: Mapping, *, state_path: Path, config: TrainConfig, identity: dict, model: nn.Module, opt, sched,
+             result: FitResult, log_path: Path | None) -> _Position:
+    """Resume phase: check that the stored run matches (ValueError naming the differing fields),
+    load model, optimizer, scheduler and RNG state from ``st``, fill ``result``'s history and
+    best epoch, and drop the lines of ``log_path`` (if given) after the stored step. Returns the
+    stored position."""
+    stored_identity = json.loads(st["identity"]) if "identity" in st else run_identity(json.loads(st[SPEC_KEY]))
+    diff = {**_config_diff(json.loads(st["config"]), config), **_identity_diff(stored_identity, identity)}
+    if diff:
+        raise ValueError(f"{state_path}: cannot resume, configuration differs from the stored run "
+                         f"(field: (stored, now)) {diff}; use another out_dir")
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    _set_rng_state(st["rng"])
+    pos = _Position(epoch=int(st["epoch"]), step=int(st["step"]), global_step=int(st["global_step"]),
+                    loss_sum=float(st["loss_sum"]), loss_count=int(st["loss_count"]),
+                    best_score=float(st["best_score"]))
+    result.history = json.loads(st["history"])
+    result.best_epoch = int(st["best_epoch"]) if int(st["best_epoch"]) >= 0 else None
+    result.best_metrics = json.loads(st["best_metrics"])
+    result.resumed_from = (pos.epoch, pos.step)
+    if log_path is not None:
+        _truncate_log(log_path, pos.global_step)
+    return pos
+
+
+def _state_blob(pos: _Position, *, model: nn.Module, opt, sched, result: FitResult, config: TrainConfig, world: int,
+                identity: dict, spec: ModelSpec) -> dict:
+    """Everything :func:`_restore` needs to continue the run exactly (the ``last.pt`` payload)."""
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+        "epoch": pos.epoch, "step": pos.step, "global_step": pos.global_step, "loss_sum": pos.loss_sum,
+        "loss_count": pos.loss_count, "history": json.dumps(result.history), "best_score": pos.best_score,
+        "best_epoch": result.best_epoch if result.best_epoch is not None else -1,
+        "best_metrics": json.dumps(result.best_metrics, default=float),
+        "config": json.dumps(_config_dict(config)), "world_size": world, "identity": json.dumps(identity),
+        SPEC_KEY: _spec_with(spec, config, result.best_metrics).to_json(),
+    }
+
+
+def _train_step(model: nn.Module, base_model: nn.Module, objective: Objective, batch: Mapping, *, opt, sched,
+                config: TrainConfig, pos: _Position, result: FitResult, world: int, log, bar) -> float:
+    """Epoch phase, one optimizer step on ``batch``: loss (global mean over ranks), backward,
+    clip, step; advances ``pos``, logs the step (rank 0: ``log`` line and ``bar``). Returns the
+    loss. Raises :class:`NonFiniteLossError` naming the step and the batch's chips."""
+    loss, parts = objective(model, batch)
+    # global mean over ranks, agreed before backward (a failing rank must not strand the others)
+    value, terms, bad = ddp.step_summary(loss, parts)
+    if bad:
+        ids = ddp.gather_object(chip_ids(batch))
+        where = "; ".join(f"rank {r}: {ids[r]}" for r in bad) if world > 1 else str(ids[0])
+        raise NonFiniteLossError(
+            f"non-finite loss {value} at epoch {pos.epoch + 1}, step {pos.step + 1} (global step "
+            f"{pos.global_step + 1}); terms {terms}; chips of the batch: {where}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        nn.utils.clip_grad_norm_(base_model.parameters(), config.grad_clip)
+    opt.step()
+    sched.step()
+    pos.step += 1
+    pos.global_step += 1
+    pos.loss_sum += value
+    pos.loss_count += 1
+    result.losses.append(value)
+    if log is not None:
+        log.write(json.dumps({"epoch": pos.epoch + 1, "step": pos.step, "global_step": pos.global_step,
+                              "loss": value, **terms, "lr": opt.param_groups[0]["lr"]}) + "\n")
+        log.flush()
+        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        bar.update(1)
+    return value
+
+
+def _end_epoch(pos: _Position, model: nn.Module, *, result: FitResult, validate: Callable | None,
+               select_metric: str, is_main: bool, out: Path, spec: ModelSpec, config: TrainConfig,
+               t0: float) -> None:
+    """End-of-epoch phase: validate (``validate`` given on rank 0 only), append the history row,
+    save ``best.safetensors`` when the epoch is the best so far, write ``epochs.csv`` (rank 0)
+    and move ``pos`` to the start of the next epoch."""
+    row = {"epoch": pos.epoch + 1, "train_loss": pos.loss_sum / max(pos.loss_count, 1), "steps": pos.step}
+    if validate is not None:
+        metrics = validate(model)
+        row.update({f"valid_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+        score = float(metrics[select_metric])
+        score = -math.inf if not math.isfinite(score) else score
+    else:
+        metrics, score = {}, float(pos.epoch)
+    row["seconds"] = time.perf_counter() - t0
+    result.history.append(row)
+    if is_main and (score > pos.best_score or result.best_epoch is None):
+        pos.best_score, result.best_epoch = score, pos.epoch + 1
+        result.best_metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+        save_checkpoint(out / "best.safetensors", model,
+                        spec=_spec_with(spec, config, {"valid": result.best_metrics, "best_epoch": pos.epoch + 1}))
+    pos.epoch, pos.step, pos.loss_sum, pos.loss_count = pos.epoch + 1, 0, 0.0, 0
+    if is_main:
+        _write_epochs_csv(out / "epochs.csv", result.history)
 
 
 def _spec_with(spec: ModelSpec, config: TrainConfig, metrics: dict) -> ModelSpec:

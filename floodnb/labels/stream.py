@@ -27,8 +27,6 @@ Optionally the primary score map of every chip is written as a float32 GeoTIFF
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from floodnb.chip_ids import is_chip_id
+from floodnb.geotiff import write_geotiff
 from floodnb.io_utils import atomic_path
 from floodnb.labels.noise import (
     chip_noise_rate, check_labels, confusion_stats, disagreement_map, event_confusion,
@@ -51,7 +51,6 @@ NOISE_TABLE = "noise_chips.csv"
 EVENT_TABLE = "event_confusion.csv"
 VALIDATION_TABLE = "validation.csv"
 MAPS_DIR = "noise_maps"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -246,28 +245,17 @@ def score_stream(
 
 def write_noise_map(folder: str | Path, chip_id: str, score: np.ndarray, *, transform=None, crs=None) -> Path:
     """Write ``score (H, W)`` as float32 GeoTIFF ``<folder>/<chip_id>_noise.tif`` atomically."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    if not _SAFE_ID.match(chip_id):
-        raise ValueError(f"chip_id {chip_id!r} is not safe as a file name (letters, digits, _ . - only)")
+    if not is_chip_id(chip_id):
+        raise ValueError(f"chip_id {chip_id!r} is not safe as a file name (a letter or digit, then letters, "
+                         f"digits, _ - only)")
     s = np.asarray(score, dtype=np.float32)
     if s.ndim != 2:
         raise ValueError(f"score map of {chip_id!r} must be (H, W), got {s.shape}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{chip_id}_noise.tif"
-    profile = {"driver": "GTiff", "height": s.shape[0], "width": s.shape[1], "count": 1,
-               "dtype": "float32", "nodata": float("nan"), "compress": "deflate"}
-    if transform is not None:
-        profile["transform"] = transform
-    if crs is not None:
-        profile["crs"] = crs
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(s, 1)
-            dst.set_band_description(1, "label-noise score 0..1 (NaN = nodata)")
+    write_geotiff(path, s, crs=crs, transform=transform, nodata=float("nan"), compress="deflate",
+                  descriptions=("label-noise score 0..1 (NaN = nodata)",))
     return path
 
 

@@ -1,7 +1,7 @@
 """Writing predictions: atomic files, streamed GeoTIFF strips, Cloud-Optimised GeoTIFF.
 
-* :func:`atomic_path` — a temporary name in the target's folder, ``os.replace``d onto the
-  target only when the block succeeds (the target, if it existed, is untouched on error).
+* files are written atomically with :func:`floodnb.io_utils.atomic_gdal_path` (a temporary name
+  in the target's folder, ``os.replace``d onto the target only when the block succeeds).
 * :class:`StripTiff` — a tiled GeoTIFF written strip by strip (rows in order), bounded memory.
 * :func:`to_cog` — copy a GeoTIFF to a COG with GDAL's ``COG`` driver (tiles, DEFLATE,
   internal overviews, IFDs before image data), atomically.
@@ -19,39 +19,18 @@ Encodings (``-1`` = nodata, as everywhere in floodnb):
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 
-from floodnb import io_utils
+from floodnb.io_utils import atomic_gdal_path
 
 CLASS_NODATA = -1
 PROB_UINT8_NODATA = 255
 PROB_FLOAT_NODATA = -1.0
 PROB_DTYPES = ("uint8", "float32")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """:func:`floodnb.io_utils.atomic_path` for GDAL/OGR writers: the temporary name keeps the
-    target's suffix (so drivers tell the format) and does not exist when the block starts
-    (some drivers refuse an existing empty file); a GDAL ``.aux.xml`` sidecar left by a failed
-    write is removed too."""
-    with io_utils.atomic_path(path) as tmp:
-        tmp.unlink()
-        try:
-            yield tmp
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(tmp) + ".aux.xml")
-            raise
-        if not tmp.exists():
-            raise FileNotFoundError(f"writer produced no file for {path}")
 
 
 def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarray:
@@ -115,7 +94,7 @@ def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int 
     if blocksize is None:
         with rasterio.open(src) as ds:
             blocksize = 512 if max(ds.width, ds.height) >= 2048 else 256
-    with atomic_path(dst) as tmp:
+    with atomic_gdal_path(dst) as tmp:
         rasterio.shutil.copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=str(blocksize),
                              OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
     return dst
@@ -158,7 +137,8 @@ def validate_cog(path: str | Path) -> list[str]:
         if ovr != sorted(ovr):
             problems.append(f"{path}: overview factors not increasing: {ovr}")
         if ovr_blks and ovr_blks[-1] > main_blk:
-            problems.append(f"{path}: smallest overview data at {ovr_blks[-1]} after full-resolution data at {main_blk}")
+            problems.append(f"{path}: smallest overview data at {ovr_blks[-1]} after full-resolution data at "
+                            f"{main_blk}")
         if ifds and max([main_ifd] + ifds) > min([main_blk] + ovr_blks):
             problems.append(f"{path}: image data stored before the last IFD (IFDs not all at the start)")
     return problems

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from floodnb.bands import WATER
-from floodnb.predict.export import atomic_path
+from floodnb.io_utils import atomic_gdal_path
 
 LAYER = "flood_extent"
 
@@ -102,8 +102,8 @@ def write_polygons(gdf, path: str | Path) -> tuple[Path, Path]:
     gpkg, geojson = base.with_name(base.name + ".gpkg"), base.with_name(base.name + ".geojson")
     if gdf.crs is None:
         raise ValueError("polygons have no CRS; expected the class map's CRS")
-    with atomic_path(gpkg) as tmp:
+    with atomic_gdal_path(gpkg) as tmp:
         pyogrio.write_dataframe(gdf, tmp, layer=LAYER, driver="GPKG", geometry_type="Polygon")
-    with atomic_path(geojson) as tmp:
+    with atomic_gdal_path(geojson) as tmp:
         pyogrio.write_dataframe(gdf.to_crs(4326), tmp, driver="GeoJSON", geometry_type="Polygon")
     return gpkg, geojson

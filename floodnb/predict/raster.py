@@ -15,172 +15,22 @@ Values are backscatter in dB (as Sen1Floods11 S1Hand); NaN or the file's nodata 
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.windows import Window
 
-from floodnb.predict.export import (
-    CLASS_NODATA,
-    PROB_FLOAT_NODATA,
-    PROB_UINT8_NODATA,
-    PROB_DTYPES,
-    StripTiff,
-    encode_class,
-    encode_prob,
-    to_cog,
-)
+from floodnb.predict.export import PROB_DTYPES
 from floodnb.predict.model import Predictor, resolve_predictor
+from floodnb.predict.scene_writer import SceneWriter
+from floodnb.predict.sources import TRANSFORM_TOL as _TRANSFORM_TOL  # noqa: F401  (re-exported)
+from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource, open_source  # noqa: F401
 from floodnb.predict.tiles import RowResult, TileGrid, iter_blended, predict_tile_row
-
-#: transforms of several input files must agree to this fraction of a pixel
-_TRANSFORM_TOL = 1e-6
-
-
-@dataclass(frozen=True)
-class GeoTiffSource:
-    """Windowed reader over GeoTIFF band(s): ``bands`` = ``((path, band_index_1_based), ...)``
-    in the model's channel order. Picklable (files are opened per read)."""
-
-    name: str
-    bands: tuple[tuple[str, int], ...]
-    height: int
-    width: int
-    crs: object
-    transform: Affine
-
-    def read(self, row0: int, nrows: int) -> np.ndarray:
-        """Rows ``[row0, row0 + nrows)``, all columns: ``(C, nrows, width)`` float32, NaN = nodata."""
-        out = np.empty((len(self.bands), nrows, self.width), dtype=np.float32)
-        win = Window(0, row0, self.width, nrows)
-        by_file: dict[str, list[tuple[int, int]]] = {}
-        for c, (path, idx) in enumerate(self.bands):
-            by_file.setdefault(path, []).append((c, idx))
-        for path, pairs in by_file.items():
-            with rasterio.open(path) as ds:
-                data = ds.read([i for _, i in pairs], window=win, out_dtype=np.float32)
-                nodata = ds.nodata
-            if nodata is not None and not math.isnan(nodata):
-                data[data == np.float32(nodata)] = np.nan
-            for k, (c, _) in enumerate(pairs):
-                out[c] = data[k]
-        return out
-
-
-@dataclass(frozen=True)
-class ArraySource:
-    """Windowed reader over an in-memory or dask-backed ``xr.DataArray (band, y, x)``."""
-
-    name: str
-    data: object  # xr.DataArray (band, y, x), bands already selected in the model's order
-    height: int
-    width: int
-    crs: object
-    transform: Affine
-
-    def read(self, row0: int, nrows: int) -> np.ndarray:
-        return np.asarray(self.data[:, row0:row0 + nrows, :].values, dtype=np.float32)
-
-
-def _match_bands(available: list[str | None], want: tuple[str, ...], *, what: str) -> list[int] | None:
-    """0-based indexes of ``want`` in ``available`` names; ``None`` when names are not all known."""
-    if not available or any(not a for a in available):
-        return None
-    missing = [b for b in want if b not in available]
-    if missing:
-        raise ValueError(f"{what} has bands {available} but the model needs {list(want)} (missing {missing})")
-    return [available.index(b) for b in want]
-
-
-def open_source(src, *, bands: tuple[str, ...], s1_units: str = "auto"):
-    """Open ``src`` (path, list of paths or ``xr.DataArray``) as a windowed source of ``bands``.
-
-    GeoTIFF Sentinel-1 values are checked first (:func:`floodnb.data.units.check_scene`: dtype,
-    fill values, dB or not); ``s1_units`` "linear"/"amplitude" wraps the source in a dB converter.
-    """
-    src = _open_source(src, bands=bands)
-    if isinstance(src, GeoTiffSource) and set(bands) <= {"VV", "VH"}:
-        from floodnb.data.units import check_scene
-
-        check_scene(src.bands, units=s1_units, names=bands)
-        if s1_units in ("linear", "amplitude"):
-            from floodnb.scale.dask_predict import DbSource
-
-            return DbSource(inner=src, units=s1_units, nodata=None)
-    return src
-
-
-def _open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(src, xr.DataArray):
-        return _array_source(src, bands=bands)
-    paths = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
-    if not paths:
-        raise ValueError("src: no input raster given")
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"input raster {p} not found")
-    entries: list[tuple[str, int, str | None]] = []
-    ref = None
-    for p in paths:
-        try:
-            ds = rasterio.open(p)
-        except rasterio.errors.RasterioIOError as exc:
-            raise ValueError(f"input raster {p} is not readable by GDAL: {exc}") from exc
-        with ds:
-            if ref is None:
-                ref = (p, ds.height, ds.width, ds.crs, ds.transform)
-            else:
-                rp, h, w, crs, tr = ref
-                if (ds.height, ds.width) != (h, w) or ds.crs != crs or not ds.transform.almost_equals(
-                        tr, precision=abs(tr.a) * _TRANSFORM_TOL):
-                    raise ValueError(f"input raster {p} is not on the grid of {rp}: {ds.height}x{ds.width} {ds.crs} "
-                                     f"{tuple(ds.transform)[:6]} vs {h}x{w} {crs} {tuple(tr)[:6]}")
-            if ds.crs is None:
-                raise ValueError(f"input raster {p} has no CRS; expected a georeferenced GeoTIFF")
-            entries.extend((str(p), i + 1, ds.descriptions[i]) for i in range(ds.count))
-    what = ", ".join(str(p) for p in paths)
-    names = [e[2] for e in entries]
-    idx = _match_bands(names, bands, what=f"input raster {what}")
-    if idx is None:
-        if len(entries) != len(bands):
-            raise ValueError(f"input raster {what} has {len(entries)} band(s) without names; expected {len(bands)} "
-                             f"bands {list(bands)} (Sentinel-1 backscatter in dB), in that order")
-        idx = list(range(len(bands)))
-    name = paths[0].stem if len(paths) == 1 else "+".join(p.stem for p in paths)
-    _, h, w, crs, tr = ref
-    return GeoTiffSource(name=name, bands=tuple((entries[i][0], entries[i][1]) for i in idx), height=h, width=w,
-                         crs=crs, transform=tr)
-
-
-def _array_source(da, *, bands: tuple[str, ...]) -> ArraySource:
-    if da.ndim != 3 or tuple(da.dims[1:]) != ("y", "x"):
-        raise ValueError(f"src DataArray {da.name!r}: expected dims (band, y, x), got {da.dims}")
-    bdim = da.dims[0]
-    name = str(da.name) if da.name is not None else "array"
-    labels = [str(v) for v in da[bdim].values] if bdim in da.coords and da[bdim].dtype.kind in "UO" else None
-    idx = _match_bands(labels, bands, what=f"src DataArray {name!r}") if labels else None
-    if idx is None:
-        if da.sizes[bdim] != len(bands):
-            raise ValueError(f"src DataArray {name!r} has {da.sizes[bdim]} band(s) without names; expected "
-                             f"{len(bands)} bands {list(bands)}, in that order")
-        idx = list(range(len(bands)))
-    crs = da.rio.crs
-    if crs is None:
-        raise ValueError(f"src DataArray {name!r} has no CRS (set one with .rio.write_crs)")
-    return ArraySource(name=name, data=da.isel({bdim: idx}), height=da.sizes["y"], width=da.sizes["x"], crs=crs,
-                       transform=da.rio.transform())
-
 
 @dataclass(frozen=True)
 class RasterPrediction:
@@ -255,6 +105,35 @@ def predict_raster(
                                   channels_last=channels_last)
     out_path = Path(out_path)
     prob_out = (Path(prob_path) if prob_path is not None else _default_prob_path(out_path)) if write_prob else None
+    _check_outputs(src, out_path, prob_out, overwrite=overwrite)
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+        source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
+        grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
+        if prob_out is not None:
+            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
+        forward = [0]  # forward passes, counted by the row generator
+        try:
+            with SceneWriter(scratch[0], scratch[1] if prob_out is not None else None, height=grid.height,
+                             width=grid.width, crs=source.crs, transform=source.transform, threshold=threshold,
+                             prob_dtype=prob_dtype) as writer:
+                rows = _predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward)
+                writer.write_all(iter_blended(rows, grid))
+                writer.to_cogs(out_path, prob_out)
+        finally:
+            for s in scratch:
+                for f in (s, Path(str(s) + ".aux.xml")):
+                    if f.exists():
+                        f.unlink()
+    return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
+                            crs=source.crs, transform=source.transform, n_valid=writer.n_valid,
+                            n_water=writer.n_water, n_tiles=grid.n_tiles, n_forward=forward[0],
+                            seconds=time.perf_counter() - t0)
+
+
+def _check_outputs(src, out_path: Path, prob_out: Path | None, *, overwrite: bool) -> None:
+    """Refuse outputs that are input rasters (ValueError) or exist without ``overwrite`` (FileExistsError)."""
     src_files = {Path(p).resolve() for p in ([src] if isinstance(src, (str, Path)) else
                                               (src if isinstance(src, (list, tuple)) else []))}
     for p in (out_path, prob_out):
@@ -264,56 +143,16 @@ def predict_raster(
             raise ValueError(f"output {p} is one of the input rasters; choose another output path")
         if p.exists() and not overwrite:
             raise FileExistsError(f"output {p} exists; pass overwrite=True to replace it")
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
-        source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
-        grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
-        if prob_out is not None:
-            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
-        writers: list[StripTiff] = []
-        try:
-            writers.append(StripTiff(scratch[0], height=grid.height, width=grid.width, dtype="int8",
-                                     nodata=CLASS_NODATA, crs=source.crs, transform=source.transform,
-                                     description="water class (1 water, 0 dry, -1 nodata)"))
-            if prob_out is not None:
-                writers.append(StripTiff(
-                    scratch[1], height=grid.height, width=grid.width, dtype=prob_dtype,
-                    nodata=PROB_UINT8_NODATA if prob_dtype == "uint8" else PROB_FLOAT_NODATA, crs=source.crs,
-                    transform=source.transform, scale=0.01 if prob_dtype == "uint8" else None,
-                    description="water probability" + (" (percent)" if prob_dtype == "uint8" else "")))
-            n_valid = n_water = n_forward = 0
 
-            def rows():
-                nonlocal n_forward
-                for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}",
-                                   unit="tile row"):
-                    res = predict_source_row(predictor, source, grid, i, batch=batch)
-                    n_forward += res.n_forward
-                    yield res
 
-            for row0, prob, valid in iter_blended(rows(), grid):
-                cls = encode_class(prob, valid, threshold=threshold)
-                n_valid += int(valid.sum())
-                n_water += int((cls == 1).sum())
-                writers[0].write(row0, cls)
-                if prob_out is not None:
-                    writers[1].write(row0, encode_prob(prob, valid, dtype=prob_dtype))
-            for w in writers:
-                w.close()
-            to_cog(scratch[0], out_path, resampling="MODE")
-            if prob_out is not None:
-                to_cog(scratch[1], prob_out, resampling="AVERAGE")
-        finally:
-            for w in writers:
-                w.close()
-            for s in scratch:
-                for f in (s, Path(str(s) + ".aux.xml")):
-                    if f.exists():
-                        f.unlink()
-    return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
-                            crs=source.crs, transform=source.transform, n_valid=n_valid, n_water=n_water,
-                            n_tiles=grid.n_tiles, n_forward=n_forward, seconds=time.perf_counter() - t0)
+def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int, progress: bool,
+                    forward: list[int]) -> Iterator[RowResult]:
+    """Tile rows of ``source`` predicted in order (a progress bar when ``progress``); adds each
+    row's forward passes to ``forward[0]``."""
+    for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}", unit="tile row"):
+        res = predict_source_row(predictor, source, grid, i, batch=batch)
+        forward[0] += res.n_forward
+        yield res
 
 
 def predict_source_row(predictor: Predictor, source: GeoTiffSource | ArraySource, grid: TileGrid, index: int, *,

@@ -54,15 +54,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from floodnb.io_utils import atomic_write_json
+from floodnb.predict.sources import DbSource  # noqa: F401  (re-exported)
+from floodnb.scale.scenes import GDAL_READ_OPTIONS, open_scene, scene_name  # noqa: F401
 
 MARKER_SUFFIX = "_water.done.json"
-#: GDAL options for reading scenes: no directory listing when opening a file (over HTTP a listing
-#: of the asset's folder costs seconds to minutes per open; sidecar files are still probed by name)
-GDAL_READ_OPTIONS: dict[str, str] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 RESULT_COLUMNS: tuple[str, ...] = ("scene", "source", "status", "class_path", "prob_path", "polygons_path",
                                    "height", "width", "n_valid", "n_water", "n_polygons", "water_km2", "seconds",
                                    "error")
@@ -71,42 +69,6 @@ STATUSES: tuple[str, ...] = ("done", "skipped", "failed")
 
 class SchedulerUnreachableError(ConnectionError):
     """The dask scheduler at the given address did not answer within the timeout."""
-
-
-@dataclass(frozen=True)
-class DbSource:
-    """Windowed reader converting a Sentinel-1 source of linear power or amplitude to dB
-    (STAC RTC items; :func:`floodnb.scale.collections.s1_to_db`). ``read`` returns
-    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable."""
-
-    inner: object
-    units: str
-    nodata: float | None
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def height(self) -> int:
-        return self.inner.height
-
-    @property
-    def width(self) -> int:
-        return self.inner.width
-
-    @property
-    def crs(self):
-        return self.inner.crs
-
-    @property
-    def transform(self):
-        return self.inner.transform
-
-    def read(self, row0: int, nrows: int) -> np.ndarray:
-        from floodnb.scale.collections import s1_to_db
-
-        return s1_to_db(self.inner.read(row0, nrows), units=self.units, nodata=self.nodata)
 
 
 @dataclass(frozen=True)
@@ -131,93 +93,6 @@ class ScenePlan:
         if self.polygons_base is not None:
             out += [self.polygons_base.with_name(self.polygons_base.name + s) for s in (".gpkg", ".geojson")]
         return out
-
-
-def _href(asset) -> str:
-    href = asset.get_absolute_href() or asset.href
-    return href[len("file://"):] if href.startswith("file://") else href
-
-
-def _open_hrefs(hrefs: Sequence[str], *, bands: tuple[str, ...], what: str):
-    """A :class:`floodnb.predict.raster.GeoTiffSource` over local paths or URLs (one per band, or
-    one multi-band file), checked to share one grid. GDAL reads URLs with ``/vsicurl/``."""
-    import rasterio
-
-    from floodnb.predict.raster import _TRANSFORM_TOL, GeoTiffSource
-
-    meta = {}
-    for href in dict.fromkeys(hrefs):
-        try:
-            with rasterio.Env(**GDAL_READ_OPTIONS), rasterio.open(href) as ds:
-                meta[href] = (ds.height, ds.width, ds.crs, ds.transform, ds.count, ds.descriptions)
-        except rasterio.errors.RasterioIOError as exc:
-            raise ValueError(f"{what}: asset {href} cannot be read ({exc})") from exc
-    ref_href = hrefs[0]
-    h, w, crs, tr = meta[ref_href][:4]
-    if crs is None:
-        raise ValueError(f"{what}: asset {ref_href} has no CRS; expected a georeferenced GeoTIFF")
-    for href, (h2, w2, crs2, tr2, _, _) in meta.items():
-        if (h2, w2) != (h, w) or crs2 != crs or not tr2.almost_equals(tr, precision=abs(tr.a) * _TRANSFORM_TOL):
-            raise ValueError(f"{what}: asset {href} is not on the grid of {ref_href}")
-    if len(meta) == len(hrefs):  # one file per band: its first band
-        pairs = tuple((href, 1) for href in hrefs)
-    else:  # one multi-band file: bands by description, else in order
-        count, desc = meta[ref_href][4:]
-        names = list(desc)
-        if all(names) and all(b in names for b in bands):
-            pairs = tuple((ref_href, names.index(b) + 1) for b in bands)
-        elif count >= len(bands):
-            pairs = tuple((ref_href, i + 1) for i in range(len(bands)))
-        else:
-            raise ValueError(f"{what}: asset {ref_href} has {count} band(s); the model needs {list(bands)}")
-    return GeoTiffSource(name=what, bands=pairs, height=h, width=w, crs=crs, transform=tr)
-
-
-def _open_scene(scene, *, bands: tuple[str, ...], s1_units: str):
-    """``(name, source text, windowed source)`` of a path, a list of paths or a STAC item.
-
-    Raises ValueError / FileNotFoundError naming the scene when it cannot be read or lacks a band."""
-    import pystac
-
-    from floodnb.predict.raster import open_source
-
-    if isinstance(scene, pystac.Item):
-        from floodnb.scale.collections import resolve_assets, s1_units_of
-
-        what = f"STAC item {scene.id!r}"
-        extra = [b for b in bands if b not in ("VV", "VH")]
-        if extra:
-            raise ValueError(f"{what}: the model needs bands {list(bands)}; Sentinel-1 STAC scenes provide only "
-                             f"VV and VH (no {extra})")
-        keys, _, missing = resolve_assets(scene, "s1")
-        missing = [b for b in bands if b in missing]
-        if missing:
-            raise ValueError(f"{what} has no asset for band(s) {missing} (expected one of "
-                             f"{['/'.join(('vv', 'VV') if b == 'VV' else ('vh', 'VH')) for b in missing]}); "
-                             f"its assets: {sorted(scene.assets)}")
-        units = s1_units_of(scene.collection_id or "", s1_units)
-        hrefs = [_href(scene.assets[keys[b]]) for b in bands]
-        inner = _open_hrefs(hrefs, bands=bands, what=scene.id)
-        if units == "db":
-            src = inner
-        else:
-            import rasterio
-
-            with rasterio.Env(**GDAL_READ_OPTIONS), rasterio.open(hrefs[0]) as ds:
-                nodata = ds.nodata
-            src = DbSource(inner=inner, units=units, nodata=nodata)
-        return scene.id, scene.get_self_href() or scene.id, src
-    if isinstance(scene, (list, tuple)):
-        src = open_source([str(p) for p in scene], bands=bands, s1_units=s1_units)
-        return Path(scene[0]).stem, ";".join(str(p) for p in scene), src
-    src = open_source(str(scene), bands=bands, s1_units=s1_units)
-    return Path(str(scene)).stem, str(scene), src
-
-
-def _scene_name(scene) -> str:
-    if hasattr(scene, "id"):
-        return str(scene.id)
-    return Path(str(scene[0] if isinstance(scene, (list, tuple)) else scene)).stem
 
 
 def _checkpoint_id(checkpoint, predictor) -> str:
@@ -324,102 +199,87 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
 
 def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
                       threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
-    from distributed import Future, worker_client
+    """Body of :func:`_write_scene`: rows -> scratch strips -> COGs (+ polygons) staged in a hidden
+    per-attempt folder, moved onto the final names, then the marker. Returns the result row."""
+    from distributed import worker_client
 
-    from floodnb.predict.export import (
-        CLASS_NODATA,
-        PROB_FLOAT_NODATA,
-        PROB_UINT8_NODATA,
-        StripTiff,
-        encode_class,
-        encode_prob,
-        to_cog,
-    )
+    from floodnb.predict.scene_writer import SceneWriter
     from floodnb.predict.tiles import RowBlender
 
     t0 = time.perf_counter()
-    src = plan.source
     _clean_partial(plan)  # leftovers of an earlier attempt whose worker died
     tag = f"{os.getpid()}{os.urandom(3).hex()}"
     work = plan.class_path.with_name(f".{plan.stem}.{tag}.partial")
     work.mkdir()
-    writers: list = []
-    n_valid = n_water = 0
     try:
-        scratch = [work / "class.scratch.tif"] + ([work / "prob.scratch.tif"] if plan.prob_path is not None else [])
-        writers.append(StripTiff(scratch[0], height=grid.height, width=grid.width, dtype="int8", nodata=CLASS_NODATA,
-                                 crs=src.crs, transform=src.transform,
-                                 description="water class (1 water, 0 dry, -1 nodata)"))
-        if plan.prob_path is not None:
-            writers.append(StripTiff(
-                scratch[1], height=grid.height, width=grid.width, dtype=prob_dtype,
-                nodata=PROB_UINT8_NODATA if prob_dtype == "uint8" else PROB_FLOAT_NODATA, crs=src.crs,
-                transform=src.transform, scale=0.01 if prob_dtype == "uint8" else None,
-                description="water probability" + (" (percent)" if prob_dtype == "uint8" else "")))
-        blender = RowBlender(grid)
-
-        def emit(parts) -> None:
-            nonlocal n_valid, n_water
-            for row0, prob, valid in parts:
-                cls = encode_class(prob, valid, threshold=threshold)
-                n_valid += int(valid.sum())
-                n_water += int((cls == 1).sum())
-                writers[0].write(row0, cls)
-                if plan.prob_path is not None:
-                    writers[1].write(row0, encode_prob(prob, valid, dtype=prob_dtype))
-
-        with worker_client() as client:  # secedes: this thread does not hold a worker slot while waiting
-            model = Future(model_key, client=client)
-            pending: deque = deque()
-            submitted = 0
-
-            def submit_next() -> None:
-                nonlocal submitted
-                pending.append(client.submit(_row_task, model, src, grid, submitted, batch, torch_threads,
-                                             key=f"row-{plan.scene}-{submitted}-{tag}", pure=False))
-                submitted += 1
-
-            while submitted < min(rows_ahead, grid.n_rows):
-                submit_next()
-            for _ in range(grid.n_rows):
-                fut = pending.popleft()
-                res = fut.result()
-                fut.release()
-                if submitted < grid.n_rows:
-                    submit_next()
-                emit(blender.add(res))
-            model.release()
-        emit(blender.finish())
-        for wr in writers:
-            wr.close()
-        staged = {plan.class_path: to_cog(scratch[0], work / plan.class_path.name, resampling="MODE")}
-        if plan.prob_path is not None:
-            staged[plan.prob_path] = to_cog(scratch[1], work / plan.prob_path.name, resampling="AVERAGE")
-        n_poly, water_km2 = 0, 0.0
-        if polygons:
-            from floodnb.predict.polygons import extent_polygons, write_polygons
-
-            gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
-            gpkg, geojson = write_polygons(gdf, work / plan.polygons_base.name)
-            final = plan.outputs()[-2:]
-            staged[final[0]], staged[final[1]] = gpkg, geojson
-            n_poly, water_km2 = len(gdf), float(gdf["area_m2"].sum()) / 1e6
+        with SceneWriter(work / "class.scratch.tif", work / "prob.scratch.tif" if plan.prob_path is not None else None,
+                         height=grid.height, width=grid.width, crs=plan.source.crs, transform=plan.source.transform,
+                         threshold=threshold, prob_dtype=prob_dtype) as writer:
+            blender = RowBlender(grid)
+            with worker_client() as client:  # secedes: this thread does not hold a worker slot while waiting
+                for res in _row_results(client, plan, grid, model_key, tag=tag, batch=batch,
+                                        torch_threads=torch_threads, rows_ahead=rows_ahead):
+                    writer.write_all(blender.add(res))
+            writer.write_all(blender.finish())
+            cls, prob = writer.to_cogs(work / plan.class_path.name,
+                                       work / plan.prob_path.name if plan.prob_path is not None else None)
+        staged = {plan.class_path: cls} | ({plan.prob_path: prob} if plan.prob_path is not None else {})
+        n_poly, water_km2 = _stage_polygons(plan, staged, work, min_area_m2=min_area_m2) if polygons else (0, 0.0)
         plan.marker.unlink(missing_ok=True)  # the old marker (if any) no longer describes the final files
         for final, tmp in staged.items():  # every output is complete: move them onto their final names
             os.replace(tmp, final)
     finally:
-        for wr in writers:
-            wr.close()
         shutil.rmtree(work, ignore_errors=True)
     row = {"scene": plan.scene, "source": plan.source_text, "status": "done", "class_path": str(plan.class_path),
            "prob_path": None if plan.prob_path is None else str(plan.prob_path),
            "polygons_path": None if plan.polygons_base is None else str(plan.outputs()[-2]),
-           "height": grid.height, "width": grid.width, "n_valid": n_valid, "n_water": n_water,
+           "height": grid.height, "width": grid.width, "n_valid": writer.n_valid, "n_water": writer.n_water,
            "n_polygons": n_poly, "water_km2": water_km2, "seconds": time.perf_counter() - t0, "error": None}
     atomic_write_json(plan.marker, {"scene": plan.scene, "source": plan.source_text, "settings": settings,
                                     "outputs": [str(p) for p in plan.outputs()], "result": row,
                                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return row
+
+
+def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, batch: int, torch_threads: int,
+                 rows_ahead: int):
+    """The scene's :class:`floodnb.predict.tiles.RowResult` s in row order, computed by
+    :func:`_row_task` s of which at most ``rows_ahead`` are submitted ahead; each row's task is
+    released as soon as it is yielded, the model future at the end."""
+    from distributed import Future
+
+    model = Future(model_key, client=client)
+    pending: deque = deque()
+    submitted = 0
+
+    def submit_next() -> None:
+        nonlocal submitted
+        pending.append(client.submit(_row_task, model, plan.source, grid, submitted, batch, torch_threads,
+                                     key=f"row-{plan.scene}-{submitted}-{tag}", pure=False))
+        submitted += 1
+
+    while submitted < min(rows_ahead, grid.n_rows):
+        submit_next()
+    for _ in range(grid.n_rows):
+        fut = pending.popleft()
+        res = fut.result()
+        fut.release()
+        if submitted < grid.n_rows:
+            submit_next()
+        yield res
+    model.release()
+
+
+def _stage_polygons(plan: ScenePlan, staged: dict, work: Path, *, min_area_m2: float) -> tuple[int, float]:
+    """Flood polygons of the staged class COG written into ``work`` and added to ``staged``
+    (final path -> staged path). Returns ``(number of polygons, water area in km²)``."""
+    from floodnb.predict.polygons import extent_polygons, write_polygons
+
+    gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
+    gpkg, geojson = write_polygons(gdf, work / plan.polygons_base.name)
+    final = plan.outputs()[-2:]
+    staged[final[0]], staged[final[1]] = gpkg, geojson
+    return len(gdf), float(gdf["area_m2"].sum()) / 1e6
 
 
 @contextlib.contextmanager
@@ -519,8 +379,41 @@ def predict_scenes(
     the model needs or whose bands the model does not take fail before any work is sent; failed
     scenes never leave outputs under final names.
     """
-    from floodnb.predict.export import PROB_DTYPES
     from floodnb.predict.model import resolve_predictor
+
+    _check_arguments(scenes, tile=tile, overlap=overlap, batch=batch, threshold=threshold, prob_dtype=prob_dtype,
+                     min_area_m2=min_area_m2, scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead)
+    predictor = resolve_predictor(checkpoint)
+    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
+                "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
+                "min_area_m2": min_area_m2, "s1_units": s1_units}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    order, results, todo = _plan_scenes(scenes, out, predictor, settings, tile=tile, overlap=overlap,
+                                        write_prob=write_prob, polygons=polygons, s1_units=s1_units,
+                                        overwrite=overwrite)
+    link = None
+    if todo:
+        with open_client(scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                         connect_timeout=connect_timeout) as client:
+            link = client.dashboard_link
+            if progress:
+                print(f"dask: {len(todo)} scene(s) to predict, {len(results)} skipped or failed before start; "
+                      f"dashboard {link}", flush=True)
+            results.update(_run_batch(client, predictor, todo, batch=batch, threshold=threshold,
+                                      prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2,
+                                      settings=settings, torch_threads=torch_threads, gdal_cache_mb=gdal_cache_mb,
+                                      scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead, progress=progress))
+    table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
+    table.attrs["dashboard"] = link
+    return table
+
+
+def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: float, prob_dtype: str,
+                     min_area_m2: float, scenes_in_flight: int | None, rows_ahead: int | None) -> None:
+    """ValueError naming the first bad argument of :func:`predict_scenes`, before any work."""
+    from floodnb.predict.export import PROB_DTYPES
     from floodnb.predict.tiles import TileGrid
 
     if prob_dtype not in PROB_DTYPES:
@@ -537,21 +430,22 @@ def predict_scenes(
     if not scenes:
         raise ValueError("scenes: no scene given")
     TileGrid.plan(tile, tile, tile=tile, overlap=overlap)  # validates tile/overlap before any work
-    predictor = resolve_predictor(checkpoint)
-    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
-                "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
-                "min_area_m2": min_area_m2, "s1_units": s1_units}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _plan_scenes(scenes, out: Path, predictor, settings: dict, *, tile: int, overlap: int, write_prob: bool,
+                 polygons: bool, s1_units: str, overwrite: bool) -> tuple[list[str], dict[str, dict], list]:
+    """Open every scene: ``(names in input order, result rows of scenes failed or skipped already,
+    [(ScenePlan, TileGrid) to predict])``. Raises ValueError when two scenes share a name."""
+    from floodnb.predict.tiles import TileGrid
 
     results: dict[str, dict] = {}
     todo: list[tuple[ScenePlan, object]] = []
     order: list[str] = []
     for scene in scenes:
         try:
-            name, text, source = _open_scene(scene, bands=predictor.band_list, s1_units=s1_units)
+            name, text, source = open_scene(scene, bands=predictor.band_list, s1_units=s1_units)
         except (ValueError, OSError) as exc:
-            name = _scene_name(scene)
+            name = scene_name(scene)
             if name in order:
                 raise ValueError(f"two scenes are both named {name!r} (outputs would collide in {out}); "
                                  "rename one") from None
@@ -570,22 +464,7 @@ def predict_scenes(
             results[name] = {**done, "status": "skipped", "seconds": 0.0}
             continue
         todo.append((plan, TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)))
-
-    link = None
-    if todo:
-        with open_client(scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
-                         connect_timeout=connect_timeout) as client:
-            link = client.dashboard_link
-            if progress:
-                print(f"dask: {len(todo)} scene(s) to predict, {len(results)} skipped or failed before start; "
-                      f"dashboard {link}", flush=True)
-            results.update(_run_batch(client, predictor, todo, batch=batch, threshold=threshold,
-                                      prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2,
-                                      settings=settings, torch_threads=torch_threads, gdal_cache_mb=gdal_cache_mb,
-                                      scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead, progress=progress))
-    table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
-    table.attrs["dashboard"] = link
-    return table
+    return order, results, todo
 
 
 def _failed(name: str, source: str, error: str) -> dict:

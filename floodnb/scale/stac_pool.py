@@ -20,7 +20,8 @@ Sentinel-2 teacher can label; Sen1Floods11 v1.1 ships no S2 for its weak chips. 
    the chips with ``group == "weak"`` and both ``s1_path`` and ``s2_path``.
 
 Chip ids are ``<prefix><YYYYMMDD><pass>_<n>``, e.g. ``STAC20230301a_5`` (event = S1 date and
-pass letter a, b, ... within that day; n = chip index ``row * n_cols + col``). Every file is written atomically; existing chips are kept (a re-run
+pass letter a, b, ... within that day; n = chip index ``row * n_cols + col``). Every file is written
+atomically; existing chips are kept (a re-run
 resumes) unless ``overwrite=True``. Items missing a required asset are skipped and reported
 (``on_missing="skip"``) or raise ``ValueError`` naming the item (``on_missing="error"``).
 """
@@ -40,6 +41,7 @@ import pandas as pd
 
 from floodnb.bands import LAYERS, S1_BANDS, S2_BANDS
 from floodnb.data import layout as lay
+from floodnb.geotiff import write_geotiff
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.scale.collections import (
     DEFAULT_RESOLUTION_DEG,
@@ -167,16 +169,10 @@ def _letters(k: int) -> str:
 
 
 def _write_tif(path: Path, data: np.ndarray, *, crs, transform, nodata, descriptions: Sequence[str]) -> None:
-    import rasterio
-
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
-                           dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata,
-                           compress="deflate", tiled=True, blockxsize=min(256, _block(data.shape[2])),
-                           blockysize=min(256, _block(data.shape[1]))) as dst:
-            dst.write(data)
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
+    """``(C, H, W)`` -> a deflate-compressed tiled GeoTIFF (blocks of at most 256 px), atomically."""
+    write_geotiff(path, data, crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
+                  compress="deflate", tiled=True, blockxsize=min(256, _block(data.shape[2])),
+                  blockysize=min(256, _block(data.shape[1])))
 
 
 def _block(n: int) -> int:
@@ -220,32 +216,19 @@ def build_pool(
     Returns a :class:`PoolResult`; the manifest and skipped report are also written as CSV.
     """
     bbox = check_bbox(bbox)
-    if chip < 16:
-        raise ValueError(f"chip must be >= 16 pixels, got {chip}")
-    if not 0.0 <= min_valid <= 1.0:
-        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
-    if on_missing not in ("skip", "error"):
-        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
-    if not event_prefix.isalnum():
-        raise ValueError(f"event_prefix={event_prefix!r}: use letters and digits only (it starts every chip id)")
+    _check_pool_arguments(chip=chip, min_valid=min_valid, on_missing=on_missing, event_prefix=event_prefix)
     units = s1_units_of(s1_collection, s1_units)
     root = Path(out_root)
-    layout = lay.detect(root) if root.is_dir() and any(root.iterdir()) else "official"
-    if layout == "short":
-        raise ValueError(f"out_root {root} holds the short developer layout, which has no weak-chip Sentinel-2 folder; "
-                         "write the pool to an official-layout root")
+    layout = _pool_layout(root)
 
     geobox = _geobox(bbox, crs=crs, resolution=resolution)
     ny, nx = geobox.shape[0] // chip, geobox.shape[1] // chip
     if ny == 0 or nx == 0:
         raise ValueError(f"bbox {bbox} is {geobox.shape[0]}x{geobox.shape[1]} pixels at resolution {resolution}; "
                          f"smaller than one {chip}x{chip} chip")
-    s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
-    s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
-    s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)
-    s2_acq, skipped2 = _check_assets(group_acquisitions(s2_items, sensor="s2"), "s2", on_missing=on_missing)
-    pairs, skipped3 = find_pairs(s1_acq, s2_acq, max_gap=dt.timedelta(hours=max_gap_hours), max_cloud=max_cloud)
-    skipped += skipped2 + skipped3
+    pairs, skipped = _search_pairs(stac, bbox=bbox, start=start, end=end, s1_collection=s1_collection,
+                                   s2_collection=s2_collection, modifier=modifier, on_missing=on_missing,
+                                   max_gap_hours=max_gap_hours, max_cloud=max_cloud)
     if max_pairs is not None:
         pairs = pairs[:max_pairs]
 
@@ -268,6 +251,40 @@ def build_pool(
     with atomic_path(meta_root / SKIPPED_FILE) as tmp:
         skipped_df.to_csv(tmp, index=False)
     return PoolResult(root=root, manifest=manifest, skipped=skipped_df, pairs=tuple(pairs))
+
+
+def _check_pool_arguments(*, chip: int, min_valid: float, on_missing: str, event_prefix: str) -> None:
+    """ValueError naming the first bad argument of :func:`build_pool`."""
+    if chip < 16:
+        raise ValueError(f"chip must be >= 16 pixels, got {chip}")
+    if not 0.0 <= min_valid <= 1.0:
+        raise ValueError(f"min_valid must be a fraction in [0, 1], got {min_valid}")
+    if on_missing not in ("skip", "error"):
+        raise ValueError(f"on_missing must be 'skip' or 'error', got {on_missing!r}")
+    if not event_prefix.isalnum():
+        raise ValueError(f"event_prefix={event_prefix!r}: use letters and digits only (it starts every chip id)")
+
+
+def _pool_layout(root: Path) -> str:
+    """Layout to write the pool in: the root's own, "official" for a new or empty root; ValueError for "short"."""
+    layout = lay.detect(root) if root.is_dir() and any(root.iterdir()) else "official"
+    if layout == "short":
+        raise ValueError(f"out_root {root} holds the short developer layout, which has no weak-chip Sentinel-2 folder; "
+                         "write the pool to an official-layout root")
+    return layout
+
+
+def _search_pairs(stac: str, *, bbox, start, end, s1_collection: str, s2_collection: str, modifier,
+                  on_missing: str, max_gap_hours: float, max_cloud: float) -> tuple[list[Pair], list]:
+    """S1/S2 items of the window searched, grouped into acquisitions and paired:
+    ``(pairs, skipped rows of SKIP_COLUMNS)``."""
+    s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
+    s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
+    s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)
+    s2_acq, skipped2 = _check_assets(group_acquisitions(s2_items, sensor="s2"), "s2", on_missing=on_missing)
+    pairs, skipped3 = find_pairs(s1_acq, s2_acq, max_gap=dt.timedelta(hours=max_gap_hours), max_cloud=max_cloud)
+    skipped += skipped2 + skipped3
+    return pairs, skipped
 
 
 def _write_pair(pair: Pair, event: str, *, root: Path, layout: str, geobox, chip: int, ny: int, nx: int, units: str,

@@ -32,6 +32,7 @@ import pandas as pd
 import rasterio
 
 from floodnb.bands import S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
+from floodnb.chip_ids import chip_event
 from floodnb.data import layout
 from floodnb.io_utils import atomic_path, atomic_write_text
 from floodnb.labels.weak import otsu_label
@@ -172,7 +173,7 @@ def _real_pass(real_root: Path) -> tuple[_Acc, dict]:
                 n += 1
                 acc.add_s1(s1, label)
                 acc.add_conf(("chip_otsu_vs_hand", "all"), otsu_label(s1), label)
-                ev = cid.split("_")[0]
+                ev = chip_event(cid)
                 thr = meta.get(REAL_EVENT_ALIASES.get(ev, ev))
                 if thr is not None:
                     acc.add_conf(("event_otsu_vs_hand", "all"), otsu_label(s1, threshold=thr), label)
@@ -214,6 +215,52 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
             s2_rows.append({"source": key, "cls": name, "pixels": cnt, **dict(zip(S2_BANDS, tot / cnt))})
     s2_tab = pd.DataFrame(s2_rows)
 
+    weak_tab, all_row = _weak_table(chips, sim)
+
+    summary = {
+        "sim_s1_otsu_water_iou_vs_truth": all_row["s1_otsu_iou"],
+        "sim_chip_otsu_water_iou_vs_truth": all_row["chip_otsu_iou"],
+        "sim_chip_otsu_water_iou_vs_hand": _iou(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand")),
+        "sim_s2_index_water_iou_vs_truth": all_row["s2_index_iou"],
+        "sim_hand_label_water_iou_vs_truth": all_row["label_iou"],
+    }
+    if "real" in accs:
+        rc = accs["real"].conf
+        for key in ("chip_otsu_vs_hand", "event_otsu_vs_hand"):
+            summary[f"real_{key.replace('_vs_', '_water_iou_vs_')}"] = (_iou(rc[(key, "all")]) if (key, "all") in rc
+                                                                        else float("nan"))
+        summary["real_chips_with_s1"] = real_info["n_chips_s1"]
+
+    fig = _report_figure(accs, s2_tab, weak_tab, plt)
+
+    paths = {"png": out / "realism_report.png", "md": out / "realism_report.md", "s1": out / "realism_s1_stats.csv",
+             "s2": out / "realism_s2_means.csv", "weak": out / "realism_weak_labels.csv"}
+    table = None
+    if "real" in accs:
+        table = realism_table(accs["real"].realism.result(), sim.realism.result())
+        summary["realism_rows_passed"] = f"{int(table.passed.sum())}/{len(table)}"
+        paths["table"] = out / "realism_table.csv"
+        paths["table_png"] = out / "realism_table.png"
+        with atomic_path(paths["table"]) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
+        _table_figure(table, paths["table_png"], plt)
+    with atomic_path(paths["png"]) as tmp_png:
+        fig.savefig(tmp_png, dpi=90)
+    plt.close(fig)
+    for key, tab in (("s1", s1_tab), ("s2", s2_tab), ("weak", weak_tab)):
+        with atomic_path(paths[key]) as tmp:
+            tab.to_csv(tmp, index=False, float_format="%.4f")
+    md = _report_markdown(root, real_root, summary, table, s1_tab, weak_tab)
+    atomic_write_text(paths["md"], "\n".join(md))
+    tables = {"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab}
+    if table is not None:
+        tables["realism"] = table
+    return RealismReport(tables=tables, summary=summary, paths=paths)
+
+
+def _weak_table(chips: pd.DataFrame, sim) -> tuple[pd.DataFrame, dict]:
+    """Weak labels (and the hand label) vs truth per event plus an ``ALL`` row: water IoU of the
+    summed confusion counts. Returns ``(table, the ALL row)``."""
     weak_rows = []
     for ev, g in chips.groupby("event", sort=True):
         row = {"event": ev, "n_chips": len(g), "truth_water_fraction": float(g.truth_water_fraction.mean())}
@@ -231,21 +278,11 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     all_row["chip_otsu_iou"] = _iou(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu"))
     weak_rows.append(all_row)
     weak_tab = pd.DataFrame(weak_rows)
+    return weak_tab, all_row
 
-    summary = {
-        "sim_s1_otsu_water_iou_vs_truth": all_row["s1_otsu_iou"],
-        "sim_chip_otsu_water_iou_vs_truth": all_row["chip_otsu_iou"],
-        "sim_chip_otsu_water_iou_vs_hand": _iou(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand")),
-        "sim_s2_index_water_iou_vs_truth": all_row["s2_index_iou"],
-        "sim_hand_label_water_iou_vs_truth": all_row["label_iou"],
-    }
-    if "real" in accs:
-        rc = accs["real"].conf
-        for key in ("chip_otsu_vs_hand", "event_otsu_vs_hand"):
-            summary[f"real_{key.replace('_vs_', '_water_iou_vs_')}"] = (_iou(rc[(key, "all")]) if (key, "all") in rc
-                                                                        else float("nan"))
-        summary["real_chips_with_s1"] = real_info["n_chips_s1"]
 
+def _report_figure(accs: dict, s2_tab: pd.DataFrame, weak_tab: pd.DataFrame, plt):
+    """The 2x2 realism figure: S1 densities by hand label, S2 band means per class, weak-label IoU per event."""
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
     centres = (BINS[:-1] + BINS[1:]) / 2
     for ax, band in zip(axes[0], S1_BANDS):
@@ -277,24 +314,13 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     ax.set(title="weak labels vs truth: water IoU (global, per event)", ylabel="water IoU", ylim=(0, 1))
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
 
-    paths = {"png": out / "realism_report.png", "md": out / "realism_report.md", "s1": out / "realism_s1_stats.csv",
-             "s2": out / "realism_s2_means.csv", "weak": out / "realism_weak_labels.csv"}
-    table = None
-    if "real" in accs:
-        table = realism_table(accs["real"].realism.result(), sim.realism.result())
-        summary["realism_rows_passed"] = f"{int(table.passed.sum())}/{len(table)}"
-        paths["table"] = out / "realism_table.csv"
-        paths["table_png"] = out / "realism_table.png"
-        with atomic_path(paths["table"]) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.4f")
-        _table_figure(table, paths["table_png"], plt)
-    with atomic_path(paths["png"]) as tmp_png:
-        fig.savefig(tmp_png, dpi=90)
-    plt.close(fig)
-    for key, tab in (("s1", s1_tab), ("s2", s2_tab), ("weak", weak_tab)):
-        with atomic_path(paths[key]) as tmp:
-            tab.to_csv(tmp, index=False, float_format="%.4f")
+
+def _report_markdown(root: Path, real_root, summary: dict, table: pd.DataFrame | None, s1_tab: pd.DataFrame,
+                     weak_tab: pd.DataFrame) -> list[str]:
+    """Lines of ``realism_report.md``: headline IoUs, the realism table (with a real root), S1
+    statistics and weak labels per event."""
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]
@@ -307,11 +333,7 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     md += ["", "## Sentinel-1 class-conditional statistics (dB, by hand label)", "",
            _markdown(s1_tab.round(2)), "", "## Weak labels vs truth per event (water IoU)", "",
            _markdown(weak_tab.round(3)), ""]
-    atomic_write_text(paths["md"], "\n".join(md))
-    tables = {"s1_stats": s1_tab, "s2_means": s2_tab, "weak_labels": weak_tab}
-    if table is not None:
-        tables["realism"] = table
-    return RealismReport(tables=tables, summary=summary, paths=paths)
+    return md
 
 
 def _markdown(tab: pd.DataFrame) -> str:

@@ -190,30 +190,10 @@ def _metadata(chips: list[dict], thresholds: dict[str, float], size: int) -> dic
     return {"type": "FeatureCollection", "name": "Sen1Floods11_Metadata", "features": feats}
 
 
-def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, size: int = 512, seed: int = 0,
-                     workers: int = 2, config: SimConfig | None = None, overwrite: bool = False,
-                     progress: bool = True) -> Path:
-    """Simulate and write a Sen1Floods11-format dataset under ``out``; returns ``out`` (the root).
-
-    ``n_hand`` hand-labelled chips (train/valid/test + the held-out event) and ``n_weak`` weak
-    chips of ``size`` px (overrides ``config.size``), seeded by ``seed``; ``workers`` processes
-    (1 = in this process). ``config``: physics and output settings (:class:`SimConfig`).
-    Refuses to write into a folder holding a layout floodnb never writes (the short developer
-    layout, or a folder that is ``v1.1`` itself), whatever ``overwrite`` says, and into a folder
-    that already holds the official layout unless
-    ``overwrite`` is True *and* that folder is a previous floodnb simulation (its
-    ``floodnb_simulation.json`` is present); other files are never touched.
-    Read it with :func:`floodnb.data.catalog.build_catalog` like the real dataset.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from floodnb import __version__
-
-    cfg = replace(config or SimConfig(), size=int(size))
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    root = Path(out)
+def _prepare_root(root: Path, *, overwrite: bool) -> None:
+    """Make ``root`` ready for a simulation: remove the official-layout folders of an unfinished
+    or (with ``overwrite``) a finished previous floodnb simulation. Raises NotADirectoryError /
+    FileExistsError for a file, a foreign layout, or a dataset floodnb did not simulate."""
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"simulate_dataset: output {str(root)!r} exists and is not a folder")
     foreign = [name for name in layout.present_layouts(root) if name != "official"] if root.is_dir() else []
@@ -240,17 +220,13 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
         import shutil
         for p in existing:
             shutil.rmtree(p)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST).unlink(missing_ok=True)  # only reached when replacing a previous floodnb simulation
-    atomic_write_text(root / INCOMPLETE, json.dumps({"seed": int(seed), "n_hand": int(n_hand), "n_weak": int(n_weak)}))
-    chips = plan_chips(n_hand=n_hand, n_weak=n_weak, seed=seed, heldout_fraction=cfg.heldout_fraction)
-    groups = {c["group"] for c in chips}
-    for layer in (HAND_LAYERS if "hand" in groups else ()) + (WEAK_LAYERS if "weak" in groups else ()):
-        layout.layer_dir(root, layer).mkdir(parents=True, exist_ok=True)
-    for g in groups:
-        for layer in TRUTH_LAYERS:
-            layout.truth_dir(root, layer, g).mkdir(parents=True, exist_ok=True)
-    layout.splits_dir(root).mkdir(parents=True, exist_ok=True)
+
+
+def _simulate_chips(root: Path, chips: list[dict], cfg: SimConfig, *, seed: int, workers: int,
+                    progress: bool) -> tuple[list[dict], dict[str, float]]:
+    """Event VH thresholds, then every chip written (``workers`` spawned processes, or this one):
+    ``(chip table rows, {event: VH threshold dB})``."""
+    from tqdm.auto import tqdm
 
     ctx = mp.get_context("spawn")
     pool = ctx.Pool(workers) if workers > 1 else None
@@ -266,7 +242,46 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
         if pool is not None:
             pool.close()
             pool.join()
+    return rows, thresholds
 
+
+def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, size: int = 512, seed: int = 0,
+                     workers: int = 2, config: SimConfig | None = None, overwrite: bool = False,
+                     progress: bool = True) -> Path:
+    """Simulate and write a Sen1Floods11-format dataset under ``out``; returns ``out`` (the root).
+
+    ``n_hand`` hand-labelled chips (train/valid/test + the held-out event) and ``n_weak`` weak
+    chips of ``size`` px (overrides ``config.size``), seeded by ``seed``; ``workers`` processes
+    (1 = in this process). ``config``: physics and output settings (:class:`SimConfig`).
+    Refuses to write into a folder holding a layout floodnb never writes (the short developer
+    layout, or a folder that is ``v1.1`` itself), whatever ``overwrite`` says, and into a folder
+    that already holds the official layout unless
+    ``overwrite`` is True *and* that folder is a previous floodnb simulation (its
+    ``floodnb_simulation.json`` is present); other files are never touched.
+    Read it with :func:`floodnb.data.catalog.build_catalog` like the real dataset.
+    """
+    import pandas as pd
+
+    from floodnb import __version__
+
+    cfg = replace(config or SimConfig(), size=int(size))
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    root = Path(out)
+    _prepare_root(root, overwrite=overwrite)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)  # only reached when replacing a previous floodnb simulation
+    atomic_write_text(root / INCOMPLETE, json.dumps({"seed": int(seed), "n_hand": int(n_hand), "n_weak": int(n_weak)}))
+    chips = plan_chips(n_hand=n_hand, n_weak=n_weak, seed=seed, heldout_fraction=cfg.heldout_fraction)
+    groups = {c["group"] for c in chips}
+    for layer in (HAND_LAYERS if "hand" in groups else ()) + (WEAK_LAYERS if "weak" in groups else ()):
+        layout.layer_dir(root, layer).mkdir(parents=True, exist_ok=True)
+    for g in groups:
+        for layer in TRUTH_LAYERS:
+            layout.truth_dir(root, layer, g).mkdir(parents=True, exist_ok=True)
+    layout.splits_dir(root).mkdir(parents=True, exist_ok=True)
+
+    rows, thresholds = _simulate_chips(root, chips, cfg, seed=seed, workers=workers, progress=progress)
     sdir = layout.splits_dir(root)
     for split in layout.SPLIT_NAMES:
         ids = sorted(c["chip_id"] for c in chips if c["split"] == split)

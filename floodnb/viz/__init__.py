@@ -6,5 +6,6 @@ Submodules (import the one you need; nothing heavy is imported here):
   dB display (pure numpy, reused by every plot and the dashboard).
 * :mod:`floodnb.viz.noise` — label-noise heat maps, disagreement overlays, per-event confusion
   tables and the worst-chips gallery (matplotlib figures, hvplot objects).
-* :mod:`floodnb.viz.maplayers`, :mod:`floodnb.viz.dashboard` — the Panel dashboard.
+* :mod:`floodnb.viz.maplayers`, :mod:`floodnb.viz.dashboard` — the Panel dashboard (its data:
+  :mod:`floodnb.viz.run_data`).
 """

@@ -26,28 +26,29 @@ from __future__ import annotations
 
 import functools
 import html
-import json
 import math
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
 from bokeh.plotting import figure
 
 from floodnb.bands import LABEL_NODATA
+from floodnb.chip_ids import is_chip_id
 from floodnb.runs import layout as run_layout
 from floodnb.viz import maplayers as ml
-
-NOISE_DIR = run_layout.NOISE
-EVAL_DIR = run_layout.EVALUATE
-NOISE_TABLE = run_layout.NOISE_TABLE
-PER_CHIP_TABLE = run_layout.PER_CHIP_TABLE
-METRICS_FILE = run_layout.EVAL_METRICS
+from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported for existing imports)
+    EVAL_DIR,
+    METRICS_FILE,
+    NOISE_DIR,
+    NOISE_TABLE,
+    PER_CHIP_TABLE,
+    RunData,
+    chip_table,
+    load_run,
+)
 
 #: Basemaps offered (name -> XYZ tile URL); "none" draws no tiles.
 BASEMAPS: dict[str, str | None] = {
@@ -87,108 +88,8 @@ def resolve_basemap(basemap: str) -> str:
     return basemap
 
 
-#: Chip ids as Sen1Floods11 and the simulator write them (``<Event>_<id>``): no path separators.
-CHIP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 MAP_PX = 620
 _EMPTY = np.zeros((1, 1), np.uint32)
-
-
-@dataclass(frozen=True)
-class RunData:
-    """Tables of one run, read once and shared read-only by every dashboard session."""
-
-    run_dir: Path
-    name: str
-    data_root: Path
-    catalog: pd.DataFrame  # index chip_id, build_catalog columns
-    per_chip: pd.DataFrame  # per_chip.csv (all methods); may be empty
-    noise: pd.DataFrame  # noise_chips.csv; may be empty
-    metrics: dict
-    methods: tuple[str, ...]
-
-
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"chip_id": str, "event": str, "split": str})
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; expected at least {list(required)}")
-    bad = [c for c in df["chip_id"] if not CHIP_ID_RE.match(str(c))]
-    if bad:
-        raise ValueError(f"{path} holds chip ids that are not '<Event>_<id>' names: {bad[:3]}")
-    return df
-
-
-def load_run(run_dir: str | Path, *, data_root: str | Path | None = None) -> RunData:
-    """Read ``run.json``, the per-chip metrics, the noise table and the data root's catalog.
-
-    ``data_root`` overrides the one recorded in ``run.json`` (e.g. a run copied to another
-    machine). Raises FileNotFoundError naming the missing file, ValueError for malformed tables.
-    """
-    from floodnb.data.catalog import build_catalog
-
-    run_dir = Path(run_dir).resolve()
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        raise FileNotFoundError(f"{run_json} not found: expected a run directory written by 'floodnb run'")
-    try:
-        meta = json.loads(run_json.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{run_json} is not valid JSON ({exc})") from exc
-    if data_root is None:
-        if "data_root" not in meta:
-            raise ValueError(f"{run_json} records no 'data_root'; pass data_root= explicitly")
-        data_root = meta["data_root"]
-    data_root = Path(data_root).resolve()
-
-    per_chip_path, noise_path = run_dir / PER_CHIP_TABLE, run_dir / NOISE_TABLE
-    if not per_chip_path.is_file() and not noise_path.is_file():
-        raise FileNotFoundError(
-            f"neither {per_chip_path} nor {noise_path} exists: run the evaluate / noise notebooks first")
-    per_chip = (_read_csv(per_chip_path, ("chip_id", "method", "water_iou")) if per_chip_path.is_file()
-                else pd.DataFrame({"chip_id": pd.Series(dtype=str), "method": pd.Series(dtype=str)}))
-    noise = (_read_csv(noise_path, ("chip_id", "noise_rate")) if noise_path.is_file()
-             else pd.DataFrame({"chip_id": pd.Series(dtype=str)}))
-    metrics_path = run_dir / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-
-    catalog = build_catalog(data_root)
-    catalog = catalog.drop_duplicates("chip_id").set_index("chip_id", drop=False)
-    methods = tuple(dict.fromkeys(str(m) for m in per_chip["method"]))
-    return RunData(run_dir=run_dir, name=str(meta.get("name", run_dir.name)), data_root=data_root,
-                   catalog=catalog, per_chip=per_chip, noise=noise, metrics=metrics, methods=methods)
-
-
-def chip_table(run: RunData, *, method: str | None) -> pd.DataFrame:
-    """One row per chip: metrics of ``method`` joined with the noise table, worst water IoU first.
-
-    Chips without metrics (e.g. the weak pool, scored for noise only) follow, highest noise
-    rate first. Only chips present in the data root's catalog are listed.
-    """
-    pc = run.per_chip
-    if method is not None:
-        if method not in run.methods:
-            raise ValueError(f"method {method!r} not in {PER_CHIP_TABLE}; expected one of {run.methods}")
-        pc = pc[pc["method"] == method]
-    pc = pc.drop(columns=[c for c in ("method",) if c in pc.columns])
-    noise = run.noise.drop(columns=[c for c in ("event", "split") if c in run.noise.columns and c in pc.columns])
-    if len(pc) and len(noise):
-        table = pc.merge(noise, on="chip_id", how="outer")
-    else:
-        table = pc if len(pc) else noise
-    table = table[table["chip_id"].isin(run.catalog.index)].copy()
-    for col in ("event", "split"):
-        if col not in table.columns or table[col].isna().any():
-            table[col] = run.catalog.loc[table["chip_id"], col].to_numpy() if col in run.catalog else ""
-    sort_cols, asc = [], []
-    if "water_iou" in table.columns:
-        sort_cols.append("water_iou"); asc.append(True)
-    if "noise_rate" in table.columns:
-        sort_cols.append("noise_rate"); asc.append(False)
-    if sort_cols:
-        table = table.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable")
-    first = [c for c in ("chip_id", "event", "split", "water_iou", "water_precision", "water_recall",
-                         "noise_rate", "rank", "valid_pixels") if c in table.columns]
-    return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
 
 
 def _fmt(v) -> str:
@@ -251,7 +152,8 @@ class Dashboard(param.Parameterized):
                      toolbar_location="above", name="chip-map")
         fig.xaxis.axis_label = "longitude"
         fig.yaxis.axis_label = "latitude"
-        self.tiles = fig.add_tile(WMTSTileSource(url=BASEMAPS["OpenStreetMap"], attribution=_ATTRIBUTION["OpenStreetMap"]))
+        self.tiles = fig.add_tile(WMTSTileSource(url=BASEMAPS["OpenStreetMap"],
+                                                 attribution=_ATTRIBUTION["OpenStreetMap"]))
         self._apply_basemap(self.basemap)
         self.sources: dict[str, ColumnDataSource] = {}
         self.renderers = {}
@@ -322,7 +224,7 @@ class Dashboard(param.Parameterized):
     # ---------------------------------------------------------------- chip data
     def _run_file(self, rel_dir: str, chip_id: str, suffix: str) -> Path | None:
         """``<run_dir>/<rel_dir>/<chip_id><suffix>`` for a chip id from the tables, if it exists."""
-        if not CHIP_ID_RE.match(chip_id):
+        if not is_chip_id(chip_id):
             raise ValueError(f"chip id {chip_id!r} is not a '<Event>_<id>' name")
         folder = (self.run.run_dir / rel_dir).resolve()
         path = (folder / f"{chip_id}{suffix}").resolve()

@@ -10,7 +10,7 @@
   login in front of the app, with signed cookies (``cookie_secret``, random per start unless
   given);
 * each browser session builds its own :class:`~floodnb.viz.dashboard.Dashboard` over tables read
-  once (:func:`~floodnb.viz.dashboard.load_run`). The only request data the app uses is the
+  once (:func:`~floodnb.viz.run_data.load_run`). The only request data the app uses is the
   ``chip`` query argument, which is looked up in the run's table; the server has no static
   folder of its own, so no URL maps onto the run directory or the data root;
 * Panel's ``/components/<module>/...`` route, which imports any installed module named in the
@@ -92,7 +92,8 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
     """
     import panel as pn
 
-    from floodnb.viz.dashboard import Dashboard, load_run, resolve_basemap
+    from floodnb.viz.dashboard import resolve_basemap
+    from floodnb.viz.run_data import load_run
 
     if not isinstance(address, str) or not address:
         raise ValueError(f"address must be a host name or IP address, got {address!r}")
@@ -109,14 +110,7 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
         raise ValueError(f"method {method!r} not in the run's per_chip.csv; expected one of {run.methods}")
 
     port = int(port) or free_port("127.0.0.1" if _is_wildcard(address) else address)
-    if websocket_origin is None:
-        if _is_wildcard(address):
-            raise ValueError(
-                f"address {address!r} listens on every interface: pass websocket_origin (e.g. "
-                "'myhost.example.org:PORT') naming the host clients will open")
-        websocket_origin = [f"{address}:{port}"]
-        if _is_loopback(address):
-            websocket_origin += [f"localhost:{port}", f"127.0.0.1:{port}"]
+    websocket_origin = _websocket_origin(address, port, websocket_origin)
     if not _is_loopback(address) and basic_auth is None and verbose:
         print(f"floodnb dashboard: WARNING serving on {address} without a login (--basic-auth-file): "
               "anyone who can reach this address can see the run", file=sys.stderr)
@@ -124,21 +118,7 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
     pn.extension("tabulator", inline=True)
     pn.config.inline = True  # Panel extension JS/CSS inlined or served locally, never from a CDN
 
-    from panel.io.resources import LOCAL_DIST
-
-    def app():
-        # Panel resolves stylesheet URLs of models created later in a session from this template
-        # variable and falls back to its CDN when it is unset; under concurrent sessions that
-        # fallback was seen in the browser (Panel 1.9). Pin it to the app's own static route.
-        doc = pn.state.curdoc
-        if doc is not None and "dist_url" not in doc._template_variables:
-            doc._template_variables["dist_url"] = LOCAL_DIST
-        chip = None
-        args = pn.state.session_args or {}
-        if "chip" in args and args["chip"]:
-            chip = args["chip"][0].decode("utf-8", errors="replace")
-        return Dashboard(run, chip=chip, method=method, basemap=basemap).view
-
+    app = _session_app(run, method=method, basemap=basemap)
     kwargs: dict = {"extra_patterns": [component_route()]}
     if basic_auth is not None:
         kwargs.update(basic_auth=str(basic_auth), cookie_secret=cookie_secret or secrets.token_hex(32),
@@ -161,3 +141,43 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
         finally:
             server.stop()
     return server
+
+
+def _websocket_origin(address: str, port: int, websocket_origin: list[str] | None) -> list[str]:
+    """Origins allowed to open the dashboard's websocket: the given ones, else ``address:port``
+    (plus ``localhost``/``127.0.0.1`` for a loopback address). ValueError for a wildcard address
+    without explicit origins."""
+    if websocket_origin is not None:
+        return websocket_origin
+    if _is_wildcard(address):
+        raise ValueError(
+            f"address {address!r} listens on every interface: pass websocket_origin (e.g. "
+            "'myhost.example.org:PORT') naming the host clients will open")
+    origins = [f"{address}:{port}"]
+    if _is_loopback(address):
+        origins += [f"localhost:{port}", f"127.0.0.1:{port}"]
+    return origins
+
+
+def _session_app(run, *, method: str | None, basemap: str):
+    """The per-session Panel app of :func:`serve_dashboard`: a new :class:`~floodnb.viz.dashboard.Dashboard`
+    over the shared ``run``, opened on the chip named by the ``?chip=`` URL argument (if any)."""
+    import panel as pn
+    from panel.io.resources import LOCAL_DIST
+
+    from floodnb.viz.dashboard import Dashboard
+
+    def app():
+        # Panel resolves stylesheet URLs of models created later in a session from this template
+        # variable and falls back to its CDN when it is unset; under concurrent sessions that
+        # fallback was seen in the browser (Panel 1.9). Pin it to the app's own static route.
+        doc = pn.state.curdoc
+        if doc is not None and "dist_url" not in doc._template_variables:
+            doc._template_variables["dist_url"] = LOCAL_DIST
+        chip = None
+        args = pn.state.session_args or {}
+        if "chip" in args and args["chip"]:
+            chip = args["chip"][0].decode("utf-8", errors="replace")
+        return Dashboard(run, chip=chip, method=method, basemap=basemap).view
+
+    return app
