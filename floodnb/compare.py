@@ -23,7 +23,6 @@ class (int8, -1 = no data) as GeoTIFFs on the chip's grid: ``<chip_id>_prob.tif`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from floodnb.bands import LABEL_NODATA, WATER
-from floodnb.io_utils import atomic_path
+from floodnb.chip_ids import is_chip_id
+from floodnb.geotiff import write_geotiff
 from floodnb.metrics import ConfusionAccumulator
 from floodnb.references import reference_key
 
@@ -39,7 +39,6 @@ from floodnb.references import reference_key
 REFERENCE_VAR: dict[str, tuple[str, str]] = {r: (reference_key(r, "chip"), reference_key(r))
                                              for r in ("truth_water", "label")}
 #: Chip ids usable as file names (``<Event>_<id>``, as in :mod:`floodnb.viz.dashboard`).
-CHIP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 METRIC_NAME = "water_iou (water-class IoU of the global confusion matrix over valid pixels)"
 
 
@@ -137,7 +136,7 @@ def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray, pr
     """
     import rasterio
 
-    if not CHIP_ID_RE.match(chip_id):
+    if not is_chip_id(chip_id):
         raise ValueError(f"chip_id {chip_id!r} is not a '<Event>_<id>' name usable as a file name")
     folder = Path(folder)
     with rasterio.open(grid_from) as src:
@@ -148,11 +147,8 @@ def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray, pr
     for suffix, arr, dtype, nodata in (("_prob.tif", prob, "float32", float("nan")),
                                        ("_pred.tif", pred, "int8", LABEL_NODATA)):
         path = folder / f"{chip_id}{suffix}"
-        with atomic_path(path) as tmp, rasterio.open(
-                tmp, "w", driver="GTiff", height=shape[0], width=shape[1], count=1, dtype=dtype, crs=crs,
-                transform=transform, nodata=nodata, compress="deflate") as dst:
-            dst.write(np.asarray(arr).astype(dtype), 1)
-        out.append(path)
+        out.append(write_geotiff(path, np.asarray(arr).astype(dtype), crs=crs, transform=transform, nodata=nodata,
+                                 compress="deflate"))
     return out[0], out[1]
 
 

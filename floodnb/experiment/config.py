@@ -8,9 +8,9 @@ seed. Only the data each sample is drawn from and the loss differ between rows.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
+
+from floodnb.io_utils import json_hash
 
 
 @dataclass(frozen=True)
@@ -110,4 +110,4 @@ FAST_BUDGET = Budget(epochs=1, steps_per_epoch=3, batch_size=4, crop=32, model="
 
 def params_hash(obj: dict) -> str:
     """Short stable hash of a JSON-able dict (row folders and reuse checks)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return json_hash(obj, 10)

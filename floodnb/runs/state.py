@@ -9,13 +9,12 @@ Keys this schema does not know are kept as they are.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from floodnb.io_utils import atomic_write_json
+from floodnb.io_utils import atomic_write_json, json_hash
 from floodnb.runs.layout import run_json_path
 
 STATUSES: tuple[str, ...] = ("running", "done", "failed")
@@ -27,8 +26,7 @@ class RunStateError(ValueError):
 
 def params_hash(params: dict[str, Any]) -> str:
     """16 hex characters of the SHA-256 of ``params`` as sorted JSON (non-JSON values by ``str``)."""
-    blob = json.dumps(params, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_hash(params, 16)
 
 
 @dataclass

@@ -5,7 +5,7 @@ Conventions copied from the real files (inspected with rasterio): EPSG:4326, pix
 ``OVR_RESAMPLING_ALG=NEAREST``; S1 float32 with band descriptions VV, VH and nodata NaN; S2
 int16 with descriptions B1..B12 (B8A) and nodata 0; label layers int16 without descriptions
 and without a nodata tag (-1 is a value). GDAL writes no timestamp, so the same array gives the
-same bytes. Each file is written atomically (:func:`floodnb.io_utils.atomic_path`).
+same bytes. Each file is written atomically by :func:`floodnb.geotiff.write_geotiff`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from rasterio.transform import Affine
 
-from floodnb.io_utils import atomic_path
+from floodnb.geotiff import write_geotiff as write_any
 
 PIXEL_DEG: float = 8.983152841195215e-05
 TAGS: dict[str, str] = {"OVR_RESAMPLING_ALG": "NEAREST"}
@@ -34,27 +33,16 @@ def write_geotiff(path: str | Path, data: np.ndarray, *, transform: Affine, noda
     ``compress``: "zstd" | "deflate" | "lzw" | "none" (level 1 and a predictor for speed;
     256 px tiles when the chip is at least 256 px).
     """
-    path = Path(path)
     arr = data[None] if data.ndim == 2 else data
-    count, h, w = arr.shape
-    profile = dict(driver="GTiff", width=w, height=h, count=count, dtype=arr.dtype.name, crs="EPSG:4326",
-                   transform=transform, interleave="band")
-    if nodata is not None:
-        profile["nodata"] = nodata
+    creation: dict = {"interleave": "band"}
     if compress != "none":
-        profile["compress"] = compress
-        profile["predictor"] = 3 if arr.dtype.kind == "f" else 2
+        creation["compress"] = compress
+        creation["predictor"] = 3 if arr.dtype.kind == "f" else 2
         if compress == "zstd":
-            profile["zstd_level"] = 1
+            creation["zstd_level"] = 1
         elif compress == "deflate":
-            profile["zlevel"] = 1
-    if h >= 256 and w >= 256:
-        profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as ds:
-            ds.write(arr)
-            ds.update_tags(**TAGS)
-            if descriptions is not None:
-                for i, d in enumerate(descriptions, start=1):
-                    ds.set_band_description(i, d)
-    return path
+            creation["zlevel"] = 1
+    if arr.shape[1] >= 256 and arr.shape[2] >= 256:
+        creation.update(tiled=True, blockxsize=256, blockysize=256)
+    return write_any(path, arr, crs="EPSG:4326", transform=transform, nodata=nodata, descriptions=descriptions,
+                     tags=TAGS, **creation)
