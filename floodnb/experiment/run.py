@@ -177,16 +177,7 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
     from floodnb.experiment.report import replace_readme_block, write_figure, write_markdown
 
     order = resolve_rows(rows)
-    if readme is not None:  # refuse a README without markers before hours of work
-        text = Path(readme).read_text(encoding="utf-8") if Path(readme).is_file() else None
-        if text is None:
-            raise FileNotFoundError(f"--readme {readme}: no such file")
-        from floodnb.experiment.report import END_MARKER, START_MARKER
-
-        if text.count(START_MARKER) != 1 or text.count(END_MARKER) != 1:
-            raise ValueError(f"{readme}: expected exactly one '{START_MARKER}' and one '{END_MARKER}' marker")
-    if real_root is not None and not Path(real_root).is_dir():
-        raise FileNotFoundError(f"real_root {real_root} is not a folder")
+    _check_arguments(readme=readme, real_root=real_root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start, load_start = time.perf_counter(), load_average()
@@ -195,14 +186,8 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
     _check_data(catalog, root)
     hand, pool = _stores(out, catalog, progress=progress)
     ctx = Context(out_dir=out, catalog=catalog, hand=hand, pool=pool, budget=budget, seed=seed, progress=progress)
-
     data_key = {"data_root": str(root.resolve())} if data_root is not None else {"sim": sim.to_dict()}
-    hashes: dict[str, str] = {}
-    for r in ROWS:  # every row's hash (dependencies' hashes included)
-        hashes[r] = params_hash({"row": r, **data_key, "budget": budget.to_dict() if r in TRAINED else None,
-                                 "seed": seed, "deps": [hashes[d] for d in ROWS[r].deps],
-                                 "revision": ROWS[r].revision})
-        ctx.row_dirs[r] = out / "rows" / f"{r}-{hashes[r]}"
+    hashes = _row_hashes(ctx, data_key)
 
     results_path = out / "results.csv"
     prev = _read_results(results_path)
@@ -210,47 +195,90 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
                                 if str(r["row"]) in ROWS}
     failed: set[str] = set()
     for row in order:
-        h = hashes[row]
-        old = records[row] if row in records else None
-        if old is not None and old["status"] == "done" and old["hash"] == h and (
-                row not in TRAINED or Path(str(old["checkpoint"])).exists()):
-            ctx.results[row] = _as_result(old)
-            records[row] = {**old, "action": "reused"}
-            _log(f"{row}: reused (finished earlier with the same settings, {float(old['seconds']):.1f} s then)")
-            continue
-        bad_deps = [d for d in ROWS[row].deps if d in failed]
-        if bad_deps:
-            failed.add(row)
-            records[row] = _record(row, None, status="failed", action="skipped", seconds=0.0, budget=budget, h=h,
-                                   error=f"dependency failed: {bad_deps}")
-            _write_results(results_path, records)
-            continue
-        _log(f"{row}: running ({ROWS[row].description}); load average {load_average()}")
-        t0 = time.perf_counter()
-        try:
-            res = RUNNERS[row](ctx, ctx.row_dirs[row])
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            dt = time.perf_counter() - t0
-            failed.add(row)
-            records[row] = _record(row, None, status="failed", action="ran", seconds=dt, budget=budget, h=h,
-                                   error=f"{type(exc).__name__}: {exc}")
-            _write_results(results_path, records)
-            _log(f"{row}: FAILED after {dt:.1f} s: {exc}")
-            continue
-        dt = time.perf_counter() - t0
-        ctx.results[row] = res
-        records[row] = _record(row, res, status="done", action="ran", seconds=dt, budget=budget, h=h)
-        _write_results(results_path, records)
-        t, b = res["splits"]["test"]["water_iou"], res["splits"]["bolivia"]["water_iou"]
-        _log(f"{row}: done in {dt:.1f} s — test water IoU {t:.3f}, held-out {b:.3f}; load average {load_average()}")
+        _run_row(ctx, row, hashes[row], records=records, failed=failed, results_path=results_path)
     table = _write_results(results_path, records)
 
-    real = None
-    if real_root is not None:
-        real = _transfer(out, table, real_root, progress=progress)
+    real = _transfer(out, table, real_root, progress=progress) if real_root is not None else None
     wall = time.perf_counter() - t_start
+    header = _header(command=command, sim=sim, data_root=data_root, root=root, catalog=catalog, budget=budget,
+                     seed=seed, threads=threads, wall=wall, table=table, load_start=load_start)
+    md = write_markdown(out / "results.md", table, header=header, real=real)
+    write_figure(out / "results.png", table, title=f"water IoU vs truth — {budget.describe()}")
+    if readme is not None:
+        replace_readme_block(readme, md)
+        _log(f"README block replaced in {readme}")
+    _log(f"results: {out / 'results.md'} ({wall:.1f} s, load average {load_average()})")
+    return table
+
+
+def _check_arguments(*, readme, real_root) -> None:
+    """Refuse a README without markers or a missing real root before hours of work."""
+    from floodnb.experiment.report import END_MARKER, START_MARKER
+
+    if readme is not None:
+        if not Path(readme).is_file():
+            raise FileNotFoundError(f"--readme {readme}: no such file")
+        text = Path(readme).read_text(encoding="utf-8")
+        if text.count(START_MARKER) != 1 or text.count(END_MARKER) != 1:
+            raise ValueError(f"{readme}: expected exactly one '{START_MARKER}' and one '{END_MARKER}' marker")
+    if real_root is not None and not Path(real_root).is_dir():
+        raise FileNotFoundError(f"real_root {real_root} is not a folder")
+
+
+def _row_hashes(ctx: Context, data_key: dict) -> dict[str, str]:
+    """Every row's settings hash (dependencies' hashes included); sets ``ctx.row_dirs``."""
+    hashes: dict[str, str] = {}
+    for r in ROWS:
+        hashes[r] = params_hash({"row": r, **data_key, "budget": ctx.budget.to_dict() if r in TRAINED else None,
+                                 "seed": ctx.seed, "deps": [hashes[d] for d in ROWS[r].deps],
+                                 "revision": ROWS[r].revision})
+        ctx.row_dirs[r] = ctx.out_dir / "rows" / f"{r}-{hashes[r]}"
+    return hashes
+
+
+def _run_row(ctx: Context, row: str, h: str, *, records: dict[str, dict], failed: set[str],
+             results_path: Path) -> None:
+    """Reuse, skip (failed dependency) or run one row; updates ``records``/``failed`` and results.csv."""
+    budget = ctx.budget
+    old = records[row] if row in records else None
+    if old is not None and old["status"] == "done" and old["hash"] == h and (
+            row not in TRAINED or Path(str(old["checkpoint"])).exists()):
+        ctx.results[row] = _as_result(old)
+        records[row] = {**old, "action": "reused"}
+        _log(f"{row}: reused (finished earlier with the same settings, {float(old['seconds']):.1f} s then)")
+        return
+    bad_deps = [d for d in ROWS[row].deps if d in failed]
+    if bad_deps:
+        failed.add(row)
+        records[row] = _record(row, None, status="failed", action="skipped", seconds=0.0, budget=budget, h=h,
+                               error=f"dependency failed: {bad_deps}")
+        _write_results(results_path, records)
+        return
+    _log(f"{row}: running ({ROWS[row].description}); load average {load_average()}")
+    t0 = time.perf_counter()
+    try:
+        res = RUNNERS[row](ctx, ctx.row_dirs[row])
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        dt = time.perf_counter() - t0
+        failed.add(row)
+        records[row] = _record(row, None, status="failed", action="ran", seconds=dt, budget=budget, h=h,
+                               error=f"{type(exc).__name__}: {exc}")
+        _write_results(results_path, records)
+        _log(f"{row}: FAILED after {dt:.1f} s: {exc}")
+        return
+    dt = time.perf_counter() - t0
+    ctx.results[row] = res
+    records[row] = _record(row, res, status="done", action="ran", seconds=dt, budget=budget, h=h)
+    _write_results(results_path, records)
+    t, b = res["splits"]["test"]["water_iou"], res["splits"]["bolivia"]["water_iou"]
+    _log(f"{row}: done in {dt:.1f} s — test water IoU {t:.3f}, held-out {b:.3f}; load average {load_average()}")
+
+
+def _header(*, command: str, sim: SimSpec, data_root, root: Path, catalog: pd.DataFrame, budget: Budget, seed: int,
+            threads: int, wall: float, table: pd.DataFrame, load_start: str) -> dict[str, str]:
+    """The settings lines above results.md's table."""
     n_chips = catalog["split"].value_counts().to_dict()
-    header = {
+    return {
         "command": f"`{command}`",
         "metric": "water IoU (primary) and mIoU — " + _metric_line(),
         "reference": "the simulator's true water mask (`SimTruthWater`), not the noisy hand labels",
@@ -267,13 +295,6 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, r
                      f"that computed it); load average {load_start} at start, {load_average()} at end "
                      "(2 cores shared with other jobs: timings are noisy)",
     }
-    md = write_markdown(out / "results.md", table, header=header, real=real)
-    write_figure(out / "results.png", table, title=f"water IoU vs truth — {budget.describe()}")
-    if readme is not None:
-        replace_readme_block(readme, md)
-        _log(f"README block replaced in {readme}")
-    _log(f"results: {out / 'results.md'} ({wall:.1f} s, load average {load_average()})")
-    return table
 
 
 def _transfer(out: Path, table: pd.DataFrame, real_root, *, progress: bool):
