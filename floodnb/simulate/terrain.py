@@ -185,10 +185,25 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
     h = np.where(perm, np.float32(-1.5), h).astype(np.float32)
 
     level = 0.0 if dry_chip else float(flood_depth_m * level_factor)
+    flood = _flood(h, perm=perm, hills=hills, micro=micro, wet=wet, level=level, fragmentation=fragmentation,
+                   relief_m=relief_m, emergent_share=emergent_share, ponding_share=ponding_share, dry_chip=dry_chip)
+    return Terrain(height_m=h, perm=perm, flood=flood, hills=hills, river_dist_px=dist,
+                   water_level_m=level)
+
+
+def _flood(h: np.ndarray, *, perm: np.ndarray, hills: np.ndarray, micro: np.ndarray, wet: np.ndarray, level: float,
+           fragmentation: float, relief_m: float, emergent_share: float, ponding_share: float,
+           dry_chip: bool) -> np.ndarray:
+    """Flooded (non-permanent) water ``(n, n)`` bool of terrain ``h`` (m) at water ``level`` (m).
+
+    Connected low ground reached by the water (or, without permanent water, large enough basins),
+    made ragged by microtopography ``micro`` and split by emergent ground; with ``fragmentation``
+    > 0, pluvial ponds in the wetter low parts (``wet``) away from the main water body.
+    """
     # microtopography (field bunds, furrows, levees): ragged flood edges and dry islands
     h_water = h + np.float32(fragmentation * 0.4 * relief_m) * micro if fragmentation > 0 else h
     below = (h_water < level) & ~hills
-    flood = np.zeros((n, n), dtype=bool)
+    flood = np.zeros(h.shape, dtype=bool)
     if level > 0 and below.any():
         lab, nlab = ndimage.label(below | perm)
         if nlab:
@@ -197,7 +212,7 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
                 keep[np.unique(lab[perm])] = True
             else:
                 sizes = np.bincount(lab.ravel(), minlength=nlab + 1)
-                keep = sizes >= max(16, (n * n) // 400)
+                keep = sizes >= max(16, h.size // 400)
             keep[0] = False
             flood = keep[lab] & ~perm
     if fragmentation > 0:
@@ -209,5 +224,4 @@ def make_terrain(rng: np.random.Generator, size: int, *, relief_m: float, river_
         share = fragmentation * ponding_share * (DRY_CHIP_PONDING_SHARE if dry_chip else 1.0)
         low = (h - h.mean()) / np.float32(max(float(h.std()), 1e-6))
         flood |= quantile_mask(micro + np.float32(0.6) * wet - np.float32(0.6) * low, share, where=~hills & ~perm)
-    return Terrain(height_m=h, perm=perm, flood=flood, hills=hills, river_dist_px=dist,
-                   water_level_m=level)
+    return flood
