@@ -255,3 +255,18 @@ def test_cromss_objectives_select_half_the_pixels_per_class_and_add_consistency(
         assert math.isfinite(float(loss_s.detach())) and float(terms_s["distill"]) > 0 and "ce" in terms_s
     with pytest.raises(ValueError, match="exactly one"):
         CromssDistillObjective(plan=plan)
+
+
+def test_verdict_chooses_the_student_on_validation_not_test():
+    from floodnb.experiment.report import verdict
+
+    rows = pd.DataFrame([
+        {"row": "s1_weak", "status": "done", "test_water_iou": 0.50, "bolivia_water_iou": 0.40, "valid_water_iou": 0.5},
+        {"row": "student_a", "status": "done", "test_water_iou": 0.70, "bolivia_water_iou": 0.45,
+         "valid_water_iou": 0.55},
+        {"row": "student_b", "status": "done", "test_water_iou": 0.60, "bolivia_water_iou": 0.50,
+         "valid_water_iou": 0.60},
+    ])
+    text = verdict(rows)
+    assert "2 of 2 student rows beat" in text
+    assert "student_b (valid 0.600)" in text and "test 0.600 (+0.100" in text and "0.500 (+0.100 vs 0.400)" in text
