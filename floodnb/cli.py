@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _message(exc: BaseException) -> str:
     """``str(exc)``, except that a bare OS error (``[Errno 17] File exists: 'x'``, e.g. a folder
-    to create where a file is) is reworded to name the path and what was expected."""
+    to create where a file is) is reworded to name the path and what was expected.
+    """
     if isinstance(exc, OSError) and exc.filename is not None and str(exc).startswith("[Errno"):
         if isinstance(exc, (FileExistsError, NotADirectoryError)):
             return (f"{exc.filename}: {exc.strerror}; expected a folder there (or a path whose parents are "

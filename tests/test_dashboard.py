@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from _run_fixture import make_run_dir
+
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, WATER
 from floodnb.viz import maplayers as ml
 
@@ -115,9 +115,9 @@ def _image(d, key):
 
 
 def test_dashboard_layers_and_chip_switch(run_dir):
-    from floodnb.viz.dashboard import Dashboard, build_dashboard, load_run
-
     import panel as pn
+
+    from floodnb.viz.dashboard import Dashboard, build_dashboard, load_run
 
     assert isinstance(build_dashboard(run_dir, basemap="none"), pn.viewable.Viewable)
     d = Dashboard(load_run(run_dir), basemap="none")

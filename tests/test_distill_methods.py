@@ -1,18 +1,18 @@
 """Teacher, pool labelling, student, baselines and evaluation end to end on tiny data,
-plus the bad inputs of issue 4 item 10."""
+plus the bad inputs of issue 4 item 10.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import xarray as xr
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture
+
 from floodnb.bands import IGNORE_INDEX
 from floodnb.distill.baselines import EventThresholdWarning, otsu_baseline, train_baseline
 from floodnb.distill.engine import TrainConfig

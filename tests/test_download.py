@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _real_data import repeat_to_scene
 
 from floodnb.cli import main as cli_main
 from floodnb.data import download as dl
 from floodnb.data import layout as lay
-from _real_data import repeat_to_scene
 from tests._http_server import SHARED, BucketServer, Faults, make_weak_objects, shared_bucket_objects
 
 pytestmark = pytest.mark.timeout(120)

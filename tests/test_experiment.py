@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
+
 from floodnb.cli import main as cli_main
 from floodnb.experiment import Budget, SimSpec
 from floodnb.experiment.report import END_MARKER, START_MARKER, replace_readme_block

@@ -1,5 +1,6 @@
 """Notebooks: committed clean (no outputs, one ``parameters`` cell, imports first) and all of them run
-under nbval (``--nbval-lax``) on a small simulated dataset, in pipeline order, sharing one run folder."""
+under nbval (``--nbval-lax``) on a small simulated dataset, in pipeline order, sharing one run folder.
+"""
 
 from __future__ import annotations
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from _real_data import REAL_ROOT, chip_size
 from torch import nn
 
-from _real_data import REAL_ROOT, chip_size
 from floodnb.data.io import load_chip
 from floodnb.models import build_model
 from floodnb.predict import TileGrid, predict_array, predict_chip, resolve_predictor
@@ -36,7 +35,8 @@ NORM = {"s1": s1_norm}
 
 def vh_threshold_model(threshold_db: float = -20.0, gain: float = 2.0) -> nn.Conv2d:
     """1x1 conv whose water logit minus dry logit is ``gain * (threshold - VH)`` in dB units
-    (acting on identity-normalised input): P(water) = sigmoid(gain * (threshold - VH))."""
+    (acting on identity-normalised input): P(water) = sigmoid(gain * (threshold - VH)).
+    """
     m = nn.Conv2d(2, 2, 1)
     with torch.no_grad():
         m.weight.zero_()

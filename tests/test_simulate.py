@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (short layout)
+
 from floodnb.data import layout
 from floodnb.simulate import SimConfig, simulate_dataset
 from floodnb.simulate.writer import MANIFEST
@@ -160,6 +160,7 @@ def test_refuses_to_overwrite_foreign_or_existing_data(tmp_path, sim):
 def _otsu_iou_vs_hand(root: Path) -> float:
     """Global water IoU of per-chip Otsu on VH against LabelHand over ``root``'s chips with S1 data."""
     from _real_data import chip_file, chip_roles
+
     from floodnb.labels.weak import otsu_label
 
     tp = fp = fn = 0

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
+
 from floodnb.labels.weak import otsu_label
 from floodnb.simulate import SimConfig
 from floodnb.simulate.events import EVENTS, heldout_event, training_events

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
 from _stac_fixture import NORTH, RES_DEG, WEST, make_catalog, serve, t
+
 from floodnb.data.catalog import build_catalog
 from floodnb.scale.collections import resolve_assets, s1_to_db, s1_units_of, s2_to_l1c_dn
 from floodnb.scale.stac_pool import MANIFEST_FILE, SKIPPED_FILE, build_pool

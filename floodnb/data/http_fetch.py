@@ -193,7 +193,8 @@ def content_problem(path: Path, name: str, content_type: str | None = None) -> s
 
     An HTML answer (``Content-Type: text/html``, e.g. a proxy's or portal's error page sent with
     status 200) is never an object of the bucket; a ``.tif``/``.tiff`` object must start with the
-    TIFF magic bytes (:data:`TIFF_MAGIC`)."""
+    TIFF magic bytes (:data:`TIFF_MAGIC`).
+    """
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml"):
         return f"the server sent an HTML page (Content-Type {content_type!r}), not the file"
@@ -518,7 +519,8 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
     """Fetch every task with ``workers`` threads (see the module doc); ``failed``: failures known
     before fetching (reported too). ``known_bytes``: the progress bar's starting total. Failures do
     not raise (check ``report.ok``); Ctrl-C stops the workers and keeps the ``.part`` files.
-    ``desc``: the progress bar's label."""
+    ``desc``: the progress bar's label.
+    """
     bar = _Progress(known_bytes, progress, desc)
     stop = threading.Event()
     fetcher = _Fetcher(retries=retries, timeout=timeout, backoff=backoff, overwrite=overwrite,

@@ -76,7 +76,7 @@ def _none(v: object) -> bool:
 
 
 def role_paths(row_or_paths: pd.Series | Mapping) -> dict[str, str]:
-    """role -> path for a catalog row (``<role>_path`` entries) or a mapping role/``<role>_path`` -> path.
+    """Role -> path for a catalog row (``<role>_path`` entries) or a mapping role/``<role>_path`` -> path.
 
     Missing, None or NaN entries are left out.
     """

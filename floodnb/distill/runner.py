@@ -173,7 +173,8 @@ def check_not_empty(data: Dataset | None, what: str) -> None:
 
 def _chip_datasets(data) -> list:
     """ChipDataset-like datasets (with ``crop`` and ``source``) inside ``data``, depth first through
-    ``ConcatDataset.datasets`` and wrappers' ``data`` / ``dataset``."""
+    ``ConcatDataset.datasets`` and wrappers' ``data`` / ``dataset``.
+    """
     if hasattr(data, "crop") and hasattr(data, "source"):
         return [data]
     found = []
@@ -186,7 +187,8 @@ def _chip_datasets(data) -> list:
 def data_settings(data: Dataset) -> dict:
     """What a resumed run must train on again (recorded in ``last.pt`` by :func:`fit`):
     ``train_chips`` (samples per epoch), ``crop`` (px or None) and ``data`` (resolved data root of
-    a catalog, or the packed store's folder) of the chip datasets inside ``data``."""
+    a catalog, or the packed store's folder) of the chip datasets inside ``data``.
+    """
     out: dict = {"train_chips": len(data)}
     chips = _chip_datasets(data)
     if chips:

@@ -56,7 +56,8 @@ def load_average() -> str:
 def simulated_root(out_dir: Path, sim: SimSpec, *, progress: bool) -> Path:
     """``out_dir/data`` holding the simulated dataset of ``sim``: reused when its manifest matches ``sim``,
     refused (``ValueError``) when it holds another simulation, simulated now otherwise
-    (:func:`floodnb.runs.simulation.ensure_simulation`)."""
+    (:func:`floodnb.runs.simulation.ensure_simulation`).
+    """
     want = SimRequest(n_hand=sim.n_hand, n_weak=sim.n_weak, size=sim.size, seed=sim.seed)
     return ensure_simulation(out_dir / "data", want, workers=2, progress=progress, hint="use another --out-dir",
                              log=lambda msg: _log(f"data: {msg}")).root

@@ -83,7 +83,7 @@ def find_label_issues(labels, probs, *, out_of_sample: bool, filter_by: str = "l
 
 def label_quality_scores(labels, probs, *, out_of_sample: bool, method: str = "softmin",
                          batch_size: int = 100_000, verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """cleanlab's label quality: ``(chip_scores (N,), pixel_scores (N, H, W))`` in [0, 1], low = suspect.
+    """Cleanlab's label quality: ``(chip_scores (N,), pixel_scores (N, H, W))`` in [0, 1], low = suspect.
 
     ``cleanlab.segmentation.rank.get_label_quality_scores`` on nodata-filled inputs; pixel scores
     are NaN at nodata and a chip without a valid pixel gets a NaN chip score. Convert to a noise

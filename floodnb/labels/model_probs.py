@@ -59,7 +59,8 @@ def chip_probs(predictor, chip: xr.Dataset) -> np.ndarray:
 def load_predictor(model):
     """A predictor from a checkpoint path, ``(model, spec)`` pair or predictor; ``None`` stays ``None``.
 
-    Metadata-conditioned checkpoints get a zero metadata vector here, replaced by each chip's own by :func:`chip_probs`."""
+    Metadata-conditioned checkpoints get a zero metadata vector here, replaced by each chip's own by :func:`chip_probs`.
+    """
     from floodnb.models import load_checkpoint
     from floodnb.predict.model import resolve_predictor
 

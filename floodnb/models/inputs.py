@@ -77,7 +77,8 @@ class InputPlan:
 
     def normalizer_map(self) -> dict[str, NormalizerFn]:
         """Role -> normaliser callable for every input role (spec dicts rebuilt with
-        :meth:`Normalizer.from_dict`); ``ValueError`` naming the roles without one."""
+        :meth:`Normalizer.from_dict`); ``ValueError`` naming the roles without one.
+        """
         have = self.normalizers or {}
         missing = [r for r in self.inputs if r not in have]
         if missing:

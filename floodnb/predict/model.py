@@ -88,13 +88,15 @@ class Predictor:
 
     def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalise raw input ``(C, h, w)`` (bands in :attr:`band_list` order, NaN = nodata):
-        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare`."""
+        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare`.
+        """
         return self.plan.prepare(raw)
 
     @torch.inference_mode()
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Water probability ``(B, h, w)`` float32 in [0, 1] of normalised tiles ``x (B, C, h, w)``
-        (softmax over the model's classes, the water class kept)."""
+        (softmax over the model's classes, the water class kept).
+        """
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)

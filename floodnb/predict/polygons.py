@@ -93,7 +93,8 @@ def extent_polygons(pred, *, min_area_m2: float = 0.0, connectivity: int = 4, wa
 
 def write_polygons(gdf, path: str | Path) -> tuple[Path, Path]:
     """Write ``gdf`` to ``<path>.gpkg`` (layer ``flood_extent``, native CRS) and ``<path>.geojson``
-    (EPSG:4326), each atomically. ``path``: output path with or without suffix. Returns both paths."""
+    (EPSG:4326), each atomically. ``path``: output path with or without suffix. Returns both paths.
+    """
     import pyogrio
 
     base = Path(path)

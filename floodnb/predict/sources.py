@@ -32,7 +32,8 @@ TRANSFORM_TOL = 1e-6
 @dataclass(frozen=True)
 class GeoTiffSource:
     """Windowed reader over GeoTIFF band(s): ``bands`` = ``((path, band_index_1_based), ...)``
-    in the model's channel order. Picklable (files are opened per read)."""
+    in the model's channel order. Picklable (files are opened per read).
+    """
 
     name: str
     bands: tuple[tuple[str, int], ...]
@@ -169,7 +170,8 @@ def _array_source(da, *, bands: tuple[str, ...]) -> ArraySource:
 class DbSource:
     """Windowed reader converting a Sentinel-1 source of linear power or amplitude to dB
     (STAC RTC items; :func:`floodnb.scale.collections.s1_to_db`). ``read`` returns
-    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable."""
+    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable.
+    """
 
     inner: object
     units: str

@@ -113,7 +113,8 @@ def _is_finished(plan: ScenePlan, settings: dict) -> bool:
     """True when the marker exists, matches ``settings`` and every output it lists exists.
 
     Raises ValueError naming the marker when it records other settings (another checkpoint,
-    threshold, tile size ...): resuming would mix two models' outputs in one folder."""
+    threshold, tile size ...): resuming would mix two models' outputs in one folder.
+    """
     if not plan.marker.is_file():
         return False
     try:
@@ -145,7 +146,8 @@ def _import_on_worker(worker=None) -> None:
 
     Without it a fresh worker process may import :mod:`floodnb.predict` from two threads at
     once (the event loop deserialising a scene, an executor thread loading the model), which
-    Python's import-deadlock avoidance reports as an ImportError of a partially initialised module."""
+    Python's import-deadlock avoidance reports as an ImportError of a partially initialised module.
+    """
     import floodnb.predict  # noqa: F401
     import floodnb.predict.tiles  # noqa: F401
     import floodnb.scale.collections  # noqa: F401
@@ -169,7 +171,8 @@ def _load_predictor(blob: bytes):
 
 def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: int):
     """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
-    (a :class:`floodnb.predict.tiles.RowResult`)."""
+    (a :class:`floodnb.predict.tiles.RowResult`).
+    """
     import rasterio
     import torch
 
@@ -188,7 +191,8 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
     """Task: predict one scene's tile rows on the cluster, write its COGs and polygons, then its marker.
 
     GDAL's block cache is held to ``gdal_cache_mb`` MB while writing (its default, 5 % of RAM,
-    would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`)."""
+    would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`).
+    """
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
@@ -200,7 +204,8 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
 def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
                       threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
     """Body of :func:`_write_scene`: rows -> scratch strips -> COGs (+ polygons) staged in a hidden
-    per-attempt folder, moved onto the final names, then the marker. Returns the result row."""
+    per-attempt folder, moved onto the final names, then the marker. Returns the result row.
+    """
     from distributed import worker_client
 
     from floodnb.predict.scene_writer import SceneWriter
@@ -245,7 +250,8 @@ def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, bat
                  rows_ahead: int):
     """The scene's :class:`floodnb.predict.tiles.RowResult` s in row order, computed by
     :func:`_row_task` s of which at most ``rows_ahead`` are submitted ahead; each row's task is
-    released as soon as it is yielded, the model future at the end."""
+    released as soon as it is yielded, the model future at the end.
+    """
     from distributed import Future
 
     model = Future(model_key, client=client)
@@ -272,7 +278,8 @@ def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, bat
 
 def _stage_polygons(plan: ScenePlan, staged: dict, work: Path, *, min_area_m2: float) -> tuple[int, float]:
     """Flood polygons of the staged class COG written into ``work`` and added to ``staged``
-    (final path -> staged path). Returns ``(number of polygons, water area in km²)``."""
+    (final path -> staged path). Returns ``(number of polygons, water area in km²)``.
+    """
     from floodnb.predict.polygons import extent_polygons, write_polygons
 
     gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
@@ -435,7 +442,8 @@ def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: 
 def _plan_scenes(scenes, out: Path, predictor, settings: dict, *, tile: int, overlap: int, write_prob: bool,
                  polygons: bool, s1_units: str, overwrite: bool) -> tuple[list[str], dict[str, dict], list]:
     """Open every scene: ``(names in input order, result rows of scenes failed or skipped already,
-    [(ScenePlan, TileGrid) to predict])``. Raises ValueError when two scenes share a name."""
+    [(ScenePlan, TileGrid) to predict])``. Raises ValueError when two scenes share a name.
+    """
     from floodnb.predict.tiles import TileGrid
 
     results: dict[str, dict] = {}

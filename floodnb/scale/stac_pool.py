@@ -277,7 +277,8 @@ def _pool_layout(root: Path) -> str:
 def _search_pairs(stac: str, *, bbox, start, end, s1_collection: str, s2_collection: str, modifier,
                   on_missing: str, max_gap_hours: float, max_cloud: float) -> tuple[list[Pair], list]:
     """S1/S2 items of the window searched, grouped into acquisitions and paired:
-    ``(pairs, skipped rows of SKIP_COLUMNS)``."""
+    ``(pairs, skipped rows of SKIP_COLUMNS)``.
+    """
     s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
     s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
     s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)

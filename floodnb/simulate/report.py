@@ -57,7 +57,8 @@ REAL_EVENT_ALIASES: dict[str, str] = {"Mekong": "Cambodia"}
 @dataclass(frozen=True)
 class RealismReport:
     """``tables``: name -> DataFrame (s1_stats, s2_means, weak_labels); ``summary``: headline
-    figures; ``paths``: name -> written file."""
+    figures; ``paths``: name -> written file.
+    """
 
     tables: dict
     summary: dict
@@ -260,7 +261,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
 
 def _weak_table(chips: pd.DataFrame, sim) -> tuple[pd.DataFrame, dict]:
     """Weak labels (and the hand label) vs truth per event plus an ``ALL`` row: water IoU of the
-    summed confusion counts. Returns ``(table, the ALL row)``."""
+    summed confusion counts. Returns ``(table, the ALL row)``.
+    """
     weak_rows = []
     for ev, g in chips.groupby("event", sort=True):
         row = {"event": ev, "n_chips": len(g), "truth_water_fraction": float(g.truth_water_fraction.mean())}
@@ -320,7 +322,8 @@ def _report_figure(accs: dict, s2_tab: pd.DataFrame, weak_tab: pd.DataFrame, plt
 def _report_markdown(root: Path, real_root, summary: dict, table: pd.DataFrame | None, s1_tab: pd.DataFrame,
                      weak_tab: pd.DataFrame) -> list[str]:
     """Lines of ``realism_report.md``: headline IoUs, the realism table (with a real root), S1
-    statistics and weak labels per event."""
+    statistics and weak labels per event.
+    """
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]

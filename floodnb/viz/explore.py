@@ -224,7 +224,8 @@ def footprints_of(catalog: pd.DataFrame) -> pd.DataFrame:
 
 def chip_figure(chip, *, path: str | Path | None = None):
     """Static (matplotlib) panels of one chip: S1 VV and VH in dB (grey, :data:`S1_DB_RANGE`), S2 true and
-    false colour (2-98 % stretch), hand label — the PNG counterpart of :func:`chip_panel_hv`."""
+    false colour (2-98 % stretch), hand label — the PNG counterpart of :func:`chip_panel_hv`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
@@ -264,7 +265,8 @@ def noise_gallery_items(catalog: pd.DataFrame, noise_table: pd.DataFrame, maps_d
                         n: int = 8) -> list[dict]:
     """Items for :func:`floodnb.viz.noise.worst_chips_gallery`: the ``n`` worst ranked chips of
     ``noise_table`` (``noise_chips.csv``) with their noise map (``<maps_dir>/<chip_id>_noise.tif``)
-    and imagery. Chips without a map are skipped."""
+    and imagery. Chips without a map are skipped.
+    """
     import rasterio
 
     from floodnb.data.io import load_chip

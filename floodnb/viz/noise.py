@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from floodnb.io_utils import atomic_path
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, NOISE_CMAP, WATER
+from floodnb.io_utils import atomic_path
 from floodnb.viz.stretch import s1_db_display, s2_true_color
 
 TABLE_COLUMNS: tuple[str, ...] = ("event", "chips", "valid_pixels", "agreement", "kappa", "water_iou",
