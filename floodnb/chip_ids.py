@@ -60,9 +60,9 @@ def decode_split_csv(data: bytes, source: str) -> str:
 
 
 def split_csv_chips(text: str, source: str) -> list[str]:
-    """Chip ids named by a split CSV's rows, in file order (duplicates kept).
+    r"""Chip ids named by a split CSV's rows, in file order (duplicates kept).
 
-    The first column's file name (any folder part and ``\\`` separators dropped) minus its
+    The first column's file name (any folder part and ``\`` separators dropped) minus its
     ``_<Layer>.tif``/``.tiff`` suffix is the chip id, which must match :data:`SEN1FLOODS11_ID_RE`.
     Blank lines are skipped; raises ValueError naming ``source`` and the line otherwise.
     """

@@ -189,7 +189,7 @@ def test_empty_split_errors(tmp_path):
 
 
 def test_checkpoint_data_mismatch_names_both(tmp_path):
-    r = train_baseline(kind="s1_hand", train=ToyChips(n=2), out_dir=tmp_path / "m", model="unet_tiny", config=CFG)
+    train_baseline(kind="s1_hand", train=ToyChips(n=2), out_dir=tmp_path / "m", model="unet_tiny", config=CFG)
     other = ToyChips(n=2)
     other.normalizers = {"s1": {**other.normalizers["s1"], "name": "sen1floods11_s1", "mean": [0.6851, 0.5235]}}
     with pytest.raises(ValueError, match=r"checkpoint normaliser \{.*'test_s1'.*but data normaliser \{.*0\.6851"):

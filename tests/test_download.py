@@ -124,7 +124,7 @@ def test_complete_download_is_byte_identical_and_second_run_skips(tmp_path):
                             include_v10_s2=True, **urls(srv), **FAST)
         assert again.downloaded == () and again.failed == ()
         assert set(again.skipped) == {d for d in expected if not d.name.endswith("_S2Hand.tif")}
-        assert "skipped %d already complete" % len(again.skipped) in again.summary()
+        assert f"skipped {len(again.skipped)} already complete" in again.summary()
         n_get_after = len([r for r in srv.log if r.method == "GET" and "/HandLabeled/" in r.path])
         assert n_get_after == n_get_before  # complete files are not fetched again
 

@@ -159,9 +159,9 @@ def test_row_blender_keeps_one_strip_and_emits_rows_in_order():
     assert blender._acc.shape == (64, 90)
     emitted = []
     for i, s in enumerate(g.row_starts):
-        for row0, prob, valid in blender.add(predict_tile_row(p, raw[:, s:s + 64], g, i, batch=3)):
+        for row0, prob, _valid in blender.add(predict_tile_row(p, raw[:, s:s + 64], g, i, batch=3)):
             emitted.append((row0, prob.shape[0]))
-    for row0, prob, valid in blender.finish():
+    for row0, prob, _valid in blender.finish():
         emitted.append((row0, prob.shape[0]))
     starts = [r for r, _ in emitted]
     assert starts == sorted(starts) and starts[0] == 0 and sum(n for _, n in emitted) == 300

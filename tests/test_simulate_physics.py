@@ -54,7 +54,6 @@ def _iou(pred, truth):
 
 
 def test_weak_labels_are_wrong_in_realistic_proportions_and_s2_beats_s1(default_chips):
-    tp = fp = fn = 0
     conf = {"otsu": np.zeros(3), "s2": np.zeros(3), "hand": np.zeros(3)}
     for c in default_chips:
         for k, pred in (("otsu", otsu_label(c.s1)), ("s2", c.s2_index), ("hand", c.label)):

@@ -63,7 +63,7 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                   pool_weights=None, valid: Dataset | None = None, mode: str = "soft", temperature: float = 2.0,
                   threshold: float = 0.9, distill_weight: float = 1.0, edge: EdgeOption | None = None,
                   hand_repeat: int = 1, class_weights: Sequence[float] | None = None, model: str = "unet_small",
-                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  normalizers: Mapping | None = None, config: TrainConfig | None = None,
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   resume: bool = True, step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
     """Train the S1 student on hand labels (``hand``) + teacher targets on ``pool``.
@@ -101,7 +101,8 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                                  edge=edge, use_weight=weights_a is not None)
     return train_method(method=f"student_{mode}", model_name=model, plan=plan, bands={"s1": S1_BANDS},
                         normalizers=normalizer_dicts(normalizers, ("s1",), hand), objective=objective, train=train,
-                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        valid=valid, out_dir=out_dir,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on, reference=reference,
                         extra_config={"mode": mode, "temperature": temperature, "threshold": threshold,
                                       "distill_weight": distill_weight, "hand_repeat": hand_repeat,
                                       "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,

@@ -53,7 +53,7 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                   inputs: Sequence[str] = ("s2",), s2_bands: Sequence[str] = S2_BANDS,
                   model: str = "unet_small", metadata: bool = False, label_conditioning: bool = False,
                   class_weights: Sequence[float] | None = None, edge: EdgeOption | None = None,
-                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  normalizers: Mapping | None = None, config: TrainConfig | None = None,
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   data_bands: Mapping[str, Sequence[str]] = DATA_BANDS, resume: bool = True,
                   step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
@@ -80,7 +80,8 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                                     class_weights=tuple(class_weights) if class_weights is not None else None, edge=edge)
     return train_method(method="teacher", model_name=model, plan=plan, bands=bands,
                         normalizers=normalizer_dicts(normalizers, inputs, train), objective=objective, train=train,
-                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        valid=valid, out_dir=out_dir,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on, reference=reference,
                         extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},

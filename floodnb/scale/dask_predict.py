@@ -1,4 +1,4 @@
-"""Many-scene water mapping on a dask.distributed cluster, resumable.
+r"""Many-scene water mapping on a dask.distributed cluster, resumable.
 
 :func:`predict_scenes` maps a batch of Sentinel-1 scenes (GeoTIFF paths in dB, lists of
 single-band paths, or STAC items with ``vv``/``vh`` assets) to one class COG, one probability COG
@@ -19,7 +19,7 @@ on the same scene:
   needs no more memory than a batch of a few;
 * all outputs of an attempt are built in a hidden per-attempt folder
   ``.<scene>_water.<tag>.partial/`` in ``out_dir`` (scratch strips -> COGs -> polygons), then
-  ``os.replace``\\ d onto their final names (an old marker is removed just before), then a
+  ``os.replace``\ d onto their final names (an old marker is removed just before), then a
   **marker** ``<scene>_water.done.json`` is written atomically; a redone scene whose new attempt
   fails keeps its old outputs and marker. A re-run skips scenes whose marker and outputs exist
   (same checkpoint and settings) and redoes the others, so an interrupted batch resumes where it stopped. Partial
