@@ -100,7 +100,8 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
         load_run(tmp_path)
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "run.json").write_text(json.dumps({"name": "bad", "data_root": json.loads((run_dir / "run.json").read_text())["data_root"]}))
+    data_root = json.loads((run_dir / "run.json").read_text())["data_root"]
+    (bad / "run.json").write_text(json.dumps({"name": "bad", "data_root": data_root}))
     (bad / "05_evaluate").mkdir()
     pd.DataFrame({"chip_id": ["../../etc/passwd"], "method": ["m"], "water_iou": [0.1]}).to_csv(
         bad / "05_evaluate" / "per_chip.csv", index=False)

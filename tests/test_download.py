@@ -106,7 +106,8 @@ def test_complete_download_is_byte_identical_and_second_run_skips(tmp_path):
             assert sha256(dest) == sha256(src), dest
         assert report.bytes_downloaded == sum(p.stat().st_size for p in expected.values())
         assert no_part_files(out)
-        assert (out / "v1.1/splits/flood_handlabeled/flood_test_data.csv").read_bytes().count(b"\r\n") == len(HAND_CHIPS)
+        test_csv = out / "v1.1/splits/flood_handlabeled/flood_test_data.csv"
+        assert test_csv.read_bytes().count(b"\r\n") == len(HAND_CHIPS)
         # paths are the layout's: weak S2 under v1.0 with the v1.0 object name <chip>_S2.tif
         assert (lay.layer_dir(out, "S2Weak") / lay.chip_file_name("India_2001", "S2Weak")).is_file()
         assert (lay.layer_dir(out, "S1Weak") / lay.chip_file_name("India_2003", "S1Weak")).is_file()

@@ -192,8 +192,8 @@ def test_polygons_geodesic_area_in_4326_and_utm(tmp_path):
     big_only = extent_polygons(path, min_area_m2=1000.0)
     assert len(big_only) == 1
     # projected input (UTM 33N, 10 m pixels): area is exactly pixels x 100 m² up to the UTM scale factor
-    utm_path = write_tif(tmp_path / "cls_utm.tif", cls, crs="EPSG:32633", transform=from_origin(500000, 6650000, 10, 10),
-                         nodata=-1)
+    utm_path = write_tif(tmp_path / "cls_utm.tif", cls, crs="EPSG:32633",
+                         transform=from_origin(500000, 6650000, 10, 10), nodata=-1)
     g2 = extent_polygons(utm_path, min_area_m2=1000.0)
     assert g2["area_m2"].iloc[0] == pytest.approx(5000 * 100.0, rel=2e-3)
     gpkg, geojson = write_polygons(gdf, tmp_path / "extent")

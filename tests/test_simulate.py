@@ -42,7 +42,8 @@ def test_official_layout_and_file_names(sim):
     assert layout.detect(sim) == "official"
     base = sim / "v1.1" / "data" / "flood_events"
     for group, layers in (("HandLabeled", HAND_CHIP_LAYERS + ("SimTruthWater", "SimTruthClass")),
-                          ("WeaklyLabeled", ("S1Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater", "SimTruthClass"))):
+                          ("WeaklyLabeled",
+                           ("S1Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater", "SimTruthClass"))):
         for layer in layers:
             files = sorted((base / group / layer).glob("*.tif"))
             assert files, f"{group}/{layer} empty"
@@ -192,7 +193,8 @@ def test_cli_and_realism_report(tmp_path, shared_sample):
     assert f"real_chip_otsu_water_iou_vs_hand: {_otsu_iou_vs_hand(REAL):.3f}" in md
     if shared_sample:
         assert "real_chip_otsu_water_iou_vs_hand: 0.209" in md  # measured on the 7 shared chips with S1
-    assert "simulated" in (rep / "realism_s1_stats.csv").read_text() and "real" in (rep / "realism_s1_stats.csv").read_text()
+    stats_text = (rep / "realism_s1_stats.csv").read_text()
+    assert "simulated" in stats_text and "real" in stats_text
     import pandas as pd
 
     table = pd.read_csv(rep / "realism_table.csv")

@@ -76,7 +76,8 @@ def test_hand_labels_mark_clouds_and_differ_from_truth_only_near_edges(default_c
     for c in default_chips:
         valid = c.label >= 0
         wrong = valid & (c.label != c.truth_water)
-        edge = ndimage.binary_dilation(c.truth_water == 1, iterations=3) & ~ndimage.binary_erosion(c.truth_water == 1, iterations=3)
+        edge = (ndimage.binary_dilation(c.truth_water == 1, iterations=3)
+                & ~ndimage.binary_erosion(c.truth_water == 1, iterations=3))
         assert not (wrong & ~edge).any()
 
 

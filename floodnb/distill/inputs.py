@@ -54,7 +54,8 @@ def collate(samples: Sequence[Mapping]) -> dict:
             continue
         if not all(have):
             if key not in FILL:
-                lacking = [str(s["chip_id"]) if "chip_id" in s else "?" for s, h in zip(samples, have, strict=True) if not h]
+                lacking = [str(s["chip_id"]) if "chip_id" in s else "?"
+                           for s, h in zip(samples, have, strict=True) if not h]
                 raise ValueError(f"samples differ in input key {key!r}: chips {lacking} have no {key!r} "
                                  f"(every chip of a run needs the same inputs)")
             ref = next(s[key] for s in samples if key in s)
@@ -166,8 +167,8 @@ class WithArrays(torch.utils.data.Dataset):
         for key, arr in self.arrays.items():
             a = torch.from_numpy(np_float32(arr[i]))
             if hw is not None and tuple(a.shape[-2:]) != hw:
-                raise ValueError(f"{key}[{i}] has size {tuple(a.shape[-2:])} but chip {s['chip_id'] if 'chip_id' in s else i} "
-                                 f"is {hw}: the dataset must not crop")
+                raise ValueError(f"{key}[{i}] has size {tuple(a.shape[-2:])} but chip "
+                                 f"{s['chip_id'] if 'chip_id' in s else i} is {hw}: the dataset must not crop")
             s[key] = a
         return s
 

@@ -54,7 +54,8 @@ class EdgeOption:
     outer: float = 1.0
 
 
-def _pixel_weights(batch: Mapping, target: torch.Tensor, edge: EdgeOption | None, use_weight: bool) -> torch.Tensor | None:
+def _pixel_weights(batch: Mapping, target: torch.Tensor, edge: EdgeOption | None,
+                   use_weight: bool) -> torch.Tensor | None:
     w = None
     if edge is not None:
         w = edge_weights(target, width=edge.width, inner=edge.inner, outer=edge.outer)
@@ -128,7 +129,8 @@ class DistillObjective:
             terms["ce"] = ce.detach()
         if "soft" in batch:
             soft, valid = batch["soft"].float(), valid_mask(batch)
-            pseudo = confident_pseudo_labels(soft, threshold=0.0 if self.mode == "soft" else self.threshold, valid=valid)
+            pseudo = confident_pseudo_labels(soft, threshold=0.0 if self.mode == "soft" else self.threshold,
+                                             valid=valid)
             pw = _pixel_weights(batch, pseudo, self.edge, self.use_weight)
             if self.mode == "soft":
                 d = kl_distillation(logits, soft, temperature=self.temperature, valid=valid, pixel_weights=pw)
@@ -155,7 +157,8 @@ def normalizer_dicts(normalizers: Mapping | None, roles: Sequence[str], data: Da
     """Role -> normaliser dict for the spec, from ``normalizers`` or the dataset's ``normalizers``."""
     if normalizers is None:
         if not hasattr(data, "normalizers"):
-            raise ValueError("pass normalizers= (role -> Normalizer or dict): the training dataset does not record them")
+            raise ValueError("pass normalizers= (role -> Normalizer or dict): "
+                             "the training dataset does not record them")
         normalizers = data.normalizers
     out = {}
     for role in roles:

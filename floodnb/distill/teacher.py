@@ -77,11 +77,13 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
     plan = InputPlan(inputs=inputs, band_index={r: i for r, i in idx.items() if i != full[r]} or None,
                      label_conditioning=label_conditioning, use_meta=metadata)
     objective = SupervisedObjective(plan=plan, target="label",
-                                    class_weights=tuple(class_weights) if class_weights is not None else None, edge=edge)
+                                    class_weights=tuple(class_weights) if class_weights is not None else None,
+                                    edge=edge)
     return train_method(method="teacher", model_name=model, plan=plan, bands=bands,
                         normalizers=normalizer_dicts(normalizers, inputs, train), objective=objective, train=train,
                         valid=valid, out_dir=out_dir,
-                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on, reference=reference,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on,
+                        reference=reference,
                         extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},

@@ -157,7 +157,8 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
     ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
     while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
-    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that fail are recorded with their error (dependants fail too); the others still run.
+    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that
+    fail are recorded with their error (dependants fail too); the others still run.
     """
     import torch
 

@@ -42,7 +42,9 @@ def _import(module: str):
 
 
 def prepare_inputs(labels, probs, *, atol: float = PROB_ATOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fill nodata for cleanlab: returns ``(labels int64 (N,H,W) in [0,K), probs float32 (N,K,H,W), valid bool (N,H,W))``.
+    """Fill nodata for cleanlab.
+
+    Returns ``(labels int64 (N,H,W) in [0,K), probs float32 (N,K,H,W), valid bool (N,H,W))``.
 
     See the module docstring for the filling rule. Inputs are not modified.
     """
