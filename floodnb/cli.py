@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from floodnb import __version__
 
@@ -31,7 +32,7 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     mods = {}
     for name, mod in COMMANDS.items():
         try:

@@ -89,7 +89,7 @@ def setup(stage: str, *, data_root: str | Path | None, run_dir: str | Path | Non
     out = Path(out_dir) if out_dir else stage_dir(run, stage)
     out.mkdir(parents=True, exist_ok=True)
     simulated = data_root is None or data_root == ""
-    if simulated:
+    if data_root is None or data_root == "":
         root = ensure_data(run, fast=fast, seed=seed, progress=progress)
     else:
         root = Path(data_root).resolve()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import requests
@@ -394,7 +394,7 @@ class _Fetcher:
         if task.size is None and size is not None:
             self.progress.grow_total(size)
         part = dest.with_name(dest.name + PART_SUFFIX)
-        state = {"counted": 0, "received": 0, "resumed": False, "known": size}
+        state: dict[str, Any] = {"counted": 0, "received": 0, "resumed": False, "known": size}
         attempt = 0
         fresh_retry_done = False
         while True:
@@ -528,7 +528,7 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
     downloaded: list[Path] = []
     skipped: list[Path] = []
     resumed: list[Path] = []
-    failed: list[Failure] = list(failed)
+    failures: list[Failure] = list(failed)
     received = 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floodnb-download")
     try:
@@ -544,7 +544,7 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
             elif out.status == "skipped":
                 skipped.append(task.dest)
             else:
-                failed.append(Failure(task.url, task.dest, out.reason))
+                failures.append(Failure(task.url, task.dest, out.reason))
     except BaseException:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -553,5 +553,5 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
         pool.shutdown(wait=True)
         fetcher.close()
         bar.close()
-    return DownloadReport(tuple(sorted(downloaded)), tuple(sorted(skipped)), tuple(failed),
+    return DownloadReport(tuple(sorted(downloaded)), tuple(sorted(skipped)), tuple(failures),
                           tuple(sorted(resumed)), received)

@@ -29,10 +29,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from affine import Affine
 
 from floodnb.bands import LABEL_NODATA, LAYERS, ROLES, S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data.metadata import chip_event, raster_center
@@ -67,7 +69,7 @@ class Grid:
     """Georeferencing of one layer: CRS (rasterio CRS or None), affine transform, (H, W)."""
 
     crs: object
-    transform: object
+    transform: Affine
     shape: tuple[int, int]
 
 
@@ -256,7 +258,7 @@ def _chip_name(row_or_paths: pd.Series | Mapping, paths: Mapping[str, str]) -> s
 
 def _attrs(row_or_paths: pd.Series | Mapping, paths: Mapping[str, str], chip: str) -> dict[str, object]:
     src = row_or_paths.to_dict() if isinstance(row_or_paths, pd.Series) else dict(row_or_paths)
-    attrs: dict[str, object] = {k: (None if k not in src or _none(src[k]) else src[k]) for k in ATTR_KEYS}
+    attrs: dict[str, Any] = {k: (None if k not in src or _none(src[k]) else src[k]) for k in ATTR_KEYS}
     attrs["chip_id"] = chip
     if attrs["event"] is None and "_" in chip:
         attrs["event"] = chip_event(chip)

@@ -168,7 +168,7 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
         s1 = np.asarray(c["s1"].values, dtype=np.float32)
         if mode == "chip":
             t = None
-        elif mode == "fixed":
+        elif mode == "fixed" and threshold is not None:  # checked above: fixed mode has a threshold
             t = float(threshold)
         else:
             t = thresholds[str(_attr(c, "event"))]

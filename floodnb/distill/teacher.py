@@ -163,7 +163,8 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
             if "valid" in batch:
                 probs = torch.where(batch["valid"].bool()[:, None], probs, torch.full_like(probs, float("nan")))
                 pred = torch.where(batch["valid"].bool(), pred, torch.full_like(pred, -1))
-            cloud = cloud_mask_of_batch(batch, s2_norm) if s2_norm is not None else torch.zeros_like(pred, dtype=bool)
+            cloud = (cloud_mask_of_batch(batch, s2_norm) if s2_norm is not None
+                     else torch.zeros_like(pred, dtype=torch.bool))
             if mask_clouds:
                 probs = torch.where(cloud[:, None], torch.full_like(probs, float("nan")), probs)
                 masked += int(cloud.sum())

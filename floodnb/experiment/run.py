@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -118,7 +119,7 @@ def _write_results(path: Path, records: dict[str, dict]) -> pd.DataFrame:
 
 def _record(row: str, res: dict | None, *, status: str, action: str, seconds: float, budget: Budget, h: str,
             error: str = "") -> dict:
-    rec = {c: None for c in RESULT_COLUMNS}
+    rec: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
     rec.update(row=row, group=ROWS[row].group, description=ROWS[row].description, status=status, action=action,
                seconds=round(seconds, 1), budget=budget.describe() if row in TRAINED else "no training", hash=h,
                error=error)

@@ -44,7 +44,7 @@ def chip_probs(predictor, chip: xr.Dataset) -> np.ndarray:
     """
     from floodnb.predict.chip import predict_chip
 
-    if predictor.meta is not None or getattr(predictor.model, "meta_dim", 0):
+    if predictor.meta is not None or getattr(predictor.model, "meta_dim", None):
         predictor = replace(predictor, meta=_chip_meta(predictor, chip))
     out = predict_chip(predictor, chip)
     water = out["prob"].values.astype(np.float32)

@@ -215,7 +215,7 @@ def score_stream(
 
     if write_maps and out_dir is None:
         raise ValueError("write_maps=True needs out_dir")
-    maps_dir = Path(out_dir) / MAPS_DIR if write_maps else None
+    maps_dir = Path(out_dir) / MAPS_DIR if write_maps and out_dir is not None else None
     rows: list[dict] = []
     cms: dict[str, list[np.ndarray]] = {}
     cm_events: dict[str, list[str]] = {}

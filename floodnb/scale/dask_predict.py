@@ -53,6 +53,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -476,7 +477,7 @@ def _plan_scenes(scenes, out: Path, predictor, settings: dict, *, tile: int, ove
 
 
 def _failed(name: str, source: str, error: str) -> dict:
-    row = {c: None for c in RESULT_COLUMNS}
+    row: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
     row.update(scene=name, source=source, status="failed", error=error)
     return row
 

@@ -70,10 +70,10 @@ class _Acc:
 
     def __init__(self) -> None:
         self.hist = {(b, c): np.zeros(len(BINS) - 1, np.int64) for b in S1_BANDS for c in ("water", "dry")}
-        self.samples = {(b, c): [] for b in S1_BANDS for c in ("water", "dry")}
-        self.chip_stats = []
-        self.s2 = {}
-        self.conf = {}
+        self.samples: dict[tuple[str, str], list[np.ndarray]] = {(b, c): [] for b in S1_BANDS for c in ("water", "dry")}
+        self.chip_stats: list[tuple[str, str, float, float]] = []
+        self.s2: dict[tuple[str, str], list] = {}
+        self.conf: dict[tuple, np.ndarray] = {}
         self.realism = RealismStats()
 
     def add_s1(self, s1: np.ndarray, label: np.ndarray) -> None:
@@ -205,7 +205,7 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     out.mkdir(parents=True, exist_ok=True)
     sim, chips = _sim_pass(root, max_chips)
     accs = {"simulated": sim}
-    real_info = {}
+    real_info: dict = {}
     if real_root is not None:
         accs["real"], real_info = _real_pass(Path(real_root))
 

@@ -38,7 +38,8 @@ def chip_bounds(chip) -> tuple[float, float, float, float]:
         from rasterio.warp import transform_bounds
 
         bounds = transform_bounds(crs, "EPSG:4326", *bounds)
-    return tuple(float(b) for b in bounds)
+    w, s, e, n = (float(b) for b in bounds)
+    return w, s, e, n
 
 
 def _rgb_element(rgb: np.ndarray, bounds, title: str, height: int):

@@ -240,7 +240,7 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
     if s1 is None:
         return heat
     s1 = np.asarray(s1)
-    _shape_check("s1", s1, da.shape)
+    _shape_check("s1", s1, (da.shape[0], da.shape[1]))
     grey = xr.DataArray(s1_db_display(s1, band="VV"), dims=("y", "x"), coords=da.coords, name="VV")
     base = grey.hvplot.image(x="x", y="y", cmap="gray", clim=(0, 1), colorbar=False, width=width, height=height)
     return base * heat
