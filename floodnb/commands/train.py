@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import overload
 
 HELP = "train a teacher (S2 / S2+S1), a distilled S1 student or an S1 baseline"
 
 
+@overload
+def _csv(s: str) -> tuple[str, ...]: ...
+@overload
+def _csv(s: None) -> None: ...
 def _csv(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
 

@@ -192,7 +192,8 @@ def plan(
 
 def _check_plan_arguments(*, splits, layers, weak: bool, weak_layers, include_v10_s2: bool, events,
                           max_weak_chips: int | None, base_url: str, listing_url: str | None, v10_base_url: str,
-                          v10_listing_url: str, retries: int, timeout: float, backoff: float):
+                          v10_listing_url: str, retries: int, timeout: float, backoff: float
+                          ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...] | None]:
     """:func:`plan`'s arguments checked (ValueError naming the first bad one) and normalised:
     ``(splits, layers, weak_layers, events)`` as tuples (``events`` None = every event).
     """

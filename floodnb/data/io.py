@@ -303,7 +303,8 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
         if not Path(path).is_file():
             raise FileNotFoundError(f"chip file {path!r} ({role}) not found")
         try:
-            with rioxarray.open_rasterio(path, masked=False, cache=False) as da:
+            # a GeoTIFF opens as one DataArray; the stub's return type also lists list[Dataset]
+            with rioxarray.open_rasterio(path, masked=False, cache=False) as da:  # type: ignore[union-attr]
                 names = da.attrs.get("long_name", ())
                 names = names if isinstance(names, tuple) else (names,)
                 _validate_bands(role, int(da.sizes["band"]), names if len(names) == da.sizes["band"] else (), path)

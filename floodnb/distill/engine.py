@@ -74,7 +74,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from floodnb.distill import ddp
-from floodnb.distill.inputs import chip_ids, collate, to_device
+from floodnb.distill.inputs import chip_ids, collate, dataset_len, to_device
 from floodnb.models.checkpoint import SPEC_KEY, ModelSpec, atomic_path, atomic_write_text, save_checkpoint
 
 Objective = Callable[[nn.Module, Mapping], tuple[torch.Tensor, dict]]
@@ -195,6 +195,7 @@ def set_epoch(data: Dataset, epoch: int) -> None:
 
 def _rng_state() -> dict:
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the legacy tuple form (the default)
     return {
         "torch": torch.get_rng_state(),
         "numpy_key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
@@ -320,7 +321,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     st = _read_state(state_path, resume=resume, is_main=is_main)
     model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
 
-    sampler = EpochSampler(len(train_data), seed=config.seed, rank=rank, world_size=world)
+    sampler = EpochSampler(dataset_len(train_data), seed=config.seed, rank=rank, world_size=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
     opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)
@@ -437,7 +438,7 @@ def _read_state(state_path: Path, *, resume: bool, is_main: bool) -> dict | None
 
 def _check_fit(train_data: Dataset, config: TrainConfig, *, world: int, out: Path) -> None:
     """ValueError for empty training data or a global batch not divisible by the process count."""
-    if len(train_data) == 0:
+    if dataset_len(train_data) == 0:
         raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} is the global batch and must be divisible by the number "

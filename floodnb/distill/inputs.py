@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch.utils.data import Dataset
 
 from floodnb.bands import DRY, IGNORE_INDEX, WATER
 
@@ -24,6 +25,11 @@ from floodnb.bands import DRY, IGNORE_INDEX, WATER
 INPUT_KEYS: tuple[str, ...] = ("s1", "s2", "meta", "valid")
 #: Supervision keys and how a sample lacking one is filled (no supervision from that source).
 FILL: dict[str, str] = {"label": "ignore", "weak": "ignore", "truth": "ignore", "soft": "nan", "weight": "zero"}
+
+
+def dataset_len(data: Dataset) -> int:
+    """``len(data)`` of a map-style dataset."""
+    return len(data)  # type: ignore[arg-type]  # torch's Dataset type declares no __len__; map-style ones define it
 
 
 def chip_ids(batch: Mapping) -> list[str]:

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.distill.engine import FitResult, TrainConfig, dist_info, fit, seed_everything
 from floodnb.distill.evaluate import InputPlan, evaluate_model
-from floodnb.distill.inputs import masked_target, valid_mask
+from floodnb.distill.inputs import dataset_len, masked_target, valid_mask
 from floodnb.distill.losses import (
     confident_pseudo_labels,
     edge_weights,
@@ -170,7 +170,7 @@ def normalizer_dicts(normalizers: Mapping | None, roles: Sequence[str], data: Da
 
 
 def check_not_empty(data: Dataset | None, what: str) -> None:
-    if data is not None and len(data) == 0:
+    if data is not None and dataset_len(data) == 0:
         raise ValueError(f"{what} is empty (0 chips); check the split name and the catalog")
 
 
@@ -192,7 +192,7 @@ def data_settings(data: Dataset) -> dict:
     ``train_chips`` (samples per epoch), ``crop`` (px or None) and ``data`` (resolved data root of
     a catalog, or the packed store's folder) of the chip datasets inside ``data``.
     """
-    out: dict = {"train_chips": len(data)}
+    out: dict = {"train_chips": dataset_len(data)}
     chips = _chip_datasets(data)
     if chips:
         out["crop"] = [c.crop for c in chips] if len({c.crop for c in chips}) > 1 else chips[0].crop
@@ -234,7 +234,8 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
     in_ch = sum(len(bands[r]) for r in plan.inputs) + int(plan.label_conditioning)
     model = build_model(model_name, in_channels=in_ch, num_classes=len(CLASS_NAMES),
                         meta_dim=META_DIM if plan.use_meta else 0, **dict(model_kw or {}))
-    spec = ModelSpec(model_name=model_name, model_config=model.config(), inputs=plan.inputs, bands=dict(bands),
+    model_config = model.config()  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
+    spec = ModelSpec(model_name=model_name, model_config=model_config, inputs=plan.inputs, bands=dict(bands),
                      normalizers=normalizers, label_conditioning=plan.label_conditioning,
                      meta_dim=META_DIM if plan.use_meta else 0, classes=CLASS_NAMES,
                      config={"method": method, "band_index": plan.band_index, **dict(extra_config or {})})

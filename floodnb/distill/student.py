@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from floodnb.bands import S1_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan
-from floodnb.distill.inputs import SelectKeys, WithArrays
+from floodnb.distill.inputs import SelectKeys, WithArrays, dataset_len
 from floodnb.distill.runner import DistillObjective, EdgeOption, TrainedRun, normalizer_dicts, train_method
 
 STUDENT_KEYS: tuple[str, ...] = ("s1", "valid", "label", "soft", "weight", "chip_id", "index")
@@ -106,7 +106,8 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                         reference=reference,
                         extra_config={"mode": mode, "temperature": temperature, "threshold": threshold,
                                       "distill_weight": distill_weight, "hand_repeat": hand_repeat,
-                                      "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,
+                                      "pool_chips": 0 if pool is None else dataset_len(pool),
+                                      "cromss": weights_a is not None,
                                       "pool_targets": None if pool is None else pool_targets_info(soft, pool),
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},

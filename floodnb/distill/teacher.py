@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from floodnb.bands import S1_BANDS, S2_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan, iterate_predictions, plan_from_spec
-from floodnb.distill.inputs import chips_lacking
+from floodnb.distill.inputs import chips_lacking, dataset_len
 from floodnb.distill.runner import (
     DATA_BANDS,
     EdgeOption,
@@ -134,14 +134,14 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
     out = Path(out_path)
     if out.suffix != ".npy":
         raise ValueError(f"out_path {out} must end with .npy")
-    if len(pool) == 0:
+    if dataset_len(pool) == 0:
         raise ValueError("label_pool: the pool is empty (0 chips)")
     if "s2" in plan.inputs:
         require_s2(pool, "teacher pool")
     first = pool[0]
     ref = next(first[k] for k in ("s1", "s2", "label", "valid") if k in first)
     h, w = torch.as_tensor(ref).shape[-2:]
-    n, k = len(pool), len(spec.classes)
+    n, k = dataset_len(pool), len(spec.classes)
     s2_norm = _s2_normalizer(pool, spec) if "s2" in first else None
     if mask_clouds and s2_norm is None:
         raise ValueError("label_pool(mask_clouds=True) needs the pool's Sentinel-2 with a 13-band S2 normaliser "

@@ -77,8 +77,12 @@ def extent_polygons(pred, *, min_area_m2: float = 0.0, connectivity: int = 4, wa
         geod = crs.get_geod()
     else:
         geographic = crs.geodetic_crs
+        if geographic is None:
+            raise ValueError(f"CRS {crs.name!r} has no geodetic CRS: polygon areas cannot be measured")
         lonlat = gdf.geometry.to_crs(geographic)
         geod = geographic.get_geod()
+    if geod is None:
+        raise ValueError(f"CRS {crs.name!r} has no ellipsoid: polygon areas cannot be measured")
     area, perim = [], []
     for g in lonlat:
         a, p = geod.geometry_area_perimeter(g)

@@ -81,8 +81,11 @@ class SceneWriter:
         (``prob_path`` is used only when a probability map is written). Returns the written paths.
         """
         self.close()
+        if self.has_prob and prob_path is None:
+            raise ValueError("prob_path is needed: this writer holds a probability map")
         out_class = to_cog(self._writers[0].path, class_path, resampling="MODE")
-        out_prob = to_cog(self._writers[1].path, prob_path, resampling="AVERAGE") if self.has_prob else None
+        out_prob = (to_cog(self._writers[1].path, prob_path, resampling="AVERAGE")
+                    if self.has_prob and prob_path is not None else None)
         return out_class, out_prob
 
     def close(self) -> None:

@@ -58,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from floodnb.io_utils import atomic_write_json
-from floodnb.predict.sources import DbSource  # noqa: F401  (re-exported)
+from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource  # DbSource also re-exported
 from floodnb.scale.scenes import GDAL_READ_OPTIONS, open_scene, scene_name  # noqa: F401
 
 MARKER_SUFFIX = "_water.done.json"
@@ -78,7 +78,7 @@ class ScenePlan:
 
     scene: str
     source_text: str
-    source: object
+    source: GeoTiffSource | ArraySource | DbSource
     class_path: Path
     prob_path: Path | None
     polygons_base: Path | None
@@ -229,7 +229,9 @@ def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torc
             writer.write_all(blender.finish())
             cls, prob = writer.to_cogs(work / plan.class_path.name,
                                        work / plan.prob_path.name if plan.prob_path is not None else None)
-        staged = {plan.class_path: cls} | ({plan.prob_path: prob} if plan.prob_path is not None else {})
+        staged: dict[Path, Path] = {plan.class_path: cls}
+        if plan.prob_path is not None and prob is not None:
+            staged[plan.prob_path] = prob
         n_poly, water_km2 = _stage_polygons(plan, staged, work, min_area_m2=min_area_m2) if polygons else (0, 0.0)
         plan.marker.unlink(missing_ok=True)  # the old marker (if any) no longer describes the final files
         for final, tmp in staged.items():  # every output is complete: move them onto their final names
@@ -255,7 +257,7 @@ def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, bat
     """
     from distributed import Future
 
-    model = Future(model_key, client=client)
+    model: Future = Future(model_key, client=client)
     pending: deque = deque()
     submitted = 0
 
@@ -283,6 +285,8 @@ def _stage_polygons(plan: ScenePlan, staged: dict, work: Path, *, min_area_m2: f
     """
     from floodnb.predict.polygons import extent_polygons, write_polygons
 
+    if plan.polygons_base is None:
+        raise ValueError(f"scene {plan.scene}: polygons requested without a polygon output path")
     gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
     gpkg, geojson = write_polygons(gdf, work / plan.polygons_base.name)
     final = plan.outputs()[-2:]

@@ -221,7 +221,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     summary = {
         "sim_s1_otsu_water_iou_vs_truth": all_row["s1_otsu_iou"],
         "sim_chip_otsu_water_iou_vs_truth": all_row["chip_otsu_iou"],
-        "sim_chip_otsu_water_iou_vs_hand": _iou(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand")),
+        "sim_chip_otsu_water_iou_vs_hand": _iou(
+            np.asarray(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand"))),
         "sim_s2_index_water_iou_vs_truth": all_row["s2_index_iou"],
         "sim_hand_label_water_iou_vs_truth": all_row["label_iou"],
     }

@@ -106,7 +106,7 @@ class RealismStats:
     def __init__(self) -> None:
         self.corr = {k: np.zeros(4) for k in ("dry", "water", "dry_5x5")}
         self.lag3 = np.zeros(4)
-        self.enl: dict[str, list[float]] = {"dry": [], "water": []}
+        self.enl: dict[str, list[np.ndarray]] = {"dry": [], "water": []}
         self.vh_water: list[np.ndarray] = []
         self.ratio: dict[str, list[np.ndarray]] = {"dry": [], "water": []}
         self.n_comp = 0

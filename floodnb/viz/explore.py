@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,7 +235,7 @@ def chip_figure(chip, *, path: str | Path | None = None):
     from floodnb.viz.stretch import s1_db_display, s2_false_color, s2_true_color
 
     title = str(chip.attrs["chip_id"]) if "chip_id" in chip.attrs else "chip"
-    panels = []
+    panels: list[tuple[str, np.ndarray, Any]] = []  # (title, image, colormap: name, object or None)
     if "s1" in chip:
         s1 = np.asarray(chip["s1"].values)
         panels += [(f"S1 {b} (dB, {S1_DB_RANGE[0]:g}..{S1_DB_RANGE[1]:g})", s1_db_display(s1, band=b), "gray")
@@ -274,7 +275,7 @@ def noise_gallery_items(catalog: pd.DataFrame, noise_table: pd.DataFrame, maps_d
 
     rows = catalog.drop_duplicates("chip_id").set_index("chip_id", drop=False)
     ranked = noise_table[noise_table["rank"].notna()].sort_values("rank")
-    items = []
+    items: list[dict[str, Any]] = []
     for _, r in ranked.iterrows():
         if len(items) >= n:
             break
