@@ -247,7 +247,7 @@ def event_confusion(cms, events: Sequence[str], *, names: tuple[str, str] = ("a"
         raise ValueError(f"events has {len(event_arr)} entries, cms has {cms.shape[0]} chips")
     keys = sorted(set(event_arr.tolist()), key=str)
     sums = [cms[event_arr == e].sum(axis=0) for e in keys] + [cms.sum(axis=0)]
-    counts = [int((events == e).sum()) for e in keys] + [len(events)]
+    counts = [int((event_arr == e).sum()) for e in keys] + [len(event_arr)]
     df = _table_from_cms(np.stack(sums) if sums else np.zeros((0, 2, 2), np.int64),
                          chip_ids=[*keys, "all"], events=None, names=names)
     df = df.rename(columns={"chip_id": "event"}).drop(columns="status")
