@@ -116,7 +116,8 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
               "anyone who can reach this address can see the run", file=sys.stderr)
 
     pn.extension("tabulator", inline=True)
-    pn.config.inline = True  # type: ignore[misc]  # a settable param; the stub calls it read-only. Panel extension JS/CSS inlined or served locally, never from a CDN
+    # Panel extension JS/CSS inlined or served locally, never from a CDN (a settable param; the stub says read-only)
+    pn.config.inline = True  # type: ignore[misc]
 
     app = _session_app(run, method=method, basemap=basemap)
     kwargs: dict = {"extra_patterns": [component_route()]}
