@@ -46,7 +46,7 @@ def _fill(x: np.ndarray) -> np.ndarray:
 
 
 def _unchecked(raw, *, units="auto", nodata=None, path="", bands=()):
-    """floodnb's S1 read before the checks: a float cast, the nodata tag -> NaN."""
+    """Floodnb's S1 read before the checks: a float cast, the nodata tag -> NaN."""
     x = raw.astype(np.float32, copy=True)
     if nodata is not None and not np.isnan(nodata):
         x[raw == nodata] = np.nan

@@ -165,8 +165,10 @@ def main() -> int:
     for e in sorted(set(errors))[:5]:
         print("console error:", e[:300])
     print(f"\n{'':28}{'first render':>34}    {'chip switch':>30}")
-    print(f"{'1 session (3 in a row)':28}{_stats([r['render'] for r in single]):>34}    {_stats([r['switch'] for r in single]):>30}")
-    print(f"{f'{args.sessions} concurrent sessions':28}{_stats([r['render'] for r in many]):>34}    {_stats([r['switch'] for r in many]):>30}")
+    print(f"{'1 session (3 in a row)':28}{_stats([r['render'] for r in single]):>34}    "
+          f"{_stats([r['switch'] for r in single]):>30}")
+    print(f"{f'{args.sessions} concurrent sessions':28}{_stats([r['render'] for r in many]):>34}    "
+          f"{_stats([r['switch'] for r in many]):>30}")
     ratio_r = statistics.median([r["render"] for r in many]) / statistics.median([r["render"] for r in single])
     ratio_s = statistics.median([r["switch"] for r in many]) / statistics.median([r["switch"] for r in single])
     print(f"{'ratio concurrent / single':28}{f'{ratio_r:.2f} x (median)':>34}    {f'{ratio_s:.2f} x (median)':>30}")

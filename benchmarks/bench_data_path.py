@@ -40,7 +40,8 @@ def write_root(root: Path, n: int, size: int, seed: int) -> None:
     for i in range(n):
         cid = f"Spain_{1000 + i}"
         water = (yy - rng.uniform(100, 400)) ** 2 + (xx - rng.uniform(100, 400)) ** 2 < rng.uniform(40, 120) ** 2
-        s1 = np.stack([np.where(water, -21.0, -9.0), np.where(water, -27.0, -15.0)]) + rng.normal(0, 1.5, (2, size, size))
+        s1 = (np.stack([np.where(water, -21.0, -9.0), np.where(water, -27.0, -15.0)])
+              + rng.normal(0, 1.5, (2, size, size)))
         s1 = s1.astype(np.float32)
         label = water.astype(np.int16)
         label[:, :10] = -1
@@ -118,7 +119,8 @@ def main() -> None:
     print(f"  (b) packed memmap store (ChipStore ChipDataset):     {rb:8.1f} samples/s")
     print(f"  (b0) ChipStore.read only (no normalise/targets):     {rs:8.1f} samples/s")
     print(f"  (c) raw np.load(mmap) copy of the same bytes:        {rc:8.1f} samples/s")
-    print(f"  (p) prepared store (ChipStore + prepare) ChipDataset:{rp:8.1f} samples/s   (prepare once: {prep_s:.2f} s)")
+    print(f"  (p) prepared store (ChipStore + prepare) ChipDataset:{rp:8.1f} samples/s   "
+          f"(prepare once: {prep_s:.2f} s)")
     print(f"  (pc) raw np.load(mmap) copy of the prepared bytes:  {rpc:8.1f} samples/s   "
           f"(S1 float32 x2 + valid + int64 label = {(2 * 4 + 1 + 8) * args.size ** 2 / 2 ** 20:.1f} MiB/sample)")
     print(f"  p / a  = {rp / ra:5.1f} x   (fastest path vs GeoTIFF decode; target >= 10 x)   "

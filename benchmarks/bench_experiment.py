@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--rows", default=None)
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--real-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"))
+    ap.add_argument("--real-root",
+                    default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11"))
     ap.add_argument("--keep", action="store_true", help="reuse an existing out dir (times only unfinished rows)")
     args = ap.parse_args()
 

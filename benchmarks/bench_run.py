@@ -101,8 +101,8 @@ def main() -> int:
           f"ratio {total / TARGET_S:.2f})")
     print(f"CPU time of the run (user+sys, all its processes): {cpu:.1f} s = {cpu / 60:.2f} min — independent of "
           f"other load; on an idle 2-core machine the wall time lies between {cpu / 2 / 60:.2f} and {cpu / 60:.2f} min")
-    print(f"simulation sizes: {state['stages']['simulate']['params'] if 'simulate' in state['stages'] else 'given root'}; "
-          f"epochs {state['params']['epochs']}")
+    sizes = state['stages']['simulate']['params'] if 'simulate' in state['stages'] else 'given root'
+    print(f"simulation sizes: {sizes}; epochs {state['params']['epochs']}")
     print(f"\n{'stage':<28}{'wall s':>8}{'start-up s':>12}{'+imports s':>12}{'own work s':>12}{'overhead %':>12}")
     for st, sec in stages.items():
         if st in imports:

@@ -32,7 +32,8 @@ def _run(out: Path, *, n_hand: int, n_weak: int, workers: int) -> tuple[float, f
     wall = time.perf_counter() - t
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     s1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) + (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime)
+    cpu = ((c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+           + (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime))
     return wall, cpu
 
 

@@ -38,7 +38,8 @@ def is_chip_id(chip_id: object) -> bool:
 def chip_event(chip_id: str) -> str:
     """Event prefix of a chip id ``<Event>_<id>`` (everything before the last ``_``).
 
-    Raises ValueError for an id without ``_``."""
+    Raises ValueError for an id without ``_``.
+    """
     if "_" not in chip_id:
         raise ValueError(f"chip id {chip_id!r} is not of the form '<Event>_<id>'")
     return chip_id.rsplit("_", 1)[0]
@@ -47,7 +48,8 @@ def chip_event(chip_id: str) -> str:
 def decode_split_csv(data: bytes, source: str) -> str:
     """Bytes of a split CSV -> text (UTF-8, a BOM dropped).
 
-    Raises ValueError naming ``source`` for a binary file (NUL bytes) or one that is not UTF-8."""
+    Raises ValueError naming ``source`` for a binary file (NUL bytes) or one that is not UTF-8.
+    """
     if b"\x00" in data:
         raise ValueError(f"split CSV {source!r} is a binary file (NUL bytes); {_SPLIT_CSV_EXPECTED}")
     try:
@@ -58,11 +60,12 @@ def decode_split_csv(data: bytes, source: str) -> str:
 
 
 def split_csv_chips(text: str, source: str) -> list[str]:
-    """Chip ids named by a split CSV's rows, in file order (duplicates kept).
+    r"""Chip ids named by a split CSV's rows, in file order (duplicates kept).
 
-    The first column's file name (any folder part and ``\\`` separators dropped) minus its
+    The first column's file name (any folder part and ``\`` separators dropped) minus its
     ``_<Layer>.tif``/``.tiff`` suffix is the chip id, which must match :data:`SEN1FLOODS11_ID_RE`.
-    Blank lines are skipped; raises ValueError naming ``source`` and the line otherwise."""
+    Blank lines are skipped; raises ValueError naming ``source`` and the line otherwise.
+    """
     chips: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from floodnb import __version__
 
@@ -31,7 +32,7 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     mods = {}
     for name, mod in COMMANDS.items():
         try:
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _message(exc: BaseException) -> str:
     """``str(exc)``, except that a bare OS error (``[Errno 17] File exists: 'x'``, e.g. a folder
-    to create where a file is) is reworded to name the path and what was expected."""
+    to create where a file is) is reworded to name the path and what was expected.
+    """
     if isinstance(exc, OSError) and exc.filename is not None and str(exc).startswith("[Errno"):
         if isinstance(exc, (FileExistsError, NotADirectoryError)):
             return (f"{exc.filename}: {exc.strerror}; expected a folder there (or a path whose parents are "

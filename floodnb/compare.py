@@ -80,7 +80,8 @@ def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str,
     for _, row in tqdm(list(rows.iterrows()), desc="otsu", unit="chip", disable=not progress, leave=False):
         chip = load_chip(row, roles=("s1", "label"), with_truth=reference == "truth_water")
         if var not in chip:
-            raise ValueError(f"chip {row['chip_id']}: reference {reference!r} needs {var!r}; chip has {list(chip.data_vars)}")
+            raise ValueError(f"chip {row['chip_id']}: reference {reference!r} needs {var!r}; "
+                             f"chip has {list(chip.data_vars)}")
         pred = np.asarray(otsu_label(np.asarray(chip["s1"].values, dtype=np.float32)))
         scores.update(pred, chip[var].values, chip_id=str(row["chip_id"]), split=str(row["split"]),
                       event=str(row["event"]))
@@ -112,7 +113,8 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
         for batch, probs in iterate_predictions(model, dset, plan, batch_size=batch_size, progress=progress,
                                                 desc=f"{method} {split}"):
             if key not in batch:
-                raise ValueError(f"{method}: reference {reference!r} needs sample key {key!r} (chips {batch['chip_id']})")
+                raise ValueError(f"{method}: reference {reference!r} needs sample key {key!r} "
+                                 f"(chips {batch['chip_id']})")
             water = probs[:, WATER].numpy()
             pred = probs.argmax(dim=1).numpy().astype(np.int16)
             valid = batch["valid"].numpy().astype(bool) if "valid" in batch else np.ones(pred.shape, bool)
@@ -142,7 +144,8 @@ def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray, pr
     with rasterio.open(grid_from) as src:
         crs, transform, shape = src.crs, src.transform, (src.height, src.width)
     if np.shape(prob) != shape or np.shape(pred) != shape:
-        raise ValueError(f"{chip_id}: prediction shape {np.shape(prob)} differs from the chip grid {shape} of {grid_from}")
+        raise ValueError(f"{chip_id}: prediction shape {np.shape(prob)} differs from the chip grid {shape} "
+                         f"of {grid_from}")
     out = []
     for suffix, arr, dtype, nodata in (("_prob.tif", prob, "float32", float("nan")),
                                        ("_pred.tif", pred, "int8", LABEL_NODATA)):

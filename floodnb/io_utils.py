@@ -83,7 +83,8 @@ def atomic_gdal_path(path: str | Path) -> Iterator[Path]:
     """:func:`atomic_path` for GDAL/OGR writers: the temporary name keeps the target's suffix (so
     drivers tell the format) and does not exist when the block starts (some drivers refuse an
     existing empty file); a GDAL ``.aux.xml`` sidecar left by a failed write is removed too.
-    Raises ``FileNotFoundError`` when the block wrote no file."""
+    Raises ``FileNotFoundError`` when the block wrote no file.
+    """
     with atomic_path(path) as tmp:
         tmp.unlink()
         try:
@@ -163,7 +164,8 @@ def json_hash(obj: Any, length: int, *, algorithm: str = "sha256") -> str:
     with sorted keys (non-JSON values via ``str``): a short, stable name for a dict of settings.
 
     The same dict gives the same hash in every process; any changed value changes it. Raises
-    ValueError for a ``length`` outside 1..the digest's hex length."""
+    ValueError for a ``length`` outside 1..the digest's hex length.
+    """
     digest = hashlib.new(algorithm, json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
     if not 1 <= length <= len(digest):
         raise ValueError(f"length {length} is outside 1..{len(digest)} for {algorithm}")

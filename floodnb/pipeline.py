@@ -77,7 +77,8 @@ class RunReport:
 def notebook_parameters(nb_dir: str | Path, notebooks: tuple[str, ...]) -> dict[str, Any]:
     """``{name: default}`` of the ``parameters`` cells of ``notebooks`` (``.ipynb`` in ``nb_dir``)
     and of the pipeline's :data:`NOTEBOOKS` present there; a default that is not a Python literal
-    is ``...`` (type not checked)."""
+    is ``...`` (type not checked).
+    """
     import papermill as pm
 
     out: dict[str, Any] = {}
@@ -185,7 +186,8 @@ def _open_run(name: str, runs_dir: str | Path, force: bool) -> _Run:
 
 def _simulate_stage(run: _Run, *, seed: int, sim: dict[str, int]) -> tuple[str, bool]:
     """The run's simulated data root (simulated or reused, see :func:`ensure_simulation`) and whether
-    it was simulated again after an earlier attempt (later stages must then rerun)."""
+    it was simulated again after an earlier attempt (later stages must then rerun).
+    """
     sim_params = {"seed": seed, **sim}
     h = params_hash(sim_params)
     prev = run.state.stage(SIMULATE)

@@ -24,7 +24,8 @@ REFERENCES: dict[str, str] = {name: keys["sample"] for name, keys in REFERENCE_K
 
 def reference_key(reference: str, vocabulary: str = "sample") -> str:
     """The key of ``reference`` in ``vocabulary`` (``"sample"`` or ``"chip"``, see :data:`REFERENCE_KEYS`);
-    ``ValueError`` listing the references that vocabulary knows."""
+    ``ValueError`` listing the references that vocabulary knows.
+    """
     names = tuple(n for n, keys in REFERENCE_KEYS.items() if vocabulary in keys)
     if reference not in names:
         raise ValueError(f"reference={reference!r}: expected one of {names}")

@@ -89,7 +89,7 @@ def setup(stage: str, *, data_root: str | Path | None, run_dir: str | Path | Non
     out = Path(out_dir) if out_dir else stage_dir(run, stage)
     out.mkdir(parents=True, exist_ok=True)
     simulated = data_root is None or data_root == ""
-    if simulated:
+    if data_root is None or data_root == "":
         root = ensure_data(run, fast=fast, seed=seed, progress=progress)
     else:
         root = Path(data_root).resolve()
@@ -120,7 +120,8 @@ def reference_for(catalog) -> str:
 def model_dir(settings: Settings, name: str, **config) -> Path:
     """Folder ``<out_dir>/<name>-<hash>`` of one trained model; the hash covers ``config`` and the settings'
     seed, epochs, model, crop and batch size, so a rerun with the same settings resumes (or reuses) its
-    run and other settings train in a new folder without touching the old one."""
+    run and other settings train in a new folder without touching the old one.
+    """
     key = {"seed": settings.seed, "epochs": settings.epochs, "model": settings.model, "crop": settings.crop,
            "batch_size": settings.batch_size, "data_root": str(settings.data_root), **config}
     return settings.out_dir / f"{name}-{params_hash(key)[:8]}"

@@ -56,7 +56,8 @@ class ToyChips(torch.utils.data.Dataset):
         flip = rng.random((s, s)) < 0.1
         weak[flip] = 1 - weak[flip]
         out = {"s1": torch.from_numpy(s1), "valid": torch.from_numpy(valid), "weak": torch.from_numpy(weak),
-               "truth": torch.from_numpy(water.astype(np.int64)), "meta": torch.from_numpy(rng.normal(size=5).astype(np.float32)),
+               "truth": torch.from_numpy(water.astype(np.int64)),
+               "meta": torch.from_numpy(rng.normal(size=5).astype(np.float32)),
                "chip_id": self._id(i), "index": torch.tensor(i)}
         if self.with_label:
             out["label"] = torch.from_numpy(label)

@@ -35,7 +35,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
-
 from _real_data import REAL_ROOT as SHARED  # shared sample, or the in-repo fixture on a bare clone
 
 
@@ -58,7 +57,8 @@ def shared_bucket_objects(shared: Path = SHARED, *, splits_dir: Path | None = No
 def make_weak_objects(folder: Path, chips: list[str], layers: list[str], *, nbytes: int = 3000,
                       seed: int = 0) -> dict[str, Path]:
     """Write small random weak-chip files ``<chip>_<Layer>.tif`` (TIFF magic bytes, then random bytes;
-    the downloader checks the magic) and return their object names."""
+    the downloader checks the magic) and return their object names.
+    """
     rng = np.random.default_rng(seed)
     objects: dict[str, Path] = {}
     for layer in layers:

@@ -47,7 +47,7 @@ def chip_file(root: Path, chip: str, role: str) -> Path:
 
 
 def chip_roles(root: Path) -> dict[str, set[str]]:
-    """chip id -> roles (s1, s2, label) with a file under ``root``."""
+    """Chip id -> roles (s1, s2, label) with a file under ``root``."""
     out: dict[str, set[str]] = {}
     for role, layer in ROLE_LAYERS.items():
         for p in (root / "HandLabeled" / layer).glob(f"*_{layer}.tif"):
@@ -83,11 +83,12 @@ def chip_size(root: Path) -> int:
     return next(iter(sizes))[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_shared_sample(root: Path) -> bool:
     """True when ``root`` holds the shared developer sample's files themselves: every source file named in
     the fixture's PROVENANCE.md is there with the sha256 listed. Figures measured on that sample (the S2
-    preset, the realism report's Otsu IoU) are asserted only then; the fixture's windows give others."""
+    preset, the realism report's Otsu IoU) are asserted only then; the fixture's windows give others.
+    """
     text = (FIXTURE / "PROVENANCE.md").read_text()
     listed = re.findall(r"^\| `[^`]+` \| `([^`]+)` \| `([0-9a-f]{64})` \|", text, flags=re.M)
     if not listed:

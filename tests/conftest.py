@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _real_data import REAL_ROOT, is_shared_sample
 
 PIX = 8.983152841195215e-05  # Sen1Floods11 pixel size in degrees (~10 m)
@@ -117,7 +116,7 @@ def make_tiny_dataset(root: Path, *, n_hand: int = 4, n_weak: int = 2, size: int
 
 
 def tree_checksums(root: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file under ``root`` (to prove inputs are unmodified)."""
+    """Relative path -> sha256 of every file under ``root`` (to prove inputs are unmodified)."""
     root = Path(root)
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

@@ -10,13 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
 from _real_data import chip_roles, split_chips
 from conftest import make_tiny_dataset, tree_checksums
+
 from floodnb.cli import main
 from floodnb.data import layout as lay
-from floodnb.data.catalog import (COLUMNS, build_catalog, missing_report, read_catalog, read_split_csv,
-                                  summarize, write_catalog)
+from floodnb.data.catalog import (
+    COLUMNS,
+    build_catalog,
+    missing_report,
+    read_catalog,
+    read_split_csv,
+    summarize,
+    write_catalog,
+)
 from floodnb.data.metadata import event_key, iso_date, read_event_metadata
 
 SPLITS = ("train", "valid", "test", "bolivia")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import make_tiny_dataset
+
 from floodnb import compare
 from floodnb.data.catalog import build_catalog
 from floodnb.data.normalize import get_preset

@@ -21,8 +21,8 @@ def _probs(pw):
 def test_measures_follow_the_formulas():
     p = _probs([[0.9, 0.5], [0.2, 1.0]])  # (2, 2, 2)
     y = np.array([[1, 0], [1, -1]])
-    l = cromss.label_confidence(p, y)
-    np.testing.assert_allclose(l, [[0.9, 0.5], [0.2, 0.0]], atol=1e-6)
+    lc = cromss.label_confidence(p, y)
+    np.testing.assert_allclose(lc, [[0.9, 0.5], [0.2, 0.0]], atol=1e-6)
     q = cromss.prediction_confidence(p)
     h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     np.testing.assert_allclose(q[0, 0], 1 - h / math.log(2), atol=1e-5)

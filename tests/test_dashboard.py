@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from _run_fixture import make_run_dir
+
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, WATER
 from floodnb.viz import maplayers as ml
 
@@ -100,7 +100,8 @@ def test_load_run_errors_name_the_file(tmp_path, run_dir):
         load_run(tmp_path)
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "run.json").write_text(json.dumps({"name": "bad", "data_root": json.loads((run_dir / "run.json").read_text())["data_root"]}))
+    data_root = json.loads((run_dir / "run.json").read_text())["data_root"]
+    (bad / "run.json").write_text(json.dumps({"name": "bad", "data_root": data_root}))
     (bad / "05_evaluate").mkdir()
     pd.DataFrame({"chip_id": ["../../etc/passwd"], "method": ["m"], "water_iou": [0.1]}).to_csv(
         bad / "05_evaluate" / "per_chip.csv", index=False)
@@ -115,9 +116,9 @@ def _image(d, key):
 
 
 def test_dashboard_layers_and_chip_switch(run_dir):
-    from floodnb.viz.dashboard import Dashboard, build_dashboard, load_run
-
     import panel as pn
+
+    from floodnb.viz.dashboard import Dashboard, build_dashboard, load_run
 
     assert isinstance(build_dashboard(run_dir, basemap="none"), pn.viewable.Viewable)
     d = Dashboard(load_run(run_dir), basemap="none")

@@ -24,7 +24,6 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pytest
-
 from _run_fixture import make_run_dir
 
 pytestmark = pytest.mark.browser

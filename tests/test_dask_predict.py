@@ -17,10 +17,10 @@ import pyogrio
 import pytest
 import rasterio
 import torch
+from _stac_fixture import NORTH, WEST, make_catalog, serve, t
 from rasterio.transform import from_origin
 from torch import nn
 
-from _stac_fixture import NORTH, RES_DEG, WEST, make_catalog, serve, t
 from floodnb.cli import main as cli_main
 from floodnb.data.normalize import get_preset
 from floodnb.models import ModelSpec, build_model, load_checkpoint, save_checkpoint
@@ -95,7 +95,8 @@ def final_files(folder: Path) -> list[Path]:
 
 def assert_every_final_file_has_a_marker(folder: Path) -> None:
     """Nothing half-done under a final name: every output belongs to a scene with a marker, no
-    hidden scratch/partial files are left."""
+    hidden scratch/partial files are left.
+    """
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
     markers = {p.name[: -len(MARKER_SUFFIX)] for p in folder.glob(f"*{MARKER_SUFFIX}")}
     for p in final_files(folder):
@@ -213,7 +214,8 @@ def test_model_bands_not_in_scene_fail_before_any_work(tmp_path, scenes, stac_ur
 
 class CrashOnce(nn.Module):
     """Wraps a model; the first forward pass anywhere kills its worker process (``os._exit``)
-    after creating ``marker``, later passes run the wrapped model."""
+    after creating ``marker``, later passes run the wrapped model.
+    """
 
     def __init__(self, inner: nn.Module, marker: str) -> None:
         super().__init__()

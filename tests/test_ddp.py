@@ -48,7 +48,8 @@ def _spec(model) -> ModelSpec:
 
 def _train(out, report, kill_at=None, check_refusals=False, sync_batchnorm=True):
     """One rank's run (also the 1-process reference): writes ``report/rank<r>.pt`` with losses,
-    weights and every file path this rank wrote atomically."""
+    weights and every file path this rank wrote atomically.
+    """
     torch.set_num_threads(1)
     rank, world = rank_world()
     if check_refusals:  # a global batch the processes cannot share is refused by every rank, before any write

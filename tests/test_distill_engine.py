@@ -73,7 +73,8 @@ def test_resume_mid_epoch_checkpoint(tmp_path):
     model, res = _run(tmp_path / "cut", config=cfg)
     assert res.resumed_from == (1, 2)  # checkpoint of global step 6 = epoch 2, step 2
     assert res.losses == full.losses[6:]
-    assert all(torch.equal(a, b) for a, b in zip(full_model.state_dict().values(), model.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b)
+               for a, b in zip(full_model.state_dict().values(), model.state_dict().values(), strict=True))
 
 
 def test_out_dir_contents_and_refusals(tmp_path):

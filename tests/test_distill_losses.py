@@ -1,5 +1,6 @@
 """floodnb.distill.losses on hand-made tensors: ignore index, class weights, temperature,
-confident threshold, planted edge bands, never-NaN on empty masks."""
+confident threshold, planted edge bands, never-NaN on empty masks.
+"""
 
 from __future__ import annotations
 

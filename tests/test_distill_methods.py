@@ -1,18 +1,18 @@
 """Teacher, pool labelling, student, baselines and evaluation end to end on tiny data,
-plus the bad inputs of issue 4 item 10."""
+plus the bad inputs of issue 4 item 10.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import xarray as xr
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture
+
 from floodnb.bands import IGNORE_INDEX
 from floodnb.distill.baselines import EventThresholdWarning, otsu_baseline, train_baseline
 from floodnb.distill.engine import TrainConfig
@@ -28,7 +28,8 @@ CFG = TrainConfig(epochs=1, batch_size=2, lr=1e-2, seed=0, checkpoint_every=0, p
 
 
 def test_teacher_pool_student_chain(tmp_path):
-    hand, valid, pool = ToyChips(n=4, seed=1), ToyChips(n=2, seed=2), ToyChips(n=4, seed=3, prefix="Pool", with_label=False)
+    hand, valid = ToyChips(n=4, seed=1), ToyChips(n=2, seed=2)
+    pool = ToyChips(n=4, seed=3, prefix="Pool", with_label=False)
     t = train_teacher(train=hand, valid=valid, out_dir=tmp_path / "teacher", inputs=("s2", "s1"),
                       s2_bands=("B3", "B8", "B11"), model="unet_tiny", metadata=True, label_conditioning=True,
                       config=CFG, evaluate_on={"valid": valid})
@@ -78,8 +79,8 @@ def _xr_chip(cid, event, vh_water, vh_dry, *, nan=False, vh_thresh=None):
 
 
 def test_otsu_baseline_modes():
-    chips = [_xr_chip("A_1", "A", -25, -12), _xr_chip("A_2", "A", -24, -11), _xr_chip("B_1", "B", -22, -8, vh_thresh=-15.0),
-             _xr_chip("B_2", "B", -22, -8, nan=True)]
+    chips = [_xr_chip("A_1", "A", -25, -12), _xr_chip("A_2", "A", -24, -11),
+             _xr_chip("B_1", "B", -22, -8, vh_thresh=-15.0), _xr_chip("B_2", "B", -22, -8, nan=True)]
     m, t = otsu_baseline(chips, mode="chip")
     assert m["water_iou"] > 0.95 and m["method"] == "otsu_chip"
     assert np.isnan(t.set_index("chip_id").loc["B_2", "water_iou"])  # no S1: nothing scored
@@ -189,7 +190,7 @@ def test_empty_split_errors(tmp_path):
 
 
 def test_checkpoint_data_mismatch_names_both(tmp_path):
-    r = train_baseline(kind="s1_hand", train=ToyChips(n=2), out_dir=tmp_path / "m", model="unet_tiny", config=CFG)
+    train_baseline(kind="s1_hand", train=ToyChips(n=2), out_dir=tmp_path / "m", model="unet_tiny", config=CFG)
     other = ToyChips(n=2)
     other.normalizers = {"s1": {**other.normalizers["s1"], "name": "sen1floods11_s1", "mean": [0.6851, 0.5235]}}
     with pytest.raises(ValueError, match=r"checkpoint normaliser \{.*'test_s1'.*but data normaliser \{.*0\.6851"):

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _real_data import repeat_to_scene
 
 from floodnb.cli import main as cli_main
 from floodnb.data import download as dl
 from floodnb.data import layout as lay
-from _real_data import repeat_to_scene
 from tests._http_server import SHARED, BucketServer, Faults, make_weak_objects, shared_bucket_objects
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,7 +106,8 @@ def test_complete_download_is_byte_identical_and_second_run_skips(tmp_path):
             assert sha256(dest) == sha256(src), dest
         assert report.bytes_downloaded == sum(p.stat().st_size for p in expected.values())
         assert no_part_files(out)
-        assert (out / "v1.1/splits/flood_handlabeled/flood_test_data.csv").read_bytes().count(b"\r\n") == len(HAND_CHIPS)
+        test_csv = out / "v1.1/splits/flood_handlabeled/flood_test_data.csv"
+        assert test_csv.read_bytes().count(b"\r\n") == len(HAND_CHIPS)
         # paths are the layout's: weak S2 under v1.0 with the v1.0 object name <chip>_S2.tif
         assert (lay.layer_dir(out, "S2Weak") / lay.chip_file_name("India_2001", "S2Weak")).is_file()
         assert (lay.layer_dir(out, "S1Weak") / lay.chip_file_name("India_2003", "S1Weak")).is_file()
@@ -124,7 +125,7 @@ def test_complete_download_is_byte_identical_and_second_run_skips(tmp_path):
                             include_v10_s2=True, **urls(srv), **FAST)
         assert again.downloaded == () and again.failed == ()
         assert set(again.skipped) == {d for d in expected if not d.name.endswith("_S2Hand.tif")}
-        assert "skipped %d already complete" % len(again.skipped) in again.summary()
+        assert f"skipped {len(again.skipped)} already complete" in again.summary()
         n_get_after = len([r for r in srv.log if r.method == "GET" and "/HandLabeled/" in r.path])
         assert n_get_after == n_get_before  # complete files are not fetched again
 

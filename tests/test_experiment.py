@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
+
 from floodnb.cli import main as cli_main
 from floodnb.experiment import Budget, SimSpec
 from floodnb.experiment.report import END_MARKER, START_MARKER, replace_readme_block
@@ -88,7 +88,8 @@ def test_rerun_reuses_finished_rows_and_says_so(full_run, capsys):
     got = table.set_index("row")
     assert got.loc["student_soft", "action"] == "reused"
     ref = first.set_index("row")
-    assert math.isclose(float(got.loc["student_soft", "test_water_iou"]), float(ref.loc["student_soft", "test_water_iou"]))
+    assert math.isclose(float(got.loc["student_soft", "test_water_iou"]),
+                        float(ref.loc["student_soft", "test_water_iou"]))
 
 
 def test_failed_row_is_rerun_not_reused(full_run, capsys):
@@ -241,8 +242,8 @@ def test_cromss_objectives_select_half_the_pixels_per_class_and_add_consistency(
     n = [(batch["weak"] == k).sum().item() for k in (0, 1)]
     assert math.isclose(float(terms["kept"]), (math.ceil(n[0] / 2) + math.ceil(n[1] / 2)) / 128, rel_tol=1e-6)
     loss_c, terms_c = CromssSupervisedObjective(plan=plan, select=True, consistency=1.0)(model, batch)
-    assert float(terms_c["consistency"]) > 0 and math.isclose(float(loss_c.detach()), float(loss.detach()) + float(terms_c["consistency"]),
-                                                              rel_tol=1e-5)
+    assert float(terms_c["consistency"]) > 0
+    assert math.isclose(float(loss_c.detach()), float(loss.detach()) + float(terms_c["consistency"]), rel_tol=1e-5)
     loss_c.backward()
     assert torch.isfinite(model.logits.grad).all()
     # the student options: hand chips (NaN soft) mixed with pool chips

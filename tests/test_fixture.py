@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
-
 from _real_data import FIXTURE, chip_roles, label_counts, repeat_to_scene, split_chips
 from conftest import tree_checksums
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 SCRIPT = FIXTURE.parent / "make_fixture.py"
 LAYER_RULES = {  # layer -> (dtype, band count, nodata, descriptions): the Sen1Floods11 v1.1 files

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from _http_server import BucketServer, Faults, make_weak_objects, md5_b64
+
 from floodnb.data.http_fetch import PART_SUFFIX, FileTask, content_problem, fetch_all, human_bytes, list_objects
 
 KW = dict(workers=2, retries=3, timeout=10, backoff=0.0, overwrite=False, progress=False)

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from _real_data import chip_size, label_counts
 from conftest import tree_checksums, write_geotiff
+
 from floodnb.bands import S1_BANDS, S2_BANDS
 from floodnb.data.catalog import build_catalog
 from floodnb.data.io import ChipReadError, EmptyChipWarning, load_chip, read_arrays
+
 
 @pytest.fixture(scope="module")
 def real_catalog(real_root):

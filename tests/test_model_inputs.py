@@ -18,7 +18,6 @@ from floodnb.data.catalog import build_catalog
 from floodnb.data.io import load_chip
 from floodnb.data.normalize import Normalizer, get_preset
 from floodnb.distill.datasets import checkpoint_inputs, model_dataset, pool_source
-from floodnb.references import REFERENCES, reference_key
 from floodnb.distill.inputs import collate
 from floodnb.distill.pool_targets import teacher_pool_targets, teacher_spec
 from floodnb.distill.teacher import label_pool, pool_info
@@ -26,6 +25,7 @@ from floodnb.models import ModelSpec, build_model, save_checkpoint
 from floodnb.models.inputs import InputPlan, plan_from_spec
 from floodnb.predict import resolve_predictor
 from floodnb.predict.chip import chip_input
+from floodnb.references import REFERENCES, reference_key
 
 
 def _shifted_s1() -> Normalizer:

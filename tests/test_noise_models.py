@@ -69,7 +69,8 @@ def test_chip_probs_are_a_distribution_with_nan_where_input_is_missing(sim, chec
 
 def test_self_confidence_of_a_sensible_model_finds_wrong_weak_pixels(sim):
     """A NIR-threshold 'S2 model' (water is dark in B8) scores the S1-Otsu weak label of hand chips;
-    its self-confidence must flag wrong Otsu pixels better than chance (AUROC > 0.5) on simulated truth."""
+    its self-confidence must flag wrong Otsu pixels better than chance (AUROC > 0.5) on simulated truth.
+    """
     from floodnb.labels.stream import score_stream
 
     cat = build_catalog(sim)

@@ -7,8 +7,7 @@ import pytest
 
 from floodnb.data.catalog import build_catalog
 from floodnb.data.io import read_arrays
-from floodnb.data.normalize import (PRESETS, Normalizer, fit_normalizer, get_preset, load_normalizers,
-                                    save_normalizers)
+from floodnb.data.normalize import PRESETS, Normalizer, fit_normalizer, get_preset, load_normalizers, save_normalizers
 from floodnb.data.store import pack
 
 

@@ -1,5 +1,6 @@
 """Notebooks: committed clean (no outputs, one ``parameters`` cell, imports first) and all of them run
-under nbval (``--nbval-lax``) on a small simulated dataset, in pipeline order, sharing one run folder."""
+under nbval (``--nbval-lax``) on a small simulated dataset, in pipeline order, sharing one run folder.
+"""
 
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def test_committed_clean_with_one_parameters_cell_and_imports_first(name):
     first = ast.parse(code[0].source)
     assert first.body and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in first.body), \
         f"{name}: the first code cell must hold only imports"
-    assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) for c in code[1:] for n in ast.walk(ast.parse(c.source))), \
-        f"{name}: imports after the first code cell"
+    later = [n for c in code[1:] for n in ast.walk(ast.parse(c.source))]
+    imported_later = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in later)
+    assert not imported_later, f"{name}: imports after the first code cell"
     assert code[1] is tagged[0], f"{name}: the parameters cell must follow the imports cell"
     params = {p.name for p in PythonTranslator.inspect(tagged[0])}
     assert REQUIRED_PARAMS <= params, f"{name}: parameters cell lacks {REQUIRED_PARAMS - params}"

@@ -1,5 +1,6 @@
 """Cloud-masked pool targets (teacher outputs NaN under the S2 cloud mask, ignored by the student) and the
-teacher's quality report in clear vs cloud pixels."""
+teacher's quality report in clear vs cloud pixels.
+"""
 
 from __future__ import annotations
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 import xarray as xr
+from _real_data import REAL_ROOT, chip_size
 from torch import nn
 
-from _real_data import REAL_ROOT, chip_size
 from floodnb.data.io import load_chip
 from floodnb.models import build_model
 from floodnb.predict import TileGrid, predict_array, predict_chip, resolve_predictor
@@ -36,7 +35,8 @@ NORM = {"s1": s1_norm}
 
 def vh_threshold_model(threshold_db: float = -20.0, gain: float = 2.0) -> nn.Conv2d:
     """1x1 conv whose water logit minus dry logit is ``gain * (threshold - VH)`` in dB units
-    (acting on identity-normalised input): P(water) = sigmoid(gain * (threshold - VH))."""
+    (acting on identity-normalised input): P(water) = sigmoid(gain * (threshold - VH)).
+    """
     m = nn.Conv2d(2, 2, 1)
     with torch.no_grad():
         m.weight.zero_()
@@ -159,9 +159,9 @@ def test_row_blender_keeps_one_strip_and_emits_rows_in_order():
     assert blender._acc.shape == (64, 90)
     emitted = []
     for i, s in enumerate(g.row_starts):
-        for row0, prob, valid in blender.add(predict_tile_row(p, raw[:, s:s + 64], g, i, batch=3)):
+        for row0, prob, _valid in blender.add(predict_tile_row(p, raw[:, s:s + 64], g, i, batch=3)):
             emitted.append((row0, prob.shape[0]))
-    for row0, prob, valid in blender.finish():
+    for row0, prob, _valid in blender.finish():
         emitted.append((row0, prob.shape[0]))
     starts = [r for r, _ in emitted]
     assert starts == sorted(starts) and starts[0] == 0 and sum(n for _, n in emitted) == 300

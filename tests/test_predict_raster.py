@@ -8,7 +8,9 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
+from _real_data import REAL_ROOT, chip_size, repeat_to_scene
 from rasterio.transform import from_origin
+from test_predict import IDENTITY, vh_threshold_model
 
 from floodnb.cli import main as cli_main
 from floodnb.data.io import load_chip
@@ -23,9 +25,6 @@ from floodnb.predict import (
 )
 from floodnb.predict.raster import GeoTiffSource
 
-from _real_data import REAL_ROOT, chip_size, repeat_to_scene
-from test_predict import IDENTITY, vh_threshold_model
-
 REAL_S1 = REAL_ROOT / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"
 SCENE = 512  # px: tiles of 128-256 px, COG overviews
 PIX = 8.983152841195215e-05
@@ -35,7 +34,8 @@ PIX = 8.983152841195215e-05
 def s1_file(tmp_path_factory) -> Path:
     """A real S1 scene of at least 512 x 512 px: the shared sample's chip itself, or (in-repo fixture,
     64 px windows) that window repeated into a 512 px GeoTIFF on the window's own grid, same bands,
-    dtype and nodata, so tiling, overviews and COG layout are exercised on real values either way."""
+    dtype and nodata, so tiling, overviews and COG layout are exercised on real values either way.
+    """
     if chip_size(REAL_ROOT) >= SCENE:
         return REAL_S1
     return repeat_to_scene(REAL_S1, tmp_path_factory.mktemp("scene") / REAL_S1.name, size=SCENE)
@@ -192,8 +192,8 @@ def test_polygons_geodesic_area_in_4326_and_utm(tmp_path):
     big_only = extent_polygons(path, min_area_m2=1000.0)
     assert len(big_only) == 1
     # projected input (UTM 33N, 10 m pixels): area is exactly pixels x 100 m² up to the UTM scale factor
-    utm_path = write_tif(tmp_path / "cls_utm.tif", cls, crs="EPSG:32633", transform=from_origin(500000, 6650000, 10, 10),
-                         nodata=-1)
+    utm_path = write_tif(tmp_path / "cls_utm.tif", cls, crs="EPSG:32633",
+                         transform=from_origin(500000, 6650000, 10, 10), nodata=-1)
     g2 = extent_polygons(utm_path, min_area_m2=1000.0)
     assert g2["area_m2"].iloc[0] == pytest.approx(5000 * 100.0, rel=2e-3)
     gpkg, geojson = write_polygons(gdf, tmp_path / "extent")

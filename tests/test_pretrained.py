@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from floodnb.data.normalize import get_preset
-from floodnb.models import ModelSpec, build_model, load_checkpoint, read_spec, save_checkpoint
-from floodnb.models import pretrained
+from floodnb.models import ModelSpec, build_model, load_checkpoint, pretrained, read_spec, save_checkpoint
 
 
 def _checkpoint(path):

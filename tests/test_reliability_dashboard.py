@@ -1,6 +1,7 @@
 """Dashboard serving refuses what it must: Panel's module-importing ``/components/`` route is closed
 (checked over HTTP on 127.0.0.1 against a real ``floodnb dashboard`` process), and login passwords
-can come from a file or the environment instead of the process list."""
+can come from a file or the environment instead of the process list.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from _run_fixture import make_run_dir
+
 from floodnb.commands import dashboard as dash_cmd
 
 SENTINEL_MODULE = "floodnb_probe_sentinel"
@@ -41,7 +41,8 @@ def _get(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A ``floodnb dashboard`` subprocess on 127.0.0.1 whose PYTHONPATH holds a sentinel module that
-    writes a marker file when imported."""
+    writes a marker file when imported.
+    """
     base = tmp_path_factory.mktemp("dashsec")
     run_dir = make_run_dir(base, n_chips=3, size=32)
     mods = base / "mods"

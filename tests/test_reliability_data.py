@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-
 from conftest import make_tiny_dataset, write_geotiff
+
 from floodnb.cli import main
 
 torch.set_num_threads(1)

@@ -1,6 +1,7 @@
 """``floodnb predict`` never keeps stale maps: outputs are skipped only when the record beside them
 (``<scene>_water.done.json``) names the same checkpoint (sha256) and settings; otherwise the command
-refuses, naming what differs, until ``--overwrite`` recomputes them."""
+refuses, naming what differs, until ``--overwrite`` recomputes them.
+"""
 
 from __future__ import annotations
 

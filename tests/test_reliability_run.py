@@ -1,7 +1,8 @@
 """``floodnb run`` refuses bad input before any stage runs, with a message and exit code 2:
 broken ``--config`` YAML, mistyped or unknown ``-p`` parameters, a runs folder that is a file.
 ``floodnb download`` (the step before a run on real data) never saves an HTML error page under a
-final ``.tif`` name (local bucket server of ``tests/_http_server.py``)."""
+final ``.tif`` name (local bucket server of ``tests/_http_server.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 from floodnb.cli import main
 from floodnb.data import layout as lay
-from tests._http_server import SHARED, BucketServer, Faults
 from floodnb.pipeline import check_params, default_notebooks_dir, notebook_parameters
+from tests._http_server import SHARED, BucketServer, Faults
 
 
 def _run(tmp_path, *args: str) -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (short layout)
+
 from floodnb.data import layout
 from floodnb.simulate import SimConfig, simulate_dataset
 from floodnb.simulate.writer import MANIFEST
@@ -42,7 +42,8 @@ def test_official_layout_and_file_names(sim):
     assert layout.detect(sim) == "official"
     base = sim / "v1.1" / "data" / "flood_events"
     for group, layers in (("HandLabeled", HAND_CHIP_LAYERS + ("SimTruthWater", "SimTruthClass")),
-                          ("WeaklyLabeled", ("S1Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater", "SimTruthClass"))):
+                          ("WeaklyLabeled",
+                           ("S1Weak", "S1OtsuLabelWeak", "S2IndexLabelWeak", "SimTruthWater", "SimTruthClass"))):
         for layer in layers:
             files = sorted((base / group / layer).glob("*.tif"))
             assert files, f"{group}/{layer} empty"
@@ -160,6 +161,7 @@ def test_refuses_to_overwrite_foreign_or_existing_data(tmp_path, sim):
 def _otsu_iou_vs_hand(root: Path) -> float:
     """Global water IoU of per-chip Otsu on VH against LabelHand over ``root``'s chips with S1 data."""
     from _real_data import chip_file, chip_roles
+
     from floodnb.labels.weak import otsu_label
 
     tp = fp = fn = 0
@@ -191,7 +193,8 @@ def test_cli_and_realism_report(tmp_path, shared_sample):
     assert f"real_chip_otsu_water_iou_vs_hand: {_otsu_iou_vs_hand(REAL):.3f}" in md
     if shared_sample:
         assert "real_chip_otsu_water_iou_vs_hand: 0.209" in md  # measured on the 7 shared chips with S1
-    assert "simulated" in (rep / "realism_s1_stats.csv").read_text() and "real" in (rep / "realism_s1_stats.csv").read_text()
+    stats_text = (rep / "realism_s1_stats.csv").read_text()
+    assert "simulated" in stats_text and "real" in stats_text
     import pandas as pd
 
     table = pd.read_csv(rep / "realism_table.csv")

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from _real_data import REAL_ROOT as REAL  # shared sample or in-repo fixture (see tests/data)
+
 from floodnb.labels.weak import otsu_label
 from floodnb.simulate import SimConfig
 from floodnb.simulate.events import EVENTS, heldout_event, training_events
@@ -54,7 +54,6 @@ def _iou(pred, truth):
 
 
 def test_weak_labels_are_wrong_in_realistic_proportions_and_s2_beats_s1(default_chips):
-    tp = fp = fn = 0
     conf = {"otsu": np.zeros(3), "s2": np.zeros(3), "hand": np.zeros(3)}
     for c in default_chips:
         for k, pred in (("otsu", otsu_label(c.s1)), ("s2", c.s2_index), ("hand", c.label)):
@@ -77,7 +76,8 @@ def test_hand_labels_mark_clouds_and_differ_from_truth_only_near_edges(default_c
     for c in default_chips:
         valid = c.label >= 0
         wrong = valid & (c.label != c.truth_water)
-        edge = ndimage.binary_dilation(c.truth_water == 1, iterations=3) & ~ndimage.binary_erosion(c.truth_water == 1, iterations=3)
+        edge = (ndimage.binary_dilation(c.truth_water == 1, iterations=3)
+                & ~ndimage.binary_erosion(c.truth_water == 1, iterations=3))
         assert not (wrong & ~edge).any()
 
 

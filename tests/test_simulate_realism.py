@@ -11,7 +11,6 @@ from floodnb.simulate.landcover import parcels
 from floodnb.simulate.scene import chip_seed, simulate_chip
 from floodnb.simulate.stats import TOLERANCES, RealismStats, local_enl, realism_table, water_shape
 
-
 # ---------------------------------------------------------------- statistics on planted arrays
 
 def test_water_shape_counts_components_largest_share_and_edges():

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-
 from _stac_fixture import NORTH, RES_DEG, WEST, make_catalog, serve, t
+
 from floodnb.data.catalog import build_catalog
 from floodnb.scale.collections import resolve_assets, s1_to_db, s1_units_of, s2_to_l1c_dn
 from floodnb.scale.stac_pool import MANIFEST_FILE, SKIPPED_FILE, build_pool
@@ -43,8 +43,10 @@ def stac_url(tmp_path_factory):
 
 
 def _acqs(url, start="2023-03-01", end="2023-04-30"):
-    s1 = group_acquisitions(search_items(url, collection="sentinel-1-rtc", bbox=BBOX, start=start, end=end), sensor="s1")
-    s2 = group_acquisitions(search_items(url, collection="sentinel-2-l2a", bbox=BBOX, start=start, end=end), sensor="s2")
+    s1 = group_acquisitions(search_items(url, collection="sentinel-1-rtc", bbox=BBOX, start=start, end=end),
+                             sensor="s1")
+    s2 = group_acquisitions(search_items(url, collection="sentinel-2-l2a", bbox=BBOX, start=start, end=end),
+                             sensor="s2")
     return s1, s2
 
 
@@ -169,7 +171,8 @@ def test_unit_conversions():
     db = s1_to_db(lin, units="linear", nodata=-32768.0)
     np.testing.assert_allclose(db[0, :2], [0.0, -10.0], atol=1e-5)
     assert np.isnan(db[0, 2:]).all()
-    np.testing.assert_allclose(s1_to_db(np.array([0.1], np.float32), units="amplitude", nodata=None), [-20.0], atol=1e-5)
+    np.testing.assert_allclose(s1_to_db(np.array([0.1], np.float32), units="amplitude", nodata=None), [-20.0],
+                               atol=1e-5)
     assert s1_units_of("sentinel-1-rtc", "auto") == "linear"
     out = s2_to_l1c_dn(np.array([0, 1000, 1500, 70000.0]), scale=1.0, offset=-1000.0, nodata=0)
     assert out.tolist() == [0, 1, 500, 32767]  # nodata stays 0, a valid dark pixel never becomes 0

@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import make_tiny_dataset, tree_checksums
+
 from floodnb.cli import main
 from floodnb.data import layout as lay
 from floodnb.data.catalog import build_catalog

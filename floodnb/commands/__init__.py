@@ -5,7 +5,8 @@ from pathlib import Path
 
 def check_out_dir(path: str | Path, option: str = "--out-dir") -> Path:
     """``Path(path)`` for an output folder option; ``NotADirectoryError`` naming ``option`` when the
-    path, or one of its parents, exists and is not a folder (instead of a bare ``[Errno 17]``)."""
+    path, or one of its parents, exists and is not a folder (instead of a bare ``[Errno 17]``).
+    """
     p = Path(path)
     for q in (p, *p.parents):
         if q.exists() and not q.is_dir():

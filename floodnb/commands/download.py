@@ -18,16 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from floodnb.data import download as dl
 
     parser.add_argument("out_root", metavar="OUT_ROOT",
-                        help="folder to download into (created; files land under OUT_ROOT/v1.1/... and OUT_ROOT/v1.0/...)")
+                        help="folder to download into (created; files land under OUT_ROOT/v1.1/... and "
+                             "OUT_ROOT/v1.0/...)")
     parser.add_argument("--splits", default="train,valid,test,bolivia",
-                        help="comma-separated hand-labelled splits whose chips to fetch, or 'none' (default: %(default)s)")
+                        help="comma-separated hand-labelled splits whose chips to fetch, or 'none' "
+                             "(default: %(default)s)")
     parser.add_argument("--layers", default=_DEFAULT_HAND,
-                        help=f"comma-separated hand layers, subset of {','.join(dl.HAND_LAYERS)} (default: %(default)s)")
-    parser.add_argument("--weak", action="store_true", help="also fetch the weakly labelled chips (found via the bucket listing)")
+                        help=f"comma-separated hand layers, subset of {','.join(dl.HAND_LAYERS)} "
+                             "(default: %(default)s)")
+    parser.add_argument("--weak", action="store_true",
+                        help="also fetch the weakly labelled chips (found via the bucket listing)")
     parser.add_argument("--weak-layers", default=",".join(dl.WEAK_LAYERS),
                         help="comma-separated weak layers (default: %(default)s)")
     parser.add_argument("--v10-s2", action="store_true",
-                        help="also fetch weak-chip Sentinel-2 from the v1.0 release (gs://cnn_chips/S2_NoQC, ~24 GB in full)")
+                        help="also fetch weak-chip Sentinel-2 from the v1.0 release "
+                             "(gs://cnn_chips/S2_NoQC, ~24 GB in full)")
     parser.add_argument("--events", default=None,
                         help="comma-separated events to keep (e.g. Bolivia,Ghana); default: all")
     parser.add_argument("--max-weak-chips", type=int, default=None,

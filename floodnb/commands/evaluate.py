@@ -43,9 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from floodnb.data.layout import split_csv_name
     from floodnb.data.normalize import load_normalizers
     from floodnb.distill import datasets as ds
-    from floodnb.data.layout import split_csv_name
     from floodnb.distill.evaluate import evaluate, missing_chips
     from floodnb.io_utils import atomic_path, atomic_write_json
     from floodnb.models import load_checkpoint

@@ -51,7 +51,8 @@ def _sources_and_weak(args: argparse.Namespace) -> tuple[list[str], str]:
 
 def _gallery_items(top, catalog, chips, *, weak: str) -> list[dict]:
     """Items of the worst-chips gallery: per ranked chip of ``top`` its per-pixel score map ``(H, W)``,
-    S1 / S2 images (None when absent), noise rate and rank. ``chips(cat, truth)`` yields scorer inputs."""
+    S1 / S2 images (None when absent), noise rate and rank. ``chips(cat, truth)`` yields scorer inputs.
+    """
     from floodnb.data.io import load_chip
     from floodnb.labels import stream
 

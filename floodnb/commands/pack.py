@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no chips under {args.root!r} match --split {args.split!r} --group {args.group!r} "
                          f"--require {args.require!r}")
     store = pack(catalog.reset_index(drop=True), args.out, roles=roles, overwrite=args.overwrite)
-    print(f"packed {len(store)} chips ({store.height}x{store.width} px, roles {', '.join(store.roles)}) into {store.path}")
+    print(f"packed {len(store)} chips ({store.height}x{store.width} px, roles {', '.join(store.roles)}) "
+          f"into {store.path}")
     if args.prepare:
         from floodnb.data.prepared import prepare
 

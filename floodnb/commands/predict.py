@@ -120,7 +120,8 @@ def looks_like_checkpoint(path: str) -> bool:
 
 def resolve_checkpoint(args: argparse.Namespace) -> list:
     """Set ``args.checkpoint`` (the first positional when it is a checkpoint, else the shipped ``--model``);
-    returns the scene paths left."""
+    returns the scene paths left.
+    """
     from floodnb.models.pretrained import DEFAULT, pretrained_path
 
     paths = list(args.inputs)
@@ -196,7 +197,8 @@ def _single_settings(args: argparse.Namespace, checkpoint_id: str) -> dict:
 def _up_to_date(marker, wanted: list, settings: dict, scene: str) -> bool:
     """True when ``marker`` records ``settings`` and every wanted output exists. Refuses (ValueError
     naming the marker and the differing settings) outputs made with another checkpoint or other
-    settings, and outputs without a marker (nothing says what made them): never keep stale maps."""
+    settings, and outputs without a marker (nothing says what made them): never keep stale maps.
+    """
     import json
 
     existing = [p for p in wanted if p.exists()]

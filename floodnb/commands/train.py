@@ -11,10 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import overload
 
 HELP = "train a teacher (S2 / S2+S1), a distilled S1 student or an S1 baseline"
 
 
+@overload
+def _csv(s: str) -> tuple[str, ...]: ...
+@overload
+def _csv(s: None) -> None: ...
 def _csv(s: str | None) -> tuple[str, ...] | None:
     return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())
 
@@ -117,7 +122,8 @@ def _rank_main(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     """Train as the options say; a run that fails before its first checkpoint removes an ``--out-dir``
-    this call created (pool labels included). Files of an existing folder are the engine's to restore."""
+    this call created (pool labels included). Files of an existing folder are the engine's to restore.
+    """
     import shutil
 
     from floodnb.commands import check_out_dir
@@ -138,7 +144,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _pool_record(args: argparse.Namespace) -> dict:
     """What the student's pool labels (``pool_probs.npy``) depend on: teacher checkpoint (sha256),
-    pool split and weak-label role; stored under ``labelled_by`` in their sidecar ``pool_probs.json``."""
+    pool split and weak-label role; stored under ``labelled_by`` in their sidecar ``pool_probs.json``.
+    """
     from floodnb.scale.dask_predict import _checkpoint_id
 
     return {"teacher": _checkpoint_id(args.teacher, None), "pool_split": args.pool_split,
@@ -147,7 +154,8 @@ def _pool_record(args: argparse.Namespace) -> dict:
 
 def _check_pool_record(pool_path, now: dict) -> None:
     """Refuse to reuse pool labels made by another teacher (or split / weak role) in a resumed run;
-    labels from before the record existed cannot be checked and are reused as before."""
+    labels from before the record existed cannot be checked and are reused as before.
+    """
     record = pool_path.with_suffix(".json")
     if not record.is_file():
         return

@@ -11,7 +11,8 @@ HELP = ("score Sentinel-1 models (e.g. trained on simulated data) on real hand-l
 def _checkpoint(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"--checkpoint {text!r}: expected NAME=PATH, e.g. student=runs/s/best.safetensors")
+        raise argparse.ArgumentTypeError(
+            f"--checkpoint {text!r}: expected NAME=PATH, e.g. student=runs/s/best.safetensors")
     return name.strip(), path.strip()
 
 

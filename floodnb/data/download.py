@@ -192,9 +192,11 @@ def plan(
 
 def _check_plan_arguments(*, splits, layers, weak: bool, weak_layers, include_v10_s2: bool, events,
                           max_weak_chips: int | None, base_url: str, listing_url: str | None, v10_base_url: str,
-                          v10_listing_url: str, retries: int, timeout: float, backoff: float):
+                          v10_listing_url: str, retries: int, timeout: float, backoff: float
+                          ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...] | None]:
     """:func:`plan`'s arguments checked (ValueError naming the first bad one) and normalised:
-    ``(splits, layers, weak_layers, events)`` as tuples (``events`` None = every event)."""
+    ``(splits, layers, weak_layers, events)`` as tuples (``events`` None = every event).
+    """
     splits = _tuple_of_str(splits, "splits")
     layers = _tuple_of_str(layers, "layers")
     weak_layers = _tuple_of_str(weak_layers, "weak_layers")
@@ -232,7 +234,8 @@ def _check_plan_arguments(*, splits, layers, weak: bool, weak_layers, include_v1
 
 class _Planner:
     """Collects the :class:`FileTask` s of a plan (one per destination, first wins) and the
-    :class:`Failure` s of the index files (listings, split CSVs) read while planning."""
+    :class:`Failure` s of the index files (listings, split CSVs) read while planning.
+    """
 
     def __init__(self, out_root: Path, *, base_url: str, listing_url: str | None, retries: int, timeout: float,
                  backoff: float, events: tuple[str, ...] | None) -> None:
@@ -250,7 +253,8 @@ class _Planner:
     def listing(self, prefix: str, url: str | None = None, *, default: bool = True
                 ) -> dict[str, tuple[int, str | None]] | None:
         """Objects under ``prefix`` of listing ``url`` (the bucket's by default; ``{}`` when there is
-        none); None, with a recorded failure, when the listing fails."""
+        none); None, with a recorded failure, when the listing fails.
+        """
         url = self.listing_url if default and url is None else url
         if url is None:
             return {}
@@ -266,7 +270,8 @@ class _Planner:
     def add(self, rel: Path, index: dict[str, tuple[int, str | None]] | None, *, base: str | None = None,
             name: str | None = None) -> None:
         """Plan ``out_root / rel`` from object ``name`` (default: ``rel`` in the v1.1 bucket) of
-        ``base`` (default: the bucket URL), with size/MD5 from ``index`` when listed."""
+        ``base`` (default: the bucket URL), with size/MD5 from ``index`` when listed.
+        """
         obj = name if name is not None else _v11_object(rel)
         size, md5 = (index or {}).get(obj, (None, None))
         dest = self.out_root / rel
@@ -307,7 +312,8 @@ class _Planner:
 
     def add_weak(self, weak_layers: tuple[str, ...], *, max_weak_chips: int | None) -> list[str]:
         """The weak ``weak_layers`` of every listed weak chip (kept events, first ``max_weak_chips``
-        in name order); returns those chips."""
+        in name order); returns those chips.
+        """
         indexes: dict[str, dict[str, tuple[int, str | None]]] = {}
         for layer in weak_layers:
             index = self.listing(_v11_object(lay.layer_dir(Path(), layer)) + "/")
@@ -332,7 +338,8 @@ class _Planner:
     def add_v10_s2(self, weak_chips: list[str] | None, *, max_weak_chips: int | None, base_url: str,
                    listing_url: str) -> None:
         """Weak-chip Sentinel-2 of the v1.0 bucket: for ``weak_chips`` when given, else for every
-        listed chip (kept events, first ``max_weak_chips``)."""
+        listed chip (kept events, first ``max_weak_chips``).
+        """
         index = self.listing(V10_S2_PREFIX, listing_url, default=False)
         s2_by_chip: dict[str, str] = {}
         for name in sorted(index or {}):

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import requests
@@ -193,7 +193,8 @@ def content_problem(path: Path, name: str, content_type: str | None = None) -> s
 
     An HTML answer (``Content-Type: text/html``, e.g. a proxy's or portal's error page sent with
     status 200) is never an object of the bucket; a ``.tif``/``.tiff`` object must start with the
-    TIFF magic bytes (:data:`TIFF_MAGIC`)."""
+    TIFF magic bytes (:data:`TIFF_MAGIC`).
+    """
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if ctype in ("text/html", "application/xhtml+xml"):
         return f"the server sent an HTML page (Content-Type {content_type!r}), not the file"
@@ -393,7 +394,7 @@ class _Fetcher:
         if task.size is None and size is not None:
             self.progress.grow_total(size)
         part = dest.with_name(dest.name + PART_SUFFIX)
-        state = {"counted": 0, "received": 0, "resumed": False, "known": size}
+        state: dict[str, Any] = {"counted": 0, "received": 0, "resumed": False, "known": size}
         attempt = 0
         fresh_retry_done = False
         while True:
@@ -518,7 +519,8 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
     """Fetch every task with ``workers`` threads (see the module doc); ``failed``: failures known
     before fetching (reported too). ``known_bytes``: the progress bar's starting total. Failures do
     not raise (check ``report.ok``); Ctrl-C stops the workers and keeps the ``.part`` files.
-    ``desc``: the progress bar's label."""
+    ``desc``: the progress bar's label.
+    """
     bar = _Progress(known_bytes, progress, desc)
     stop = threading.Event()
     fetcher = _Fetcher(retries=retries, timeout=timeout, backoff=backoff, overwrite=overwrite,
@@ -526,7 +528,7 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
     downloaded: list[Path] = []
     skipped: list[Path] = []
     resumed: list[Path] = []
-    failed: list[Failure] = list(failed)
+    failures: list[Failure] = list(failed)
     received = 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="floodnb-download")
     try:
@@ -542,7 +544,7 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
             elif out.status == "skipped":
                 skipped.append(task.dest)
             else:
-                failed.append(Failure(task.url, task.dest, out.reason))
+                failures.append(Failure(task.url, task.dest, out.reason))
     except BaseException:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -551,5 +553,5 @@ def fetch_all(tasks: Iterable[FileTask], *, workers: int, retries: int, timeout:
         pool.shutdown(wait=True)
         fetcher.close()
         bar.close()
-    return DownloadReport(tuple(sorted(downloaded)), tuple(sorted(skipped)), tuple(failed),
+    return DownloadReport(tuple(sorted(downloaded)), tuple(sorted(skipped)), tuple(failures),
                           tuple(sorted(resumed)), received)

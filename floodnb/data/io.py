@@ -29,10 +29,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from affine import Affine
 
 from floodnb.bands import LABEL_NODATA, LAYERS, ROLES, S1_BANDS, S2_BANDS, S2_SCALE, SIM_CLASSES
 from floodnb.data.metadata import chip_event, raster_center
@@ -67,7 +69,7 @@ class Grid:
     """Georeferencing of one layer: CRS (rasterio CRS or None), affine transform, (H, W)."""
 
     crs: object
-    transform: object
+    transform: Affine
     shape: tuple[int, int]
 
 
@@ -76,7 +78,7 @@ def _none(v: object) -> bool:
 
 
 def role_paths(row_or_paths: pd.Series | Mapping) -> dict[str, str]:
-    """role -> path for a catalog row (``<role>_path`` entries) or a mapping role/``<role>_path`` -> path.
+    """Role -> path for a catalog row (``<role>_path`` entries) or a mapping role/``<role>_path`` -> path.
 
     Missing, None or NaN entries are left out.
     """
@@ -256,7 +258,7 @@ def _chip_name(row_or_paths: pd.Series | Mapping, paths: Mapping[str, str]) -> s
 
 def _attrs(row_or_paths: pd.Series | Mapping, paths: Mapping[str, str], chip: str) -> dict[str, object]:
     src = row_or_paths.to_dict() if isinstance(row_or_paths, pd.Series) else dict(row_or_paths)
-    attrs: dict[str, object] = {k: (None if k not in src or _none(src[k]) else src[k]) for k in ATTR_KEYS}
+    attrs: dict[str, Any] = {k: (None if k not in src or _none(src[k]) else src[k]) for k in ATTR_KEYS}
     attrs["chip_id"] = chip
     if attrs["event"] is None and "_" in chip:
         attrs["event"] = chip_event(chip)
@@ -301,7 +303,8 @@ def load_chip(row_or_paths: pd.Series | Mapping, *, roles: Sequence[str] | None 
         if not Path(path).is_file():
             raise FileNotFoundError(f"chip file {path!r} ({role}) not found")
         try:
-            with rioxarray.open_rasterio(path, masked=False, cache=False) as da:
+            # a GeoTIFF opens as one DataArray; the stub's return type also lists list[Dataset]
+            with rioxarray.open_rasterio(path, masked=False, cache=False) as da:  # type: ignore[union-attr]
                 names = da.attrs.get("long_name", ())
                 names = names if isinstance(names, tuple) else (names,)
                 _validate_bands(role, int(da.sizes["band"]), names if len(names) == da.sizes["band"] else (), path)

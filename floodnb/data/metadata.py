@@ -83,12 +83,14 @@ def read_event_metadata(path: str | Path) -> pd.DataFrame:
         if not isinstance(props, dict) or not props.get("location"):
             raise ValueError(f"{path}: feature {i} has no 'location' property")
         row = {col: props[key] if key in props else None for key, col in _PROPERTY_MAP.items()}
-        row["location"] = str(row["location"])
+        location = str(row["location"])
+        row["location"] = location
         for col in ("s1_date", "s2_date"):
             row[col] = iso_date(row[col], source=f"{path} feature {i} {col}")
         for col in ("vh_thresh", "rel_orbit_num"):
-            row[col] = None if row[col] is None else float(row[col])
-        row["event_key"] = event_key(row["location"])
+            value = row[col]
+            row[col] = None if value is None else float(value)
+        row["event_key"] = event_key(location)
         rows.append(row)
     df = pd.DataFrame(rows, columns=["event_key", *EVENT_COLUMNS]).astype(object)
     df = df.drop_duplicates("event_key", keep="first").set_index("event_key")

@@ -118,7 +118,8 @@ class Normalizer:
 
     def _torch_inplace(self, x: np.ndarray) -> np.ndarray:
         """The same formula in place on ``x``'s memory with torch's vectorised kernels (the torch
-        Dataset's hot path: ~2.5x faster than the NumPy passes on one thread)."""
+        Dataset's hot path: ~2.5x faster than the NumPy passes on one thread).
+        """
         import torch
 
         t = torch.from_numpy(x)

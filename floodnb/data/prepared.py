@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from floodnb.io_utils import atomic_dir, atomic_write_json
-
 from floodnb.data.prepared_arrays import (  # noqa: F401  (find_prepared / PreparedArrays re-exported)
     META,
     PREPARED_DIR,
@@ -36,6 +34,7 @@ from floodnb.data.prepared_arrays import (  # noqa: F401  (find_prepared / Prepa
     _settings,
     find_prepared,
 )
+from floodnb.io_utils import atomic_dir, atomic_write_json
 
 
 def prepare(store, *, inputs: Sequence[str] = ("s1",), target: str | None = "label", weak: str | None = None,

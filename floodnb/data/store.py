@@ -100,7 +100,8 @@ def pack(catalog: pd.DataFrame, path: str | Path, *, roles: Sequence[str] | None
             if hw is None:
                 hw, first_chip = grid.shape, str(row["chip_id"])
                 for r in roles:
-                    arrays[r] = np.lib.format.open_memmap(tmp / f"{r}.npy", mode="w+", dtype=_STORED_DTYPE.get(r, np.int16),
+                    arrays[r] = np.lib.format.open_memmap(tmp / f"{r}.npy", mode="w+",
+                                                          dtype=_STORED_DTYPE.get(r, np.int16),
                                                           shape=_shape(r, n, *hw))
             elif grid.shape != hw:
                 raise ValueError(f"pack: chip {row['chip_id']} is {grid.shape[0]}x{grid.shape[1]} px but "

@@ -28,6 +28,7 @@ order; call :meth:`ChipDataset.set_epoch` each epoch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ class ChipDataset(torch.utils.data.Dataset):
         self.is_store = isinstance(source, ChipStore)
         if not self.is_store and not isinstance(source, pd.DataFrame):
             raise TypeError(f"source must be a catalog DataFrame or a ChipStore, got {type(source).__name__}")
-        table = source.index if self.is_store else source.reset_index(drop=True)
+        table = source.index if isinstance(source, ChipStore) else source.reset_index(drop=True)
         rows = np.arange(len(table))
         if split is not None:
             splits = {split} if isinstance(split, str) else set(split)
@@ -170,7 +171,7 @@ class ChipDataset(torch.utils.data.Dataset):
     def _read(self, r: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], tuple[slice, slice]]:
         roles = self._roles()
         if self.is_store:
-            store: ChipStore = self.source  # type: ignore[assignment]
+            store: ChipStore = self.source
             win = self._window(store.height, store.width, rng)
             return store.read(int(r), roles=roles, window=win), win
         from floodnb.data.io import read_arrays
@@ -181,7 +182,7 @@ class ChipDataset(torch.utils.data.Dataset):
         win = self._window(*grid.shape, rng)
         return {k: v[..., win[0], win[1]] for k, v in arrays.items()}, win
 
-    def __getitem__(self, i: int) -> dict[str, object]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self.rows):
             raise IndexError(f"index {i} out of range for {len(self.rows)} chips")
         r = int(self.rows[i])

@@ -32,7 +32,7 @@ EVENT_SAMPLE: int = 65536
 def train_baseline(*, kind: str, train: Dataset, out_dir: str | Path, valid: Dataset | None = None,
                    model: str = "unet_small", class_weights: Sequence[float] | None = None,
                    edge: EdgeOption | None = None, cromss: bool = False, normalizers: Mapping | None = None,
-                   config: TrainConfig = TrainConfig(), evaluate_on: Mapping[str, Dataset] | None = None,
+                   config: TrainConfig | None = None, evaluate_on: Mapping[str, Dataset] | None = None,
                    reference: str = "label", resume: bool = True, step_callback=None,
                    model_kw: Mapping | None = None) -> TrainedRun:
     """Train an S1-only model on weak (``"s1_weak"``: sample key ``weak``) or hand (``"s1_hand"``) labels.
@@ -50,7 +50,9 @@ def train_baseline(*, kind: str, train: Dataset, out_dir: str | Path, valid: Dat
                                     edge=edge, use_weight=cromss)
     return train_method(method=f"baseline_{kind}", model_name=model, plan=plan, bands={"s1": S1_BANDS},
                         normalizers=normalizer_dicts(normalizers, ("s1",), train), objective=objective, train=train,
-                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        valid=valid, out_dir=out_dir,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on,
+                        reference=reference,
                         extra_config={"kind": kind, "cromss": cromss,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
@@ -166,7 +168,7 @@ def otsu_baseline(chips, *, mode: str = "chip", threshold: float | None = None,
         s1 = np.asarray(c["s1"].values, dtype=np.float32)
         if mode == "chip":
             t = None
-        elif mode == "fixed":
+        elif mode == "fixed" and threshold is not None:  # checked above: fixed mode has a threshold
             t = float(threshold)
         else:
             t = thresholds[str(_attr(c, "event"))]

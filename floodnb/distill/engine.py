@@ -74,7 +74,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from floodnb.distill import ddp
-from floodnb.distill.inputs import chip_ids, collate, to_device
+from floodnb.distill.inputs import chip_ids, collate, dataset_len, to_device
 from floodnb.models.checkpoint import SPEC_KEY, ModelSpec, atomic_path, atomic_write_text, save_checkpoint
 
 Objective = Callable[[nn.Module, Mapping], tuple[torch.Tensor, dict]]
@@ -183,7 +183,8 @@ class EpochSampler(Sampler[int]):
 
 def set_epoch(data: Dataset, epoch: int) -> None:
     """Call ``set_epoch(epoch)`` on ``data`` and on every dataset it wraps (ConcatDataset, views),
-    so epoch-seeded augmentation (``floodnb.data.torch.ChipDataset``) follows the engine's epoch."""
+    so epoch-seeded augmentation (``floodnb.data.torch.ChipDataset``) follows the engine's epoch.
+    """
     if hasattr(data, "set_epoch"):
         data.set_epoch(epoch)
     for inner in (data.datasets if hasattr(data, "datasets") else []):
@@ -194,6 +195,7 @@ def set_epoch(data: Dataset, epoch: int) -> None:
 
 def _rng_state() -> dict:
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)  # the legacy tuple form (the default)
     return {
         "torch": torch.get_rng_state(),
         "numpy_key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
@@ -229,7 +231,8 @@ def _config_dict(config: TrainConfig) -> dict:
 
 def _config_diff(stored: Mapping, config: TrainConfig) -> dict:
     """``{field: (stored, now)}`` of the resume-relevant fields that differ; a field the stored run
-    predates counts as its default."""
+    predates counts as its default.
+    """
     fields = TrainConfig.__dataclass_fields__
     now = _config_dict(config)
     old = {k: stored[k] if k in stored else fields[k].default for k in now}
@@ -243,7 +246,8 @@ def _jsonable(obj):
 def run_identity(spec: ModelSpec | Mapping, settings: Mapping | None = None) -> dict:
     """Keys a resumed run must share with the stored one besides :class:`TrainConfig`: the spec's
     model fields (:data:`_SPEC_IDENTITY`), its ``config`` entries except ``train`` (method and
-    method options) and ``settings`` (data settings), as JSON values."""
+    method options) and ``settings`` (data settings), as JSON values.
+    """
     d = spec if isinstance(spec, Mapping) else json.loads(spec.to_json())
     out = {k: d[k] for k in _SPEC_IDENTITY if k in d}
     out.update({k: v for k, v in dict(d.get("config") or {}).items() if k != "train"})
@@ -253,7 +257,8 @@ def run_identity(spec: ModelSpec | Mapping, settings: Mapping | None = None) -> 
 
 def _identity_diff(stored: Mapping, now: Mapping) -> dict:
     """``{key: (stored, now)}`` of keys both runs record with different values (a key the stored
-    run predates is not compared: it cannot be known)."""
+    run predates is not compared: it cannot be known).
+    """
     return {k: (stored[k], now[k]) for k in now if k in stored and stored[k] != now[k]}
 
 
@@ -316,7 +321,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     st = _read_state(state_path, resume=resume, is_main=is_main)
     model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
 
-    sampler = EpochSampler(len(train_data), seed=config.seed, rank=rank, world_size=world)
+    sampler = EpochSampler(dataset_len(train_data), seed=config.seed, rank=rank, world_size=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
     opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)
@@ -376,7 +381,8 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
 @dataclass
 class _Position:
     """Where training stands: the counters a resume restores and every checkpoint saves
-    (``epoch`` and ``step`` 0-based: finished epochs and steps done in the current one)."""
+    (``epoch`` and ``step`` 0-based: finished epochs and steps done in the current one).
+    """
 
     epoch: int = 0
     step: int = 0
@@ -392,7 +398,8 @@ def _run_epochs(model: nn.Module, base_model: nn.Module, objective: Objective, t
                 validate: Callable | None, select_metric: str, out: Path, spec: ModelSpec,
                 save_state: Callable[[], None], step_callback: Callable[..., None] | None) -> None:
     """Epoch phase: from ``pos`` to ``config.epochs``, every step (:func:`_train_step`), a mid-epoch
-    checkpoint every ``config.checkpoint_every`` steps, then :func:`_end_epoch` and a checkpoint."""
+    checkpoint every ``config.checkpoint_every`` steps, then :func:`_end_epoch` and a checkpoint.
+    """
     from tqdm.auto import tqdm
 
     while pos.epoch < config.epochs:
@@ -418,7 +425,8 @@ def _run_epochs(model: nn.Module, base_model: nn.Module, objective: Objective, t
 
 def _read_state(state_path: Path, *, resume: bool, is_main: bool) -> dict | None:
     """The stored ``last.pt`` of the run (None for a fresh run), read by rank 0 and broadcast so
-    every rank gets the same state. FileExistsError when a run exists and ``resume`` is False."""
+    every rank gets the same state. FileExistsError when a run exists and ``resume`` is False.
+    """
     # rank 0 decides and reads; every rank gets the same answer and the same state
     has_state = ddp.broadcast_object(state_path.exists())
     if has_state and not resume:
@@ -430,7 +438,7 @@ def _read_state(state_path: Path, *, resume: bool, is_main: bool) -> dict | None
 
 def _check_fit(train_data: Dataset, config: TrainConfig, *, world: int, out: Path) -> None:
     """ValueError for empty training data or a global batch not divisible by the process count."""
-    if len(train_data) == 0:
+    if dataset_len(train_data) == 0:
         raise ValueError(f"training data is empty (0 chips); nothing to train in {out}")
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} is the global batch and must be divisible by the number "
@@ -443,7 +451,8 @@ def _restore(st: Mapping, *, state_path: Path, config: TrainConfig, identity: di
     """Resume phase: check that the stored run matches (ValueError naming the differing fields),
     load model, optimizer, scheduler and RNG state from ``st``, fill ``result``'s history and
     best epoch, and drop the lines of ``log_path`` (if given) after the stored step. Returns the
-    stored position."""
+    stored position.
+    """
     stored_identity = json.loads(st["identity"]) if "identity" in st else run_identity(json.loads(st[SPEC_KEY]))
     diff = {**_config_diff(json.loads(st["config"]), config), **_identity_diff(stored_identity, identity)}
     if diff:
@@ -484,7 +493,8 @@ def _train_step(model: nn.Module, base_model: nn.Module, objective: Objective, b
                 config: TrainConfig, pos: _Position, result: FitResult, world: int, log, bar) -> float:
     """Epoch phase, one optimizer step on ``batch``: loss (global mean over ranks), backward,
     clip, step; advances ``pos``, logs the step (rank 0: ``log`` line and ``bar``). Returns the
-    loss. Raises :class:`NonFiniteLossError` naming the step and the batch's chips."""
+    loss. Raises :class:`NonFiniteLossError` naming the step and the batch's chips.
+    """
     loss, parts = objective(model, batch)
     # global mean over ranks, agreed before backward (a failing rank must not strand the others)
     value, terms, bad = ddp.step_summary(loss, parts)
@@ -519,7 +529,8 @@ def _end_epoch(pos: _Position, model: nn.Module, *, result: FitResult, validate:
                t0: float) -> None:
     """End-of-epoch phase: validate (``validate`` given on rank 0 only), append the history row,
     save ``best.safetensors`` when the epoch is the best so far, write ``epochs.csv`` (rank 0)
-    and move ``pos`` to the start of the next epoch."""
+    and move ``pos`` to the start of the next epoch.
+    """
     row = {"epoch": pos.epoch + 1, "train_loss": pos.loss_sum / max(pos.loss_count, 1), "steps": pos.step}
     if validate is not None:
         metrics = validate(model)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
-from floodnb.distill.inputs import chip_ids, collate, to_device
+from floodnb.distill.inputs import chip_ids, collate, dataset_len, to_device
 from floodnb.metrics import ConfusionAccumulator
 from floodnb.models.inputs import InputPlan, plan_from_spec
 from floodnb.references import REFERENCE_KEYS, REFERENCES, reference_key
@@ -45,7 +45,7 @@ def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, bat
     """Yield ``(batch, probs (B,K,H,W))`` over ``data`` in order, model in eval mode."""
     from tqdm.auto import tqdm
 
-    if len(data) == 0:
+    if dataset_len(data) == 0:
         raise ValueError("evaluate: the dataset is empty (0 chips); check the split name and the catalog")
     was_training = model.training
     model.eval()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch.utils.data import Dataset
 
 from floodnb.bands import DRY, IGNORE_INDEX, WATER
 
@@ -24,6 +25,11 @@ from floodnb.bands import DRY, IGNORE_INDEX, WATER
 INPUT_KEYS: tuple[str, ...] = ("s1", "s2", "meta", "valid")
 #: Supervision keys and how a sample lacking one is filled (no supervision from that source).
 FILL: dict[str, str] = {"label": "ignore", "weak": "ignore", "truth": "ignore", "soft": "nan", "weight": "zero"}
+
+
+def dataset_len(data: Dataset) -> int:
+    """``len(data)`` of a map-style dataset."""
+    return len(data)  # type: ignore[arg-type]  # torch's Dataset type declares no __len__; map-style ones define it
 
 
 def chip_ids(batch: Mapping) -> list[str]:
@@ -54,7 +60,8 @@ def collate(samples: Sequence[Mapping]) -> dict:
             continue
         if not all(have):
             if key not in FILL:
-                lacking = [str(s["chip_id"]) if "chip_id" in s else "?" for s, h in zip(samples, have, strict=True) if not h]
+                lacking = [str(s["chip_id"]) if "chip_id" in s else "?"
+                           for s, h in zip(samples, have, strict=True) if not h]
                 raise ValueError(f"samples differ in input key {key!r}: chips {lacking} have no {key!r} "
                                  f"(every chip of a run needs the same inputs)")
             ref = next(s[key] for s in samples if key in s)
@@ -166,8 +173,8 @@ class WithArrays(torch.utils.data.Dataset):
         for key, arr in self.arrays.items():
             a = torch.from_numpy(np_float32(arr[i]))
             if hw is not None and tuple(a.shape[-2:]) != hw:
-                raise ValueError(f"{key}[{i}] has size {tuple(a.shape[-2:])} but chip {s['chip_id'] if 'chip_id' in s else i} "
-                                 f"is {hw}: the dataset must not crop")
+                raise ValueError(f"{key}[{i}] has size {tuple(a.shape[-2:])} but chip "
+                                 f"{s['chip_id'] if 'chip_id' in s else i} is {hw}: the dataset must not crop")
             s[key] = a
         return s
 

@@ -49,7 +49,8 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_we
     ``torch.nn.functional.cross_entropy``; ``pixel_weights (B, H, W)`` >= 0 (NaN weights count as 0).
     """
     if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
-        raise ValueError(f"logits (B,K,H,W) and target (B,H,W) expected, got {tuple(logits.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"logits (B,K,H,W) and target (B,H,W) expected, got {tuple(logits.shape)} "
+                         f"and {tuple(target.shape)}")
     _check_pixel_weights(pixel_weights, target.shape)
     labelled = target != ignore_index
     safe_t = torch.where(labelled, target, torch.zeros_like(target))
@@ -74,7 +75,10 @@ def _valid_probs(probs: torch.Tensor, valid: torch.Tensor | None) -> torch.Tenso
 
 
 def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Probabilities at temperature ``T``: ``softmax(log(p) / T)`` over dim 1 (= ``softmax(z/T)`` for ``p = softmax(z)``)."""
+    """Probabilities at temperature ``T``: ``softmax(log(p) / T)`` over dim 1.
+
+    Equals ``softmax(z/T)`` for ``p = softmax(z)``.
+    """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     logp = torch.log(torch.nan_to_num(probs.float(), nan=1.0).clamp_min(PROB_EPS))
@@ -91,7 +95,8 @@ def kl_distillation(student_logits: torch.Tensor, teacher_probs: torch.Tensor, *
     magnitudes comparable across temperatures (Hinton et al. 2015).
     """
     if student_logits.shape != teacher_probs.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher probs {tuple(teacher_probs.shape)} differ in shape")
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher probs "
+                         f"{tuple(teacher_probs.shape)} differ in shape")
     mask = _valid_probs(teacher_probs, valid)
     _check_pixel_weights(pixel_weights, mask.shape)
     p_t = soften(teacher_probs, temperature).to(student_logits.dtype)

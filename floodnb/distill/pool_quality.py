@@ -92,7 +92,8 @@ class PoolQuality:
 
     def table(self) -> pd.DataFrame:
         """One row per pixel set (:data:`PIXEL_SETS`) with :data:`QUALITY_COLUMNS`; water IoU from the
-        global confusion matrix of that set (NaN when the set has no water in reference or prediction)."""
+        global confusion matrix of that set (NaN when the set has no water in reference or prediction).
+        """
         rows = []
         total = max(int(self.acc["all"].total.sum()), 1)
         for s in PIXEL_SETS:

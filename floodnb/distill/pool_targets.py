@@ -21,7 +21,8 @@ from floodnb.models import read_spec
 
 def teacher_spec(teacher):
     """The :class:`~floodnb.models.ModelSpec` of a :class:`~floodnb.distill.runner.TrainedRun`, a
-    ``(model, spec)`` pair or a checkpoint path (read without loading the weights)."""
+    ``(model, spec)`` pair or a checkpoint path (read without loading the weights).
+    """
     if isinstance(teacher, tuple):
         return teacher[1]
     if hasattr(teacher, "spec"):

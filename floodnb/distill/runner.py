@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.distill.engine import FitResult, TrainConfig, dist_info, fit, seed_everything
 from floodnb.distill.evaluate import InputPlan, evaluate_model
-from floodnb.distill.inputs import masked_target, valid_mask
+from floodnb.distill.inputs import dataset_len, masked_target, valid_mask
 from floodnb.distill.losses import (
     confident_pseudo_labels,
     edge_weights,
@@ -54,7 +54,8 @@ class EdgeOption:
     outer: float = 1.0
 
 
-def _pixel_weights(batch: Mapping, target: torch.Tensor, edge: EdgeOption | None, use_weight: bool) -> torch.Tensor | None:
+def _pixel_weights(batch: Mapping, target: torch.Tensor, edge: EdgeOption | None,
+                   use_weight: bool) -> torch.Tensor | None:
     w = None
     if edge is not None:
         w = edge_weights(target, width=edge.width, inner=edge.inner, outer=edge.outer)
@@ -128,7 +129,8 @@ class DistillObjective:
             terms["ce"] = ce.detach()
         if "soft" in batch:
             soft, valid = batch["soft"].float(), valid_mask(batch)
-            pseudo = confident_pseudo_labels(soft, threshold=0.0 if self.mode == "soft" else self.threshold, valid=valid)
+            pseudo = confident_pseudo_labels(soft, threshold=0.0 if self.mode == "soft" else self.threshold,
+                                             valid=valid)
             pw = _pixel_weights(batch, pseudo, self.edge, self.use_weight)
             if self.mode == "soft":
                 d = kl_distillation(logits, soft, temperature=self.temperature, valid=valid, pixel_weights=pw)
@@ -155,7 +157,8 @@ def normalizer_dicts(normalizers: Mapping | None, roles: Sequence[str], data: Da
     """Role -> normaliser dict for the spec, from ``normalizers`` or the dataset's ``normalizers``."""
     if normalizers is None:
         if not hasattr(data, "normalizers"):
-            raise ValueError("pass normalizers= (role -> Normalizer or dict): the training dataset does not record them")
+            raise ValueError("pass normalizers= (role -> Normalizer or dict): "
+                             "the training dataset does not record them")
         normalizers = data.normalizers
     out = {}
     for role in roles:
@@ -167,13 +170,14 @@ def normalizer_dicts(normalizers: Mapping | None, roles: Sequence[str], data: Da
 
 
 def check_not_empty(data: Dataset | None, what: str) -> None:
-    if data is not None and len(data) == 0:
+    if data is not None and dataset_len(data) == 0:
         raise ValueError(f"{what} is empty (0 chips); check the split name and the catalog")
 
 
 def _chip_datasets(data) -> list:
     """ChipDataset-like datasets (with ``crop`` and ``source``) inside ``data``, depth first through
-    ``ConcatDataset.datasets`` and wrappers' ``data`` / ``dataset``."""
+    ``ConcatDataset.datasets`` and wrappers' ``data`` / ``dataset``.
+    """
     if hasattr(data, "crop") and hasattr(data, "source"):
         return [data]
     found = []
@@ -186,8 +190,9 @@ def _chip_datasets(data) -> list:
 def data_settings(data: Dataset) -> dict:
     """What a resumed run must train on again (recorded in ``last.pt`` by :func:`fit`):
     ``train_chips`` (samples per epoch), ``crop`` (px or None) and ``data`` (resolved data root of
-    a catalog, or the packed store's folder) of the chip datasets inside ``data``."""
-    out: dict = {"train_chips": len(data)}
+    a catalog, or the packed store's folder) of the chip datasets inside ``data``.
+    """
+    out: dict = {"train_chips": dataset_len(data)}
     chips = _chip_datasets(data)
     if chips:
         out["crop"] = [c.crop for c in chips] if len({c.crop for c in chips}) > 1 else chips[0].crop
@@ -229,7 +234,8 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
     in_ch = sum(len(bands[r]) for r in plan.inputs) + int(plan.label_conditioning)
     model = build_model(model_name, in_channels=in_ch, num_classes=len(CLASS_NAMES),
                         meta_dim=META_DIM if plan.use_meta else 0, **dict(model_kw or {}))
-    spec = ModelSpec(model_name=model_name, model_config=model.config(), inputs=plan.inputs, bands=dict(bands),
+    model_config = model.config()  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
+    spec = ModelSpec(model_name=model_name, model_config=model_config, inputs=plan.inputs, bands=dict(bands),
                      normalizers=normalizers, label_conditioning=plan.label_conditioning,
                      meta_dim=META_DIM if plan.use_meta else 0, classes=CLASS_NAMES,
                      config={"method": method, "band_index": plan.band_index, **dict(extra_config or {})})

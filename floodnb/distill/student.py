@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from floodnb.bands import S1_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan
-from floodnb.distill.inputs import SelectKeys, WithArrays
+from floodnb.distill.inputs import SelectKeys, WithArrays, dataset_len
 from floodnb.distill.runner import DistillObjective, EdgeOption, TrainedRun, normalizer_dicts, train_method
 
 STUDENT_KEYS: tuple[str, ...] = ("s1", "valid", "label", "soft", "weight", "chip_id", "index")
@@ -63,7 +63,7 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                   pool_weights=None, valid: Dataset | None = None, mode: str = "soft", temperature: float = 2.0,
                   threshold: float = 0.9, distill_weight: float = 1.0, edge: EdgeOption | None = None,
                   hand_repeat: int = 1, class_weights: Sequence[float] | None = None, model: str = "unet_small",
-                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  normalizers: Mapping | None = None, config: TrainConfig | None = None,
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   resume: bool = True, step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
     """Train the S1 student on hand labels (``hand``) + teacher targets on ``pool``.
@@ -101,10 +101,13 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
                                  edge=edge, use_weight=weights_a is not None)
     return train_method(method=f"student_{mode}", model_name=model, plan=plan, bands={"s1": S1_BANDS},
                         normalizers=normalizer_dicts(normalizers, ("s1",), hand), objective=objective, train=train,
-                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        valid=valid, out_dir=out_dir,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on,
+                        reference=reference,
                         extra_config={"mode": mode, "temperature": temperature, "threshold": threshold,
                                       "distill_weight": distill_weight, "hand_repeat": hand_repeat,
-                                      "pool_chips": 0 if pool is None else len(pool), "cromss": weights_a is not None,
+                                      "pool_chips": 0 if pool is None else dataset_len(pool),
+                                      "cromss": weights_a is not None,
                                       "pool_targets": None if pool is None else pool_targets_info(soft, pool),
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},

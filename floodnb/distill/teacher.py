@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from floodnb.bands import S1_BANDS, S2_BANDS
 from floodnb.distill.engine import TrainConfig
 from floodnb.distill.evaluate import InputPlan, iterate_predictions, plan_from_spec
-from floodnb.distill.inputs import chips_lacking
+from floodnb.distill.inputs import chips_lacking, dataset_len
 from floodnb.distill.runner import (
     DATA_BANDS,
     EdgeOption,
@@ -53,7 +53,7 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                   inputs: Sequence[str] = ("s2",), s2_bands: Sequence[str] = S2_BANDS,
                   model: str = "unet_small", metadata: bool = False, label_conditioning: bool = False,
                   class_weights: Sequence[float] | None = None, edge: EdgeOption | None = None,
-                  normalizers: Mapping | None = None, config: TrainConfig = TrainConfig(),
+                  normalizers: Mapping | None = None, config: TrainConfig | None = None,
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   data_bands: Mapping[str, Sequence[str]] = DATA_BANDS, resume: bool = True,
                   step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
@@ -77,10 +77,13 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
     plan = InputPlan(inputs=inputs, band_index={r: i for r, i in idx.items() if i != full[r]} or None,
                      label_conditioning=label_conditioning, use_meta=metadata)
     objective = SupervisedObjective(plan=plan, target="label",
-                                    class_weights=tuple(class_weights) if class_weights is not None else None, edge=edge)
+                                    class_weights=tuple(class_weights) if class_weights is not None else None,
+                                    edge=edge)
     return train_method(method="teacher", model_name=model, plan=plan, bands=bands,
                         normalizers=normalizer_dicts(normalizers, inputs, train), objective=objective, train=train,
-                        valid=valid, out_dir=out_dir, config=config, evaluate_on=evaluate_on, reference=reference,
+                        valid=valid, out_dir=out_dir,
+                        config=TrainConfig() if config is None else config, evaluate_on=evaluate_on,
+                        reference=reference,
                         extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
                                       "edge": None if edge is None else vars(edge)},
@@ -131,14 +134,14 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
     out = Path(out_path)
     if out.suffix != ".npy":
         raise ValueError(f"out_path {out} must end with .npy")
-    if len(pool) == 0:
+    if dataset_len(pool) == 0:
         raise ValueError("label_pool: the pool is empty (0 chips)")
     if "s2" in plan.inputs:
         require_s2(pool, "teacher pool")
     first = pool[0]
     ref = next(first[k] for k in ("s1", "s2", "label", "valid") if k in first)
     h, w = torch.as_tensor(ref).shape[-2:]
-    n, k = len(pool), len(spec.classes)
+    n, k = dataset_len(pool), len(spec.classes)
     s2_norm = _s2_normalizer(pool, spec) if "s2" in first else None
     if mask_clouds and s2_norm is None:
         raise ValueError("label_pool(mask_clouds=True) needs the pool's Sentinel-2 with a 13-band S2 normaliser "
@@ -160,7 +163,8 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
             if "valid" in batch:
                 probs = torch.where(batch["valid"].bool()[:, None], probs, torch.full_like(probs, float("nan")))
                 pred = torch.where(batch["valid"].bool(), pred, torch.full_like(pred, -1))
-            cloud = cloud_mask_of_batch(batch, s2_norm) if s2_norm is not None else torch.zeros_like(pred, dtype=bool)
+            cloud = (cloud_mask_of_batch(batch, s2_norm) if s2_norm is not None
+                     else torch.zeros_like(pred, dtype=torch.bool))
             if mask_clouds:
                 probs = torch.where(cloud[:, None], torch.full_like(probs, float("nan")), probs)
                 masked += int(cloud.sum())

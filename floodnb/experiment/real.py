@@ -294,7 +294,7 @@ def write_figure(path: str | Path, report: TransferReport) -> None:
     y = np.arange(len(allr))
     ax.barh(y, allr["water_iou"].astype(float), color=[colours[k] for k in allr["kind"]])
     for yi, v in zip(y, allr["water_iou"].astype(float), strict=True):
-        ax.text(v + 0.01 if np.isfinite(v) else 0.01, yi, _f(v), va="center", fontsize=8)
+        ax.text(v + 0.01 if np.isfinite(v) else 0.01, float(yi), _f(v), va="center", fontsize=8)
     ax.set_yticks(y, allr["method"], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("water IoU vs hand labels (global confusion matrix)")

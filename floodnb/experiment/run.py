@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -56,7 +57,8 @@ def load_average() -> str:
 def simulated_root(out_dir: Path, sim: SimSpec, *, progress: bool) -> Path:
     """``out_dir/data`` holding the simulated dataset of ``sim``: reused when its manifest matches ``sim``,
     refused (``ValueError``) when it holds another simulation, simulated now otherwise
-    (:func:`floodnb.runs.simulation.ensure_simulation`)."""
+    (:func:`floodnb.runs.simulation.ensure_simulation`).
+    """
     want = SimRequest(n_hand=sim.n_hand, n_weak=sim.n_weak, size=sim.size, seed=sim.seed)
     return ensure_simulation(out_dir / "data", want, workers=2, progress=progress, hint="use another --out-dir",
                              log=lambda msg: _log(f"data: {msg}")).root
@@ -117,7 +119,7 @@ def _write_results(path: Path, records: dict[str, dict]) -> pd.DataFrame:
 
 def _record(row: str, res: dict | None, *, status: str, action: str, seconds: float, budget: Budget, h: str,
             error: str = "") -> dict:
-    rec = {c: None for c in RESULT_COLUMNS}
+    rec: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
     rec.update(row=row, group=ROWS[row].group, description=ROWS[row].description, status=status, action=action,
                seconds=round(seconds, 1), budget=budget.describe() if row in TRAINED else "no training", hash=h,
                error=error)
@@ -156,7 +158,8 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
     ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
     while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
-    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that fail are recorded with their error (dependants fail too); the others still run.
+    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that
+    fail are recorded with their error (dependants fail too); the others still run.
     """
     import torch
 

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from floodnb.distill.evaluate import InputPlan
-from floodnb.distill.inputs import masked_target, valid_mask
+from floodnb.distill.inputs import dataset_len, masked_target, valid_mask
 from floodnb.distill.losses import confident_pseudo_labels, kl_distillation, masked_cross_entropy
 from floodnb.labels.cromss import (
     class_balanced_selection,
@@ -68,7 +68,7 @@ class FixedLength(_Wrapper):
     """
 
     def __init__(self, data: Dataset, length: int, *, seed: int) -> None:
-        if len(data) == 0:
+        if dataset_len(data) == 0:
             raise ValueError("FixedLength: the wrapped dataset is empty (0 chips)")
         if length < 1:
             raise ValueError(f"FixedLength: length must be >= 1, got {length}")
@@ -82,13 +82,13 @@ class FixedLength(_Wrapper):
         if cycle not in self._perms:
             if len(self._perms) > 8:
                 self._perms.clear()
-            self._perms[cycle] = np.random.default_rng((self.seed, 7919, cycle)).permutation(len(self.data))
+            self._perms[cycle] = np.random.default_rng((self.seed, 7919, cycle)).permutation(dataset_len(self.data))
         return self._perms[cycle]
 
     def __getitem__(self, i: int) -> dict:
         if not 0 <= i < self.length:
             raise IndexError(f"index {i} out of range for {self.length} samples")
-        cycle, pos = divmod(self.epoch * self.length + int(i), len(self.data))
+        cycle, pos = divmod(self.epoch * self.length + int(i), dataset_len(self.data))
         return self.data[int(self._perm(cycle)[pos])]
 
 
@@ -102,7 +102,7 @@ class WithRatio(_Wrapper):
         return selection_ratio(min(self.epoch, self.epochs - 1), epochs=self.epochs, start=self.start, end=self.end)
 
     def __len__(self) -> int:
-        return len(self.data)
+        return dataset_len(self.data)
 
     def __getitem__(self, i: int) -> dict:
         s = dict(self.data[i])

@@ -42,7 +42,9 @@ def _import(module: str):
 
 
 def prepare_inputs(labels, probs, *, atol: float = PROB_ATOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fill nodata for cleanlab: returns ``(labels int64 (N,H,W) in [0,K), probs float32 (N,K,H,W), valid bool (N,H,W))``.
+    """Fill nodata for cleanlab.
+
+    Returns ``(labels int64 (N,H,W) in [0,K), probs float32 (N,K,H,W), valid bool (N,H,W))``.
 
     See the module docstring for the filling rule. Inputs are not modified.
     """
@@ -83,7 +85,7 @@ def find_label_issues(labels, probs, *, out_of_sample: bool, filter_by: str = "l
 
 def label_quality_scores(labels, probs, *, out_of_sample: bool, method: str = "softmin",
                          batch_size: int = 100_000, verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """cleanlab's label quality: ``(chip_scores (N,), pixel_scores (N, H, W))`` in [0, 1], low = suspect.
+    """Cleanlab's label quality: ``(chip_scores (N,), pixel_scores (N, H, W))`` in [0, 1], low = suspect.
 
     ``cleanlab.segmentation.rank.get_label_quality_scores`` on nodata-filled inputs; pixel scores
     are NaN at nodata and a chip without a valid pixel gets a NaN chip score. Convert to a noise

@@ -106,9 +106,9 @@ def label_confidence(probs, labels, *, atol: float = PROB_ATOL):
         valid_y = _check_labels(y, p.shape[-3])
         _pair_shapes(p, y, "probs")
         idx = torch.where(valid_y, y, torch.zeros_like(y)).long().unsqueeze(-3)
-        l = torch.gather(torch.nan_to_num(p, nan=0.0), -3, idx).squeeze(-3)
-        l = torch.where(valid_y & valid_p, l, torch.zeros_like(l))
-    return _back(l, was_np)
+        conf = torch.gather(torch.nan_to_num(p, nan=0.0), -3, idx).squeeze(-3)
+        conf = torch.where(valid_y & valid_p, conf, torch.zeros_like(conf))
+    return _back(conf, was_np)
 
 
 def prediction_confidence(probs, *, atol: float = PROB_ATOL):

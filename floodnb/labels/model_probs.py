@@ -44,7 +44,7 @@ def chip_probs(predictor, chip: xr.Dataset) -> np.ndarray:
     """
     from floodnb.predict.chip import predict_chip
 
-    if predictor.meta is not None or getattr(predictor.model, "meta_dim", 0):
+    if predictor.meta is not None or getattr(predictor.model, "meta_dim", None):
         predictor = replace(predictor, meta=_chip_meta(predictor, chip))
     out = predict_chip(predictor, chip)
     water = out["prob"].values.astype(np.float32)
@@ -59,7 +59,8 @@ def chip_probs(predictor, chip: xr.Dataset) -> np.ndarray:
 def load_predictor(model):
     """A predictor from a checkpoint path, ``(model, spec)`` pair or predictor; ``None`` stays ``None``.
 
-    Metadata-conditioned checkpoints get a zero metadata vector here, replaced by each chip's own by :func:`chip_probs`."""
+    Metadata-conditioned checkpoints get a zero metadata vector here, replaced by each chip's own by :func:`chip_probs`.
+    """
     from floodnb.models import load_checkpoint
     from floodnb.predict.model import resolve_predictor
 

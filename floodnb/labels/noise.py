@@ -242,12 +242,12 @@ def event_confusion(cms, events: Sequence[str], *, names: tuple[str, str] = ("a"
     cms = np.asarray(cms, dtype=np.int64)
     if cms.ndim != 3 or cms.shape[1:] != (2, 2):
         raise ValueError(f"cms must have shape (N, 2, 2), got {cms.shape}")
-    events = np.asarray(list(events), dtype=object)
-    if len(events) != cms.shape[0]:
-        raise ValueError(f"events has {len(events)} entries, cms has {cms.shape[0]} chips")
-    keys = sorted(set(events.tolist()), key=str)
-    sums = [cms[events == e].sum(axis=0) for e in keys] + [cms.sum(axis=0)]
-    counts = [int((events == e).sum()) for e in keys] + [len(events)]
+    event_arr = np.asarray(list(events), dtype=object)
+    if len(event_arr) != cms.shape[0]:
+        raise ValueError(f"events has {len(event_arr)} entries, cms has {cms.shape[0]} chips")
+    keys = sorted(set(event_arr.tolist()), key=str)
+    sums = [cms[event_arr == e].sum(axis=0) for e in keys] + [cms.sum(axis=0)]
+    counts = [int((event_arr == e).sum()) for e in keys] + [len(event_arr)]
     df = _table_from_cms(np.stack(sums) if sums else np.zeros((0, 2, 2), np.int64),
                          chip_ids=[*keys, "all"], events=None, names=names)
     df = df.rename(columns={"chip_id": "event"}).drop(columns="status")

@@ -38,8 +38,14 @@ from floodnb.chip_ids import is_chip_id
 from floodnb.geotiff import write_geotiff
 from floodnb.io_utils import atomic_path
 from floodnb.labels.noise import (
-    chip_noise_rate, check_labels, confusion_stats, disagreement_map, event_confusion,
-    label_noise_score, pair_confusion, rank_chips,
+    check_labels,
+    chip_noise_rate,
+    confusion_stats,
+    disagreement_map,
+    event_confusion,
+    label_noise_score,
+    pair_confusion,
+    rank_chips,
 )
 from floodnb.labels.validate import ValidationAccumulator, true_noise_rate
 
@@ -57,7 +63,8 @@ MAPS_DIR = "noise_maps"
 class ChipInput:
     """One chip's arrays: ``labels`` source name -> ``(H, W)`` int {-1, 0, 1}; optional
     ``probs``/``probs_other`` ``(K, H, W)`` (model, second sensor), ``truth (H, W)``, and the
-    grid (``transform`` an affine, ``crs``) for writing maps."""
+    grid (``transform`` an affine, ``crs``) for writing maps.
+    """
 
     chip_id: str
     labels: Mapping[str, np.ndarray]
@@ -208,7 +215,7 @@ def score_stream(
 
     if write_maps and out_dir is None:
         raise ValueError("write_maps=True needs out_dir")
-    maps_dir = Path(out_dir) / MAPS_DIR if write_maps else None
+    maps_dir = Path(out_dir) / MAPS_DIR if write_maps and out_dir is not None else None
     rows: list[dict] = []
     cms: dict[str, list[np.ndarray]] = {}
     cm_events: dict[str, list[str]] = {}

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from floodnb.bands import LABEL_NODATA
-from floodnb.labels.noise import chip_noise_rate, check_labels
+from floodnb.labels.noise import check_labels, chip_noise_rate
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "score", "auroc", "average_precision", "base_rate", "spearman_chip", "pixels", "wrong_pixels",

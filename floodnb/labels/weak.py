@@ -79,7 +79,8 @@ def otsu_label(s1: np.ndarray, *, threshold: float | None = None) -> np.ndarray:
 
 def _check_s2(s2: np.ndarray, name: str) -> np.ndarray:
     """Validate shape; reject digital numbers (a cheap test on B3). Returns the array unconverted:
-    callers convert only the bands they use (``_band``)."""
+    callers convert only the bands they use (``_band``).
+    """
     if not hasattr(s2, "shape") or not hasattr(s2, "ndim"):
         s2 = np.asarray(s2, dtype=np.float32)
     if s2.ndim != 3 or s2.shape[0] != len(S2_BANDS):

@@ -178,7 +178,8 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu") -> tuple[nn.
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path}: weights do not fit model {spec.model_name} {spec.model_config}: {exc}") from exc
+        raise ValueError(f"checkpoint {path}: weights do not fit model {spec.model_name} "
+                         f"{spec.model_config}: {exc}") from exc
     return model.to(map_location).eval(), spec
 
 
@@ -213,7 +214,8 @@ def check_compatible(spec: ModelSpec, *, bands: Mapping[str, tuple[str, ...]], n
         want_n = spec.normalizers[role] if role in spec.normalizers else None
         have_n = dict(normalizers[role]) if role in normalizers else None
         if want_n is not None and not _same_norm(want_n, have_n):
-            problems.append(f"role {role!r}: checkpoint normaliser {_short(want_n)} but {source} normaliser {_short(have_n)}")
+            problems.append(f"role {role!r}: checkpoint normaliser {_short(want_n)} "
+                            f"but {source} normaliser {_short(have_n)}")
     if problems:
         raise ValueError("checkpoint does not match the data: " + "; ".join(problems))
 

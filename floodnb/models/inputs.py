@@ -49,7 +49,7 @@ class InputPlan:
     label_conditioning: bool = False
     use_meta: bool = False
     bands: dict[str, tuple[str, ...]] | None = None
-    normalizers: dict[str, NormalizerFn | Mapping] | None = None
+    normalizers: Mapping[str, NormalizerFn | Mapping] | None = None
 
     def __call__(self, batch: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(x (B, C, H, W) float32, meta (B, M) float32 | None)`` of a batch dict of normalised tensors."""
@@ -77,13 +77,17 @@ class InputPlan:
 
     def normalizer_map(self) -> dict[str, NormalizerFn]:
         """Role -> normaliser callable for every input role (spec dicts rebuilt with
-        :meth:`Normalizer.from_dict`); ``ValueError`` naming the roles without one."""
+        :meth:`Normalizer.from_dict`); ``ValueError`` naming the roles without one.
+        """
         have = self.normalizers or {}
         missing = [r for r in self.inputs if r not in have]
         if missing:
             raise ValueError(f"no normaliser for inputs {missing} (have {sorted(have)})")
-        return {r: Normalizer.from_dict(dict(have[r])) if isinstance(have[r], Mapping) else have[r]
-                for r in self.inputs}
+        out: dict[str, NormalizerFn] = {}
+        for r in self.inputs:
+            n = have[r]
+            out[r] = Normalizer.from_dict(dict(n)) if isinstance(n, Mapping) else n
+        return out
 
     def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalise raw input ``(C, h, w)`` (bands in :attr:`band_list` order, NaN = nodata).
@@ -96,10 +100,11 @@ class InputPlan:
             raise ValueError(f"expected raw input (C={self.in_channels}, h, w) for bands {list(self.band_list)}, "
                              f"got shape {raw.shape}")
         norms = self.normalizer_map()
+        bands = self.bands or {}  # not None: in_channels above raises when bands are unknown
         valid = np.isfinite(raw).all(axis=0)
         parts, c = [], 0
         for role in self.inputs:
-            n = len(self.bands[role])
+            n = len(bands[role])
             parts.append(np.asarray(norms[role](raw[c:c + n]), dtype=np.float32))
             c += n
         x = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]

@@ -55,5 +55,5 @@ def build_model(name: str, *, in_channels: int, num_classes: int = 2, meta_dim: 
         raise ValueError(f"unknown model {name!r}; expected one of {model_names()}")
     factory, defaults = _REGISTRY[name]
     model = factory(in_channels=in_channels, num_classes=num_classes, meta_dim=meta_dim, **{**defaults, **kw})
-    model.model_name = name
+    model.model_name = name  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors/modules only
     return model

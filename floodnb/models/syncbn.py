@@ -64,7 +64,8 @@ class DistBatchNorm2d(nn.BatchNorm2d):
             raise ValueError(f"DistBatchNorm2d: expected more than 1 value per channel over all ranks, got {int(n)}")
         mean = total / n
         var = (packed[c:2 * c] / n - mean * mean).clamp_min(0.0)  # biased variance, as BatchNorm normalises
-        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+        if (self.track_running_stats and self.running_mean is not None and self.running_var is not None
+                and self.num_batches_tracked is not None):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum

@@ -112,7 +112,8 @@ class UNet(nn.Module):
         film = None
         if self.film is not None:
             if meta is None:
-                raise ValueError(f"this model is metadata-conditioned (meta_dim={self.meta_dim}): pass meta (B, {self.meta_dim})")
+                raise ValueError(f"this model is metadata-conditioned (meta_dim={self.meta_dim}): "
+                                 f"pass meta (B, {self.meta_dim})")
             if meta.shape != (x.shape[0], self.meta_dim):
                 raise ValueError(f"meta must have shape ({x.shape[0]}, {self.meta_dim}), got {tuple(meta.shape)}")
             film = self.film(meta.to(x.dtype))

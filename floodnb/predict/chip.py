@@ -19,7 +19,8 @@ from floodnb.predict.raster import predict_array
 
 def chip_input(chip: xr.Dataset, predictor: Predictor) -> np.ndarray:
     """Raw model input ``(C, H, W)`` float32 from ``chip``: the predictor's bands of each input role,
-    in channel order. Raises ``ValueError`` naming the chip, role and bands when something is missing."""
+    in channel order. Raises ``ValueError`` naming the chip, role and bands when something is missing.
+    """
     who = f"chip {chip.attrs['chip_id']!r}" if "chip_id" in chip.attrs else "chip"
     parts = []
     for role in predictor.inputs:

@@ -89,7 +89,8 @@ class StripTiff:
 def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int | None = None) -> Path:
     """Copy GeoTIFF ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver, DEFLATE,
     internal overviews resampled by ``resampling`` down to one block), written atomically.
-    ``blocksize`` defaults to 512 px, 256 px for rasters under 2048 px (so chips get overviews)."""
+    ``blocksize`` defaults to 512 px, 256 px for rasters under 2048 px (so chips get overviews).
+    """
     dst = Path(dst)
     if blocksize is None:
         with rasterio.open(src) as ds:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -70,12 +71,12 @@ class Predictor:
     @property
     def bands(self) -> dict[str, tuple[str, ...]]:
         """Role -> band names in channel order (e.g. ``{"s1": ("VV", "VH")}``)."""
-        return self.plan.bands
+        return cast("dict[str, tuple[str, ...]]", self.plan.bands)  # resolve_predictor's plans record them
 
     @property
     def normalizers(self) -> dict[str, Normalizer]:
         """Role -> per-pixel normaliser of that role's bands."""
-        return self.plan.normalizers
+        return cast("dict[str, Normalizer]", self.plan.normalizers)  # resolve_predictor's plans hold callables
 
     @property
     def in_channels(self) -> int:
@@ -88,13 +89,15 @@ class Predictor:
 
     def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalise raw input ``(C, h, w)`` (bands in :attr:`band_list` order, NaN = nodata):
-        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare`."""
+        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare`.
+        """
         return self.plan.prepare(raw)
 
     @torch.inference_mode()
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Water probability ``(B, h, w)`` float32 in [0, 1] of normalised tiles ``x (B, C, h, w)``
-        (softmax over the model's classes, the water class kept)."""
+        (softmax over the model's classes, the water class kept).
+        """
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
@@ -198,25 +201,26 @@ def resolve_predictor(
     """
     if isinstance(model, Predictor):
         return model
-    model, spec, source = _unpack(model)
+    module, spec, source = _unpack(model)
     if spec is not None:
         if inputs is not None or bands is not None or normalizers is not None:
             raise ValueError(f"{source}: the checkpoint records its inputs, bands and normalisers; "
                              "do not pass inputs=, bands= or normalizers= with it")
         plan, classes, meta_dim, name = _spec_plan(spec, source)
     else:
-        plan, classes, meta_dim, name = _module_plan(model, inputs, bands, normalizers)
+        plan, classes, meta_dim, name = _module_plan(module, inputs, bands, normalizers)
     if not plan.inputs:
         raise ValueError("inputs: at least one input role is needed")
-    have_c = getattr(model, "in_channels", None)
+    have_c = getattr(module, "in_channels", None)
     if isinstance(have_c, int) and have_c != plan.in_channels:
         raise ValueError(f"{source}: model {name} takes {have_c} input channels but inputs {list(plan.inputs)} "
                          f"give {plan.in_channels} bands {list(plan.band_list)}")
     if "water" not in classes:
         raise ValueError(f"{source}: model classes {list(classes)} have no 'water' class")
     meta_arr = _meta_vector(meta, meta_dim, name, source)
-    model = model.eval()
+    module = module.eval()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return Predictor(model=model, plan=plan, meta=meta_arr, water_index=classes.index("water"), name=name,
+        # Module.to's stub lists no memory_format keyword; torch accepts it
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return Predictor(model=module, plan=plan, meta=meta_arr, water_index=classes.index("water"), name=name,
                      source=source, channels_last=channels_last)

@@ -77,8 +77,12 @@ def extent_polygons(pred, *, min_area_m2: float = 0.0, connectivity: int = 4, wa
         geod = crs.get_geod()
     else:
         geographic = crs.geodetic_crs
+        if geographic is None:
+            raise ValueError(f"CRS {crs.name!r} has no geodetic CRS: polygon areas cannot be measured")
         lonlat = gdf.geometry.to_crs(geographic)
         geod = geographic.get_geod()
+    if geod is None:
+        raise ValueError(f"CRS {crs.name!r} has no ellipsoid: polygon areas cannot be measured")
     area, perim = [], []
     for g in lonlat:
         a, p = geod.geometry_area_perimeter(g)
@@ -93,7 +97,8 @@ def extent_polygons(pred, *, min_area_m2: float = 0.0, connectivity: int = 4, wa
 
 def write_polygons(gdf, path: str | Path) -> tuple[Path, Path]:
     """Write ``gdf`` to ``<path>.gpkg`` (layer ``flood_extent``, native CRS) and ``<path>.geojson``
-    (EPSG:4326), each atomically. ``path``: output path with or without suffix. Returns both paths."""
+    (EPSG:4326), each atomically. ``path``: output path with or without suffix. Returns both paths.
+    """
     import pyogrio
 
     base = Path(path)

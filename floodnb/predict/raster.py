@@ -32,6 +32,7 @@ from floodnb.predict.sources import TRANSFORM_TOL as _TRANSFORM_TOL  # noqa: F40
 from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource, open_source  # noqa: F401
 from floodnb.predict.tiles import RowResult, TileGrid, iter_blended, predict_tile_row
 
+
 @dataclass(frozen=True)
 class RasterPrediction:
     """What :func:`predict_raster` wrote: paths, grid, counts and timing."""
@@ -148,7 +149,8 @@ def _check_outputs(src, out_path: Path, prob_out: Path | None, *, overwrite: boo
 def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int, progress: bool,
                     forward: list[int]) -> Iterator[RowResult]:
     """Tile rows of ``source`` predicted in order (a progress bar when ``progress``); adds each
-    row's forward passes to ``forward[0]``."""
+    row's forward passes to ``forward[0]``.
+    """
     for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}", unit="tile row"):
         res = predict_source_row(predictor, source, grid, i, batch=batch)
         forward[0] += res.n_forward
@@ -177,7 +179,8 @@ def _progress(it, *, enabled: bool, desc: str, unit: str):
 def predict_array(predictor: Predictor, raw: np.ndarray, *, tile: int, overlap: int, batch: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Tiled, blended prediction of an in-memory raw input ``(C, H, W)`` (bands in the
-    predictor's order, NaN = nodata) -> ``(prob (H, W) float32, 0 at nodata; valid (H, W) bool)``."""
+    predictor's order, NaN = nodata) -> ``(prob (H, W) float32, 0 at nodata; valid (H, W) bool)``.
+    """
     _, h, w = raw.shape
     grid = TileGrid.plan(h, w, tile=tile, overlap=overlap)
     prob = np.zeros((h, w), dtype=np.float32)

@@ -38,7 +38,8 @@ class SceneWriter:
     ``threshold``: probability at or above which a valid pixel is water. ``prob_dtype``: "uint8"
     (percent, nodata 255, scale 0.01) or "float32" (nodata -1). Use as a context manager (or call
     :meth:`close`): the scratch files are closed on exit, also after an error; removing them is
-    the caller's business. ``n_valid`` / ``n_water``: pixels written so far."""
+    the caller's business. ``n_valid`` / ``n_water``: pixels written so far.
+    """
 
     def __init__(self, class_scratch: Path, prob_scratch: Path | None, *, height: int, width: int, crs, transform,
                  threshold: float, prob_dtype: str) -> None:
@@ -77,10 +78,14 @@ class SceneWriter:
 
     def to_cogs(self, class_path: Path, prob_path: Path | None) -> tuple[Path, Path | None]:
         """Close the scratch files and convert them to COGs at ``class_path`` / ``prob_path``
-        (``prob_path`` is used only when a probability map is written). Returns the written paths."""
+        (``prob_path`` is used only when a probability map is written). Returns the written paths.
+        """
         self.close()
+        if self.has_prob and prob_path is None:
+            raise ValueError("prob_path is needed: this writer holds a probability map")
         out_class = to_cog(self._writers[0].path, class_path, resampling="MODE")
-        out_prob = to_cog(self._writers[1].path, prob_path, resampling="AVERAGE") if self.has_prob else None
+        out_prob = (to_cog(self._writers[1].path, prob_path, resampling="AVERAGE")
+                    if self.has_prob and prob_path is not None else None)
         return out_class, out_prob
 
     def close(self) -> None:

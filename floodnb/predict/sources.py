@@ -17,8 +17,10 @@ Used by :func:`floodnb.predict.predict_raster` and by the many-scene prediction 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -32,7 +34,8 @@ TRANSFORM_TOL = 1e-6
 @dataclass(frozen=True)
 class GeoTiffSource:
     """Windowed reader over GeoTIFF band(s): ``bands`` = ``((path, band_index_1_based), ...)``
-    in the model's channel order. Picklable (files are opened per read)."""
+    in the model's channel order. Picklable (files are opened per read).
+    """
 
     name: str
     bands: tuple[tuple[str, int], ...]
@@ -64,7 +67,7 @@ class ArraySource:
     """Windowed reader over an in-memory or dask-backed ``xr.DataArray (band, y, x)``."""
 
     name: str
-    data: object  # xr.DataArray (band, y, x), bands already selected in the model's order
+    data: Any  # xr.DataArray (band, y, x), bands already selected in the model's order
     height: int
     width: int
     crs: object
@@ -74,7 +77,7 @@ class ArraySource:
         return np.asarray(self.data[:, row0:row0 + nrows, :].values, dtype=np.float32)
 
 
-def _match_bands(available: list[str | None], want: tuple[str, ...], *, what: str) -> list[int] | None:
+def _match_bands(available: Sequence[str | None], want: tuple[str, ...], *, what: str) -> list[int] | None:
     """0-based indexes of ``want`` in ``available`` names; ``None`` when names are not all known."""
     if not available or any(not a for a in available):
         return None
@@ -103,9 +106,11 @@ def open_source(src, *, bands: tuple[str, ...], s1_units: str = "auto"):
 def _open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
     try:
         import xarray as xr
+
+        is_array = isinstance(src, xr.DataArray)
     except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
-    if xr is not None and isinstance(src, xr.DataArray):
+        is_array = False
+    if is_array:
         return _array_source(src, bands=bands)
     paths = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
     if not paths:
@@ -114,7 +119,7 @@ def _open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
         if not p.is_file():
             raise FileNotFoundError(f"input raster {p} not found")
     entries: list[tuple[str, int, str | None]] = []
-    ref = None
+    ref: tuple[Path, int, int, object, Affine] | None = None
     for p in paths:
         try:
             ds = rasterio.open(p)
@@ -141,6 +146,7 @@ def _open_source(src, *, bands: tuple[str, ...]) -> GeoTiffSource | ArraySource:
                              f"bands {list(bands)} (Sentinel-1 backscatter in dB), in that order")
         idx = list(range(len(bands)))
     name = paths[0].stem if len(paths) == 1 else "+".join(p.stem for p in paths)
+    assert ref is not None  # paths is not empty
     _, h, w, crs, tr = ref
     return GeoTiffSource(name=name, bands=tuple((entries[i][0], entries[i][1]) for i in idx), height=h, width=w,
                          crs=crs, transform=tr)
@@ -169,9 +175,10 @@ def _array_source(da, *, bands: tuple[str, ...]) -> ArraySource:
 class DbSource:
     """Windowed reader converting a Sentinel-1 source of linear power or amplitude to dB
     (STAC RTC items; :func:`floodnb.scale.collections.s1_to_db`). ``read`` returns
-    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable."""
+    ``(C, nrows, width)`` float32 dB with NaN = nodata. Picklable.
+    """
 
-    inner: object
+    inner: GeoTiffSource | ArraySource
     units: str
     nodata: float | None
 

@@ -33,7 +33,8 @@ from floodnb.predict.model import Predictor
 
 def _starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
     """Fewest tiles covering ``n`` pixels with >= ``overlap`` overlap, spread evenly from 0 to
-    ``n - tile`` (consecutive starts differ by at most ``tile - overlap``)."""
+    ``n - tile`` (consecutive starts differ by at most ``tile - overlap``).
+    """
     if n <= tile:
         return (0,)
     count = -(-(n - overlap) // (tile - overlap))  # ceil
@@ -42,7 +43,8 @@ def _starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
 
 def ramp_weights(length: int, *, overlap: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
     """1-D blending weights ``(length,)`` float32: 1 inside, raised-cosine ramps of ``overlap``
-    pixels at the start/end when ``ramp_start``/``ramp_end`` (all weights > 0)."""
+    pixels at the start/end when ``ramp_start``/``ramp_end`` (all weights > 0).
+    """
     w = np.ones(length, dtype=np.float64)
     o = min(overlap, length // 2)
     if o > 0:

@@ -73,7 +73,8 @@ def default_run_dir() -> Path:
 def dashboard_run_dir(run_dir: str | Path | None) -> Path:
     """Run shown by ``06_dashboard``: ``run_dir`` if given, else ``$FLOODNB_RUN_DIR``, else
     ``<repo>/runs/default`` (``floodnb run``'s default) when it holds ``run.json``, else
-    ``<repo>/runs/interactive`` (the stand-alone notebooks' run)."""
+    ``<repo>/runs/interactive`` (the stand-alone notebooks' run).
+    """
     if run_dir:
         return Path(run_dir)
     env = os.environ.get(RUN_DIR_ENV)

@@ -46,6 +46,7 @@ class _StageFiles:
     """Shared by the typed records: the stage they belong to, their files and their JSON form."""
 
     stage: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every record type is a dataclass (for asdict)
 
     def file(self, run_dir: str | Path, name: str) -> Path:
         """Existing path of the stage file ``name`` (e.g. a record's ``checkpoint``) in run ``run_dir``."""
@@ -145,7 +146,7 @@ class MetricsRecord:
 
 
 StageRecord = TeacherRecord | StudentRecord | MetricsRecord
-RECORD_TYPES: dict[str, type] = {TEACHER: TeacherRecord, STUDENT: StudentRecord}
+RECORD_TYPES: dict[str, type[TeacherRecord] | type[StudentRecord]] = {TEACHER: TeacherRecord, STUDENT: StudentRecord}
 
 
 def write_stage_record(run_dir: str | Path, stage: str, record: StageRecord) -> Path:

@@ -1,4 +1,4 @@
-"""Many-scene water mapping on a dask.distributed cluster, resumable.
+r"""Many-scene water mapping on a dask.distributed cluster, resumable.
 
 :func:`predict_scenes` maps a batch of Sentinel-1 scenes (GeoTIFF paths in dB, lists of
 single-band paths, or STAC items with ``vv``/``vh`` assets) to one class COG, one probability COG
@@ -19,7 +19,7 @@ on the same scene:
   needs no more memory than a batch of a few;
 * all outputs of an attempt are built in a hidden per-attempt folder
   ``.<scene>_water.<tag>.partial/`` in ``out_dir`` (scratch strips -> COGs -> polygons), then
-  ``os.replace``\\ d onto their final names (an old marker is removed just before), then a
+  ``os.replace``\ d onto their final names (an old marker is removed just before), then a
   **marker** ``<scene>_water.done.json`` is written atomically; a redone scene whose new attempt
   fails keeps its old outputs and marker. A re-run skips scenes whose marker and outputs exist
   (same checkpoint and settings) and redoes the others, so an interrupted batch resumes where it stopped. Partial
@@ -53,11 +53,12 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from floodnb.io_utils import atomic_write_json
-from floodnb.predict.sources import DbSource  # noqa: F401  (re-exported)
+from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource  # DbSource also re-exported
 from floodnb.scale.scenes import GDAL_READ_OPTIONS, open_scene, scene_name  # noqa: F401
 
 MARKER_SUFFIX = "_water.done.json"
@@ -77,7 +78,7 @@ class ScenePlan:
 
     scene: str
     source_text: str
-    source: object
+    source: GeoTiffSource | ArraySource | DbSource
     class_path: Path
     prob_path: Path | None
     polygons_base: Path | None
@@ -113,7 +114,8 @@ def _is_finished(plan: ScenePlan, settings: dict) -> bool:
     """True when the marker exists, matches ``settings`` and every output it lists exists.
 
     Raises ValueError naming the marker when it records other settings (another checkpoint,
-    threshold, tile size ...): resuming would mix two models' outputs in one folder."""
+    threshold, tile size ...): resuming would mix two models' outputs in one folder.
+    """
     if not plan.marker.is_file():
         return False
     try:
@@ -145,7 +147,8 @@ def _import_on_worker(worker=None) -> None:
 
     Without it a fresh worker process may import :mod:`floodnb.predict` from two threads at
     once (the event loop deserialising a scene, an executor thread loading the model), which
-    Python's import-deadlock avoidance reports as an ImportError of a partially initialised module."""
+    Python's import-deadlock avoidance reports as an ImportError of a partially initialised module.
+    """
     import floodnb.predict  # noqa: F401
     import floodnb.predict.tiles  # noqa: F401
     import floodnb.scale.collections  # noqa: F401
@@ -169,7 +172,8 @@ def _load_predictor(blob: bytes):
 
 def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: int):
     """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
-    (a :class:`floodnb.predict.tiles.RowResult`)."""
+    (a :class:`floodnb.predict.tiles.RowResult`).
+    """
     import rasterio
     import torch
 
@@ -188,7 +192,8 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
     """Task: predict one scene's tile rows on the cluster, write its COGs and polygons, then its marker.
 
     GDAL's block cache is held to ``gdal_cache_mb`` MB while writing (its default, 5 % of RAM,
-    would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`)."""
+    would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`).
+    """
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
@@ -200,7 +205,8 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
 def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
                       threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
     """Body of :func:`_write_scene`: rows -> scratch strips -> COGs (+ polygons) staged in a hidden
-    per-attempt folder, moved onto the final names, then the marker. Returns the result row."""
+    per-attempt folder, moved onto the final names, then the marker. Returns the result row.
+    """
     from distributed import worker_client
 
     from floodnb.predict.scene_writer import SceneWriter
@@ -223,7 +229,9 @@ def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torc
             writer.write_all(blender.finish())
             cls, prob = writer.to_cogs(work / plan.class_path.name,
                                        work / plan.prob_path.name if plan.prob_path is not None else None)
-        staged = {plan.class_path: cls} | ({plan.prob_path: prob} if plan.prob_path is not None else {})
+        staged: dict[Path, Path] = {plan.class_path: cls}
+        if plan.prob_path is not None and prob is not None:
+            staged[plan.prob_path] = prob
         n_poly, water_km2 = _stage_polygons(plan, staged, work, min_area_m2=min_area_m2) if polygons else (0, 0.0)
         plan.marker.unlink(missing_ok=True)  # the old marker (if any) no longer describes the final files
         for final, tmp in staged.items():  # every output is complete: move them onto their final names
@@ -245,10 +253,11 @@ def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, bat
                  rows_ahead: int):
     """The scene's :class:`floodnb.predict.tiles.RowResult` s in row order, computed by
     :func:`_row_task` s of which at most ``rows_ahead`` are submitted ahead; each row's task is
-    released as soon as it is yielded, the model future at the end."""
+    released as soon as it is yielded, the model future at the end.
+    """
     from distributed import Future
 
-    model = Future(model_key, client=client)
+    model: Future = Future(model_key, client=client)
     pending: deque = deque()
     submitted = 0
 
@@ -272,9 +281,12 @@ def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, bat
 
 def _stage_polygons(plan: ScenePlan, staged: dict, work: Path, *, min_area_m2: float) -> tuple[int, float]:
     """Flood polygons of the staged class COG written into ``work`` and added to ``staged``
-    (final path -> staged path). Returns ``(number of polygons, water area in km²)``."""
+    (final path -> staged path). Returns ``(number of polygons, water area in km²)``.
+    """
     from floodnb.predict.polygons import extent_polygons, write_polygons
 
+    if plan.polygons_base is None:
+        raise ValueError(f"scene {plan.scene}: polygons requested without a polygon output path")
     gdf = extent_polygons(staged[plan.class_path], min_area_m2=min_area_m2)
     gpkg, geojson = write_polygons(gdf, work / plan.polygons_base.name)
     final = plan.outputs()[-2:]
@@ -435,7 +447,8 @@ def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: 
 def _plan_scenes(scenes, out: Path, predictor, settings: dict, *, tile: int, overlap: int, write_prob: bool,
                  polygons: bool, s1_units: str, overwrite: bool) -> tuple[list[str], dict[str, dict], list]:
     """Open every scene: ``(names in input order, result rows of scenes failed or skipped already,
-    [(ScenePlan, TileGrid) to predict])``. Raises ValueError when two scenes share a name."""
+    [(ScenePlan, TileGrid) to predict])``. Raises ValueError when two scenes share a name.
+    """
     from floodnb.predict.tiles import TileGrid
 
     results: dict[str, dict] = {}
@@ -468,7 +481,7 @@ def _plan_scenes(scenes, out: Path, predictor, settings: dict, *, tile: int, ove
 
 
 def _failed(name: str, source: str, error: str) -> dict:
-    row = {c: None for c in RESULT_COLUMNS}
+    row: dict[str, Any] = {c: None for c in RESULT_COLUMNS}
     row.update(scene=name, source=source, status="failed", error=error)
     return row
 

@@ -27,7 +27,8 @@ def _href(asset) -> str:
 
 def _open_hrefs(hrefs: Sequence[str], *, bands: tuple[str, ...], what: str):
     """A :class:`floodnb.predict.sources.GeoTiffSource` over local paths or URLs (one per band, or
-    one multi-band file), checked to share one grid. GDAL reads URLs with ``/vsicurl/``."""
+    one multi-band file), checked to share one grid. GDAL reads URLs with ``/vsicurl/``.
+    """
     meta = {}
     for href in dict.fromkeys(hrefs):
         try:
@@ -59,7 +60,8 @@ def _open_hrefs(hrefs: Sequence[str], *, bands: tuple[str, ...], what: str):
 def open_scene(scene, *, bands: tuple[str, ...], s1_units: str):
     """``(name, source text, windowed source)`` of a path, a list of paths or a STAC item.
 
-    Raises ValueError / FileNotFoundError naming the scene when it cannot be read or lacks a band."""
+    Raises ValueError / FileNotFoundError naming the scene when it cannot be read or lacks a band.
+    """
     import pystac
 
     if isinstance(scene, pystac.Item):

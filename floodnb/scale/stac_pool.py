@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,8 @@ def _nodata(var) -> float | None:
 
 
 def _event_names(pairs: Sequence[Pair], prefix: str) -> list[str]:
-    names, seen = [], {}
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for p in pairs:
         day = p.s1.datetime.strftime("%Y%m%d")
         seen[day] = seen.get(day, 0) + 1
@@ -277,7 +279,8 @@ def _pool_layout(root: Path) -> str:
 def _search_pairs(stac: str, *, bbox, start, end, s1_collection: str, s2_collection: str, modifier,
                   on_missing: str, max_gap_hours: float, max_cloud: float) -> tuple[list[Pair], list]:
     """S1/S2 items of the window searched, grouped into acquisitions and paired:
-    ``(pairs, skipped rows of SKIP_COLUMNS)``."""
+    ``(pairs, skipped rows of SKIP_COLUMNS)``.
+    """
     s1_items = search_items(stac, collection=s1_collection, bbox=bbox, start=start, end=end, modifier=modifier)
     s2_items = search_items(stac, collection=s2_collection, bbox=bbox, start=start, end=end, modifier=modifier)
     s1_acq, skipped = _check_assets(group_acquisitions(s1_items, sensor="s1"), "s1", on_missing=on_missing)
@@ -352,7 +355,7 @@ def _merge_csv(path: Path, new: pd.DataFrame, *, key: str) -> None:
 
 def _merge_metadata(path: Path, pairs: Sequence[Pair], events: Sequence[str], bbox) -> None:
     """Add/replace one Sen1Floods11-style event feature per pair in the metadata GeoJSON."""
-    doc = {"type": "FeatureCollection", "name": "Sen1Floods11_Metadata", "features": []}
+    doc: dict[str, Any] = {"type": "FeatureCollection", "name": "Sen1Floods11_Metadata", "features": []}
     if path.exists():
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))

@@ -182,7 +182,8 @@ def group_acquisitions(items: Iterable[pystac.Item], *, sensor: str) -> list[Acq
         times = [item_time(i) for i in members]
         mean = times[0] + sum((t - times[0] for t in times), dt.timedelta()) / len(times)
         clouds = [i.properties.get("eo:cloud_cover") for i in members]
-        cloud = None if any(c is None for c in clouds) else float(max(clouds))
+        known = [c for c in clouds if c is not None]
+        cloud = float(max(known)) if len(known) == len(clouds) else None
         orbit_s = None if orbit is None and rel is None else "/".join(str(v) for v in (orbit, rel) if v is not None)
         out.append(Acquisition(sensor=sensor, collection=str(collection), items=tuple(members), datetime=mean,
                                cloud_cover=cloud, orbit=orbit_s))

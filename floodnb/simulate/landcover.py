@@ -44,7 +44,8 @@ class LandCover:
     """``surface`` uint8 (H, W) in 0..8; ``truth_class`` int16 (SIM_CLASSES index);
     ``truth_water`` bool; ``wind`` bool wind-roughened water; ``parcel`` / ``parcel2`` float32
     in [0, 1] independent per-field values (crop vigour/type; canopy structure);
-    ``brightness`` / ``brightness2`` float32 unit-std smooth fields (independent)."""
+    ``brightness`` / ``brightness2`` float32 unit-std smooth fields (independent).
+    """
 
     surface: np.ndarray
     truth_class: np.ndarray

@@ -57,7 +57,8 @@ REAL_EVENT_ALIASES: dict[str, str] = {"Mekong": "Cambodia"}
 @dataclass(frozen=True)
 class RealismReport:
     """``tables``: name -> DataFrame (s1_stats, s2_means, weak_labels); ``summary``: headline
-    figures; ``paths``: name -> written file."""
+    figures; ``paths``: name -> written file.
+    """
 
     tables: dict
     summary: dict
@@ -69,10 +70,10 @@ class _Acc:
 
     def __init__(self) -> None:
         self.hist = {(b, c): np.zeros(len(BINS) - 1, np.int64) for b in S1_BANDS for c in ("water", "dry")}
-        self.samples = {(b, c): [] for b in S1_BANDS for c in ("water", "dry")}
-        self.chip_stats = []
-        self.s2 = {}
-        self.conf = {}
+        self.samples: dict[tuple[str, str], list[np.ndarray]] = {(b, c): [] for b in S1_BANDS for c in ("water", "dry")}
+        self.chip_stats: list[tuple[str, str, float, float]] = []
+        self.s2: dict[tuple[str, str], list] = {}
+        self.conf: dict[tuple, np.ndarray] = {}
         self.realism = RealismStats()
 
     def add_s1(self, s1: np.ndarray, label: np.ndarray) -> None:
@@ -204,7 +205,7 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     out.mkdir(parents=True, exist_ok=True)
     sim, chips = _sim_pass(root, max_chips)
     accs = {"simulated": sim}
-    real_info = {}
+    real_info: dict = {}
     if real_root is not None:
         accs["real"], real_info = _real_pass(Path(real_root))
 
@@ -220,7 +221,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
     summary = {
         "sim_s1_otsu_water_iou_vs_truth": all_row["s1_otsu_iou"],
         "sim_chip_otsu_water_iou_vs_truth": all_row["chip_otsu_iou"],
-        "sim_chip_otsu_water_iou_vs_hand": _iou(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand")),
+        "sim_chip_otsu_water_iou_vs_hand": _iou(
+            np.asarray(sum(v for k, v in sim.conf.items() if k[0] == "chip_otsu_vs_hand"))),
         "sim_s2_index_water_iou_vs_truth": all_row["s2_index_iou"],
         "sim_hand_label_water_iou_vs_truth": all_row["label_iou"],
     }
@@ -260,7 +262,8 @@ def realism_report(root: str | Path, *, out_dir: str | Path | None = None, real_
 
 def _weak_table(chips: pd.DataFrame, sim) -> tuple[pd.DataFrame, dict]:
     """Weak labels (and the hand label) vs truth per event plus an ``ALL`` row: water IoU of the
-    summed confusion counts. Returns ``(table, the ALL row)``."""
+    summed confusion counts. Returns ``(table, the ALL row)``.
+    """
     weak_rows = []
     for ev, g in chips.groupby("event", sort=True):
         row = {"event": ev, "n_chips": len(g), "truth_water_fraction": float(g.truth_water_fraction.mean())}
@@ -320,7 +323,8 @@ def _report_figure(accs: dict, s2_tab: pd.DataFrame, weak_tab: pd.DataFrame, plt
 def _report_markdown(root: Path, real_root, summary: dict, table: pd.DataFrame | None, s1_tab: pd.DataFrame,
                      weak_tab: pd.DataFrame) -> list[str]:
     """Lines of ``realism_report.md``: headline IoUs, the realism table (with a real root), S1
-    statistics and weak labels per event."""
+    statistics and weak labels per event.
+    """
     md = ["# floodnb simulator realism report", "", f"Simulated root: `{root}`; real root: `{real_root}`", "",
           "## Headline (water IoU, global confusion matrix)", ""]
     md += [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary.items()]

@@ -43,8 +43,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from floodnb.simulate.landcover import (BARE, CROP, FLOOD, FLOODED_URBAN, FLOODED_VEG, FOREST, N_SURFACES,
-                                        PERM, SAND, URBAN, LandCover)
+from floodnb.simulate.landcover import (
+    BARE,
+    CROP,
+    FLOOD,
+    FLOODED_URBAN,
+    FLOODED_VEG,
+    FOREST,
+    N_SURFACES,
+    PERM,
+    SAND,
+    URBAN,
+    LandCover,
+)
 from floodnb.simulate.terrain import PIXEL_M, Terrain, fractal_fields
 
 #: surface -> (VV, VH) sigma0 in dB at 37 deg incidence.

@@ -27,8 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from floodnb.simulate.landcover import (BARE, CROP, FLOOD, FLOODED_URBAN, FLOODED_VEG, FOREST, N_SURFACES,
-                                        PERM, SAND, URBAN, LandCover)  # noqa: F401
+from floodnb.simulate.landcover import (
+    BARE,
+    CROP,
+    FLOOD,
+    FLOODED_URBAN,
+    FLOODED_VEG,
+    FOREST,
+    N_SURFACES,
+    PERM,  # noqa: F401
+    SAND,
+    URBAN,
+    LandCover,
+)
 from floodnb.simulate.terrain import fractal_fields
 
 #: surface -> TOA reflectance in band order B1..B12 with B8A (floodnb.bands.S2_BANDS).
@@ -57,7 +68,8 @@ _V = lambda t: np.asarray(t, dtype=np.float32)[:, None, None]  # noqa: E731
 @dataclass(frozen=True)
 class S2Scene:
     """``reflectance`` float32 (13, H, W); ``cloud`` float32 (H, W) opacity in [0, 1];
-    ``shadow`` float32 (H, W) shadow strength in [0, 1]."""
+    ``shadow`` float32 (H, W) shadow strength in [0, 1].
+    """
 
     reflectance: np.ndarray
     cloud: np.ndarray

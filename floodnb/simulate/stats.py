@@ -106,14 +106,14 @@ class RealismStats:
     def __init__(self) -> None:
         self.corr = {k: np.zeros(4) for k in ("dry", "water", "dry_5x5")}
         self.lag3 = np.zeros(4)
-        self.enl = {"dry": [], "water": []}
-        self.vh_water = []
-        self.ratio = {"dry": [], "water": []}
+        self.enl: dict[str, list[np.ndarray]] = {"dry": [], "water": []}
+        self.vh_water: list[np.ndarray] = []
+        self.ratio: dict[str, list[np.ndarray]] = {"dry": [], "water": []}
         self.n_comp = 0
         self.px_water_chips = 0
-        self.largest = []
-        self.edge = []
-        self.water_fracs = []
+        self.largest: list[float] = []
+        self.edge: list[float] = []
+        self.water_fracs: list[float] = []
         self.level = {(b, c): np.zeros(2) for b in ("vv", "vh") for c in ("dry", "water")}
 
     def add(self, s1: np.ndarray, label: np.ndarray) -> None:
@@ -143,8 +143,8 @@ class RealismStats:
                 self.corr["dry_5x5"] += within_chip_corr_terms(mv, mh)
         if water.sum() >= MIN_CLASS_PX:
             self.vh_water.append(vh[water])
-            a, b = lag_pairs(np.where(water, vh - vh[water].mean(), 0.0), water, 3)
-            self.lag3 += np.array([(a * b).sum(), (a * a).sum(), (b * b).sum(), a.size], dtype=np.float64)
+            p, q = lag_pairs(np.where(water, vh - vh[water].mean(), 0.0), water, 3)
+            self.lag3 += np.array([(p * q).sum(), (p * p).sum(), (q * q).sum(), p.size], dtype=np.float64)
         if water.any():
             n, largest, edge = water_shape(water)
             self.n_comp += n

@@ -193,7 +193,8 @@ def _metadata(chips: list[dict], thresholds: dict[str, float], size: int) -> dic
 def _prepare_root(root: Path, *, overwrite: bool) -> None:
     """Make ``root`` ready for a simulation: remove the official-layout folders of an unfinished
     or (with ``overwrite``) a finished previous floodnb simulation. Raises NotADirectoryError /
-    FileExistsError for a file, a foreign layout, or a dataset floodnb did not simulate."""
+    FileExistsError for a file, a foreign layout, or a dataset floodnb did not simulate.
+    """
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"simulate_dataset: output {str(root)!r} exists and is not a folder")
     foreign = [name for name in layout.present_layouts(root) if name != "official"] if root.is_dir() else []
@@ -225,7 +226,8 @@ def _prepare_root(root: Path, *, overwrite: bool) -> None:
 def _simulate_chips(root: Path, chips: list[dict], cfg: SimConfig, *, seed: int, workers: int,
                     progress: bool) -> tuple[list[dict], dict[str, float]]:
     """Event VH thresholds, then every chip written (``workers`` spawned processes, or this one):
-    ``(chip table rows, {event: VH threshold dB})``."""
+    ``(chip table rows, {event: VH threshold dB})``.
+    """
     from tqdm.auto import tqdm
 
     ctx = mp.get_context("spawn")

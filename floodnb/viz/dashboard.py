@@ -28,6 +28,7 @@ import functools
 import html
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import panel as pn
@@ -51,8 +52,9 @@ from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported
 )
 
 #: Basemaps offered (name -> XYZ tile URL); "none" draws no tiles.
+OSM_TILES = "https://tile.openstreetmap.org/{Z}/{X}/{Y}.png"
 BASEMAPS: dict[str, str | None] = {
-    "OpenStreetMap": "https://tile.openstreetmap.org/{Z}/{X}/{Y}.png",
+    "OpenStreetMap": OSM_TILES,
     "Esri World Imagery": "https://server.arcgisonline.com/ArcGIS/rest/services/World_Imagery/MapServer/tile/{Z}/{Y}/{X}",
     "none": None,
 }
@@ -107,12 +109,13 @@ class Dashboard(param.Parameterized):
     (the table's row selection calls it too). ``sources[key]`` holds the image of layer ``key``.
     """
 
-    method = param.Selector(default=None, objects=[None], doc="model whose per-chip metrics fill the table")
-    basemap = param.Selector(default="OpenStreetMap", objects=list(BASEMAPS))
+    method: param.Selector[str | None] = param.Selector(default=None, objects=[None],
+                                                       doc="model whose per-chip metrics fill the table")
+    basemap: param.Selector[str] = param.Selector(default="OpenStreetMap", objects=list(BASEMAPS))
 
     def __init__(self, run: RunData, *, chip: str | None = None, method: str | None = None,
                  basemap: str = "auto"):
-        methods = list(run.methods) or [None]
+        methods: list[str | None] = list(run.methods) or [None]
         preferred = method if method is not None else next(
             (m for m in ("student", "distilled", "teacher") if m in methods), methods[0])
         if preferred not in methods:
@@ -146,13 +149,13 @@ class Dashboard(param.Parameterized):
 
     # ---------------------------------------------------------------- map
     def _build_map(self) -> None:
-        fig = figure(x_axis_type="mercator", y_axis_type="mercator", x_range=Range1d(0, 1),
-                     y_range=Range1d(0, 1), frame_width=MAP_PX, frame_height=MAP_PX,
+        fig = figure(x_axis_type="mercator", y_axis_type="mercator", x_range=Range1d(start=0, end=1),
+                     y_range=Range1d(start=0, end=1), frame_width=MAP_PX, frame_height=MAP_PX,
                      tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
                      toolbar_location="above", name="chip-map")
         fig.xaxis.axis_label = "longitude"
         fig.yaxis.axis_label = "latitude"
-        self.tiles = fig.add_tile(WMTSTileSource(url=BASEMAPS["OpenStreetMap"],
+        self.tiles = fig.add_tile(WMTSTileSource(url=OSM_TILES,
                                                  attribution=_ATTRIBUTION["OpenStreetMap"]))
         self._apply_basemap(self.basemap)
         self.sources: dict[str, ColumnDataSource] = {}
@@ -266,7 +269,7 @@ class Dashboard(param.Parameterized):
         ry = abs(float(ys[1] - ys[0])) if len(ys) > 1 else 1.0
         bounds = (float(xs.min()) - rx / 2, float(ys.min()) - ry / 2,
                   float(xs.max()) + rx / 2, float(ys.max()) + ry / 2)
-        entry = dict(chip=chip, pred=pred, noise=noise, notes=notes,
+        entry: dict[str, Any] = dict(chip=chip, pred=pred, noise=noise, notes=notes,
                      merc=ml.mercator_bounds(bounds, crs if crs is not None else "EPSG:4326"), layers={})
         if len(self._chip_cache) >= 4:
             self._chip_cache.pop(next(iter(self._chip_cache)))

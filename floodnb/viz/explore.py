@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,8 @@ def chip_bounds(chip) -> tuple[float, float, float, float]:
         from rasterio.warp import transform_bounds
 
         bounds = transform_bounds(crs, "EPSG:4326", *bounds)
-    return tuple(float(b) for b in bounds)
+    w, s, e, n = (float(b) for b in bounds)
+    return w, s, e, n
 
 
 def _rgb_element(rgb: np.ndarray, bounds, title: str, height: int):
@@ -224,7 +226,8 @@ def footprints_of(catalog: pd.DataFrame) -> pd.DataFrame:
 
 def chip_figure(chip, *, path: str | Path | None = None):
     """Static (matplotlib) panels of one chip: S1 VV and VH in dB (grey, :data:`S1_DB_RANGE`), S2 true and
-    false colour (2-98 % stretch), hand label — the PNG counterpart of :func:`chip_panel_hv`."""
+    false colour (2-98 % stretch), hand label — the PNG counterpart of :func:`chip_panel_hv`.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
@@ -232,7 +235,7 @@ def chip_figure(chip, *, path: str | Path | None = None):
     from floodnb.viz.stretch import s1_db_display, s2_false_color, s2_true_color
 
     title = str(chip.attrs["chip_id"]) if "chip_id" in chip.attrs else "chip"
-    panels = []
+    panels: list[tuple[str, np.ndarray, Any]] = []  # (title, image, colormap: name, object or None)
     if "s1" in chip:
         s1 = np.asarray(chip["s1"].values)
         panels += [(f"S1 {b} (dB, {S1_DB_RANGE[0]:g}..{S1_DB_RANGE[1]:g})", s1_db_display(s1, band=b), "gray")
@@ -264,14 +267,15 @@ def noise_gallery_items(catalog: pd.DataFrame, noise_table: pd.DataFrame, maps_d
                         n: int = 8) -> list[dict]:
     """Items for :func:`floodnb.viz.noise.worst_chips_gallery`: the ``n`` worst ranked chips of
     ``noise_table`` (``noise_chips.csv``) with their noise map (``<maps_dir>/<chip_id>_noise.tif``)
-    and imagery. Chips without a map are skipped."""
+    and imagery. Chips without a map are skipped.
+    """
     import rasterio
 
     from floodnb.data.io import load_chip
 
     rows = catalog.drop_duplicates("chip_id").set_index("chip_id", drop=False)
     ranked = noise_table[noise_table["rank"].notna()].sort_values("rank")
-    items = []
+    items: list[dict[str, Any]] = []
     for _, r in ranked.iterrows():
         if len(items) >= n:
             break

@@ -245,4 +245,5 @@ def mercator_bounds(bounds: tuple[float, float, float, float], crs) -> tuple[flo
     from rasterio.warp import transform_bounds
 
     src = CRS.from_user_input(crs) if crs is not None else CRS.from_epsg(4326)
-    return tuple(float(v) for v in transform_bounds(src, CRS.from_epsg(3857), *bounds))
+    w, s, e, n = (float(v) for v in transform_bounds(src, CRS.from_epsg(3857), *bounds))
+    return w, s, e, n

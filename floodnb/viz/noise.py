@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from floodnb.io_utils import atomic_path
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, NOISE_CMAP, WATER
+from floodnb.io_utils import atomic_path
 from floodnb.viz.stretch import s1_db_display, s2_true_color
 
 TABLE_COLUMNS: tuple[str, ...] = ("event", "chips", "valid_pixels", "agreement", "kappa", "water_iou",
@@ -240,7 +240,7 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
     if s1 is None:
         return heat
     s1 = np.asarray(s1)
-    _shape_check("s1", s1, da.shape)
+    _shape_check("s1", s1, (da.shape[0], da.shape[1]))
     grey = xr.DataArray(s1_db_display(s1, band="VV"), dims=("y", "x"), coords=da.coords, name="VV")
     base = grey.hvplot.image(x="x", y="y", cmap="gray", clim=(0, 1), colorbar=False, width=width, height=height)
     return base * heat

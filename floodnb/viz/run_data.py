@@ -122,9 +122,11 @@ def chip_table(run: RunData, *, method: str | None) -> pd.DataFrame:
             table[col] = run.catalog.loc[table["chip_id"], col].to_numpy() if col in run.catalog else ""
     sort_cols, asc = [], []
     if "water_iou" in table.columns:
-        sort_cols.append("water_iou"); asc.append(True)
+        sort_cols.append("water_iou")
+        asc.append(True)
     if "noise_rate" in table.columns:
-        sort_cols.append("noise_rate"); asc.append(False)
+        sort_cols.append("noise_rate")
+        asc.append(False)
     if sort_cols:
         table = table.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable")
     first = [c for c in ("chip_id", "event", "split", "water_iou", "water_precision", "water_recall",

@@ -116,7 +116,8 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
               "anyone who can reach this address can see the run", file=sys.stderr)
 
     pn.extension("tabulator", inline=True)
-    pn.config.inline = True  # Panel extension JS/CSS inlined or served locally, never from a CDN
+    # Panel extension JS/CSS inlined or served locally, never from a CDN (a settable param; the stub says read-only)
+    pn.config.inline = True  # type: ignore[misc]
 
     app = _session_app(run, method=method, basemap=basemap)
     kwargs: dict = {"extra_patterns": [component_route()]}
@@ -146,7 +147,8 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
 def _websocket_origin(address: str, port: int, websocket_origin: list[str] | None) -> list[str]:
     """Origins allowed to open the dashboard's websocket: the given ones, else ``address:port``
     (plus ``localhost``/``127.0.0.1`` for a loopback address). ValueError for a wildcard address
-    without explicit origins."""
+    without explicit origins.
+    """
     if websocket_origin is not None:
         return websocket_origin
     if _is_wildcard(address):
@@ -161,7 +163,8 @@ def _websocket_origin(address: str, port: int, websocket_origin: list[str] | Non
 
 def _session_app(run, *, method: str | None, basemap: str):
     """The per-session Panel app of :func:`serve_dashboard`: a new :class:`~floodnb.viz.dashboard.Dashboard`
-    over the shared ``run``, opened on the chip named by the ``?chip=`` URL argument (if any)."""
+    over the shared ``run``, opened on the chip named by the ``?chip=`` URL argument (if any).
+    """
     import panel as pn
     from panel.io.resources import LOCAL_DIST
 
