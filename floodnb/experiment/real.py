@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from floodnb.experiment.report import fmt
 from floodnb.io_utils import atomic_path, atomic_write_text
 
 #: Fixed VH thresholds (dB) scored beside the models (the range real event thresholds span).
@@ -96,9 +97,9 @@ class TransferReport:
                  "| method | kind | split | chips | water IoU | mIoU | water precision | water recall | "
                  "mean per-chip water IoU |", "|---|---|---|---|---|---|---|---|---|"]
         for _, r in self.summary.iterrows():
-            lines.append(f"| {r['method']} | {r['kind']} | {r['split']} | {int(r['chips'])} | {_f(r['water_iou'])} | "
-                         f"{_f(r['miou'])} | {_f(r['water_precision'])} | {_f(r['water_recall'])} | "
-                         f"{_f(r['mean_chip_water_iou'])} |")
+            lines.append(f"| {r['method']} | {r['kind']} | {r['split']} | {int(r['chips'])} | {fmt(r['water_iou'])} | "
+                         f"{fmt(r['miou'])} | {fmt(r['water_precision'])} | {fmt(r['water_recall'])} | "
+                         f"{fmt(r['mean_chip_water_iou'])} |")
         best = self.best_fixed()
         lines.append("")
         if best is not None:
@@ -110,7 +111,7 @@ class TransferReport:
                 f"{r.chip_id} ({r.reason})" for r in self.excluded.itertuples()) + "."]
         if len(self.thresholds):
             lines += ["", "Event thresholds used by otsu_event: " + "; ".join(
-                f"{r.event} {_f(r.vh_threshold_db, 2)} dB ({r.source})" for r in self.thresholds.itertuples()) + "."]
+                f"{r.event} {fmt(r.vh_threshold_db, 2)} dB ({r.source})" for r in self.thresholds.itertuples()) + "."]
         if per_chip and len(self.per_chip):
             wide = self.per_chip.pivot_table(index="chip_id", columns="method", values="water_iou", aggfunc="first")
             cols = list(dict.fromkeys(self.overall()["method"]))
@@ -118,7 +119,7 @@ class TransferReport:
             lines += ["", "Per chip, water IoU (empty: no water in reference and prediction):", "",
                       "| chip | " + " | ".join(wide.columns) + " |", "|---|" + "---|" * len(wide.columns)]
             for cid, r in wide.iterrows():
-                lines.append(f"| {cid} | " + " | ".join(_f(v) for v in r.values) + " |")
+                lines.append(f"| {cid} | " + " | ".join(fmt(v) for v in r.values) + " |")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path, *, prefix: str = "transfer") -> dict[str, Path]:
@@ -136,14 +137,6 @@ class TransferReport:
         atomic_write_text(paths["markdown"], "# Sim-to-real transfer\n\n" + self.to_markdown())
         write_figure(paths["figure"], self)
         return paths
-
-
-def _f(v, digits: int = 3) -> str:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return ""
-    return "" if np.isnan(x) else f"{x:.{digits}f}"
 
 
 def _valid_chips(chips: pd.DataFrame, *, progress: bool) -> tuple[pd.DataFrame, list[dict]]:
@@ -294,7 +287,7 @@ def write_figure(path: str | Path, report: TransferReport) -> None:
     y = np.arange(len(allr))
     ax.barh(y, allr["water_iou"].astype(float), color=[colours[k] for k in allr["kind"]])
     for yi, v in zip(y, allr["water_iou"].astype(float), strict=True):
-        ax.text(v + 0.01 if np.isfinite(v) else 0.01, float(yi), _f(v), va="center", fontsize=8)
+        ax.text(v + 0.01 if np.isfinite(v) else 0.01, float(yi), fmt(v), va="center", fontsize=8)
     ax.set_yticks(y, allr["method"], fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("water IoU vs hand labels (global confusion matrix)")

@@ -20,7 +20,8 @@ METRIC_LINE = ("water IoU = TP / (TP + FP + FN) of the water class from one conf
                "pixels of the split (pixels without S1 data ignored); mIoU = mean of the dry and water IoU")
 
 
-def _f(v, digits: int = 3) -> str:
+def fmt(v, digits: int = 3) -> str:
+    """``v`` with ``digits`` decimals for tables; "" for None, NaN or a non-number."""
     try:
         x = float(v)
     except (TypeError, ValueError):
@@ -34,9 +35,9 @@ def results_table(results: pd.DataFrame) -> str:
             "valid water IoU (hand labels) | teacher / partner | wall s | status |")
     lines = [head, "|" + "---|" * 10]
     for _, r in results.iterrows():
-        lines.append(f"| {r['row']} | {r['description']} | {_f(r['test_water_iou'])} | {_f(r['test_miou'])} | "
-                     f"{_f(r['bolivia_water_iou'])} | {_f(r['bolivia_miou'])} | {_f(r['valid_water_iou'])} | "
-                     f"{r['teacher'] if isinstance(r['teacher'], str) else ''} | {_f(r['seconds'], 1)} | "
+        lines.append(f"| {r['row']} | {r['description']} | {fmt(r['test_water_iou'])} | {fmt(r['test_miou'])} | "
+                     f"{fmt(r['bolivia_water_iou'])} | {fmt(r['bolivia_miou'])} | {fmt(r['valid_water_iou'])} | "
+                     f"{r['teacher'] if isinstance(r['teacher'], str) else ''} | {fmt(r['seconds'], 1)} | "
                      f"{r['status']} |")
     return "\n".join(lines)
 
