@@ -139,3 +139,14 @@ def shared_sample(real_root: Path) -> bool:
 def tiny_dataset(tmp_path: Path) -> Path:
     """A tiny official-layout Sen1Floods11 root (4 hand chips, 2 weak chips, 32 px) in tmp_path."""
     return make_tiny_dataset(tmp_path / "s1f11")
+
+
+@pytest.fixture(scope="session")
+def sim_root(tmp_path_factory):
+    """A small simulated dataset (12 hand + 6 weak chips of 32 px, seed 0) shared read-only by CLI tests;
+    a module that needs other sizes defines its own ``sim_root``.
+    """
+    from floodnb.simulate import simulate_dataset
+
+    return simulate_dataset(tmp_path_factory.mktemp("sim") / "data", n_hand=12, n_weak=6, size=32, seed=0,
+                            workers=1, progress=False)

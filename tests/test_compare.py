@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
+from _checkpoints import save_s1_checkpoint
 from conftest import make_tiny_dataset
 
 from floodnb import compare
 from floodnb.data.catalog import build_catalog
-from floodnb.data.normalize import get_preset
-from floodnb.models import ModelSpec, build_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +53,7 @@ def test_otsu_scores_cover_the_split_chips_and_find_the_water(catalog):
 
 
 def _checkpoint(path):
-    torch.manual_seed(0)
-    model = build_model("unet_tiny", in_channels=2)
-    norm = get_preset("sen1floods11_s1")
-    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",),
-                     bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()})
-    return save_checkpoint(path, model, spec=spec)
+    return save_s1_checkpoint(path)
 
 
 def test_model_scores_write_predictions_on_each_chips_grid(tmp_path, catalog):

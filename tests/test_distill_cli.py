@@ -14,14 +14,6 @@ torch.set_num_threads(1)
 FAST = ["--epochs", "1", "--batch-size", "3", "--model", "unet_tiny", "--no-progress", "--checkpoint-every", "0"]
 
 
-@pytest.fixture(scope="module")
-def sim_root(tmp_path_factory):
-    from floodnb.simulate import simulate_dataset
-
-    return simulate_dataset(tmp_path_factory.mktemp("sim") / "data", n_hand=12, n_weak=6, size=32, seed=0,
-                            workers=1, progress=False)
-
-
 def test_train_chain_and_evaluate(sim_root, tmp_path, capsys):
     root = str(sim_root)
     assert main(["train", "teacher", "--data-root", root, "--out-dir", str(tmp_path / "t"), "--inputs", "s2,s1",

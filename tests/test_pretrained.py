@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _checkpoints import save_s1_checkpoint
 
-from floodnb.data.normalize import get_preset
-from floodnb.models import ModelSpec, build_model, load_checkpoint, pretrained, read_spec, save_checkpoint
+from floodnb.models import load_checkpoint, pretrained, read_spec
 
 
 def _checkpoint(path):
-    torch.manual_seed(0)
-    model = build_model("unet_tiny", in_channels=2)
-    norm = get_preset("sen1floods11_s1")
-    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",),
-                     bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()}, config={"epochs": 3})
-    return save_checkpoint(path, model, spec=spec)
+    return save_s1_checkpoint(path, config={"epochs": 3})
 
 
 def test_package_halves_the_weights_keeps_the_spec_and_predicts_alike(tmp_path):

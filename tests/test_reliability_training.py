@@ -22,14 +22,6 @@ FAST = ["--epochs", "1", "--batch-size", "3", "--model", "unet_tiny", "--no-prog
 
 
 @pytest.fixture(scope="module")
-def sim_root(tmp_path_factory):
-    from floodnb.simulate import simulate_dataset
-
-    return simulate_dataset(tmp_path_factory.mktemp("sim") / "data", n_hand=12, n_weak=6, size=32, seed=0,
-                            workers=1, progress=False)
-
-
-@pytest.fixture(scope="module")
 def baseline_run(sim_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "baseline"
     assert main(["train", "baseline", "--data-root", str(sim_root), "--out-dir", str(out), *FAST]) == 0

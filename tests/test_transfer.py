@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _checkpoints import save_s1_checkpoint
 
 from floodnb.cli import main as cli_main
 from floodnb.data.catalog import build_catalog
@@ -21,12 +22,7 @@ from floodnb.predict import predict_chip
 
 @pytest.fixture(scope="module")
 def s1_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model("unet_tiny", in_channels=2)
-    norm = get_preset("sen1floods11_s1")
-    spec = ModelSpec(model_name="unet_tiny", model_config=model.config(), inputs=("s1",),
-                     bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()})
-    return save_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors", model, spec=spec)
+    return save_s1_checkpoint(tmp_path_factory.mktemp("ck") / "m.safetensors")
 
 
 def _expected_chips(root):
