@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _real_data import REAL_ROOT
 
 from floodnb.cli import main
 from floodnb.data.normalize import get_preset
 from floodnb.models import ModelSpec, build_model, save_checkpoint
 
-S1_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sen1floods11" / "HandLabeled" / \
-    "S1Hand" / "Ghana_97059_S1Hand.tif"
+S1_FILE = REAL_ROOT / "HandLabeled" / "S1Hand" / "Ghana_97059_S1Hand.tif"  # shared sample or in-repo fixture
 STEM = S1_FILE.stem
 
 
