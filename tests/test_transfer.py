@@ -55,6 +55,11 @@ def test_report_counts_only_chips_with_valid_pixels_and_names_the_others(real_ro
     assert sorted(rep.per_chip["chip_id"].unique()) == keep
     assert set(rep.per_chip["method"]) == set(allr.index)
     assert allr.loc["m", "kind"] == "model" and allr.loc["otsu_event", "kind"] == "threshold"
+    # the thresholds otsu_event used, per event of the counted chips, each with its source
+    assert set(rep.thresholds["event"]) == set(rep.per_chip["event"])
+    used = rep.per_chip[rep.per_chip["method"] == "otsu_event"].groupby("event")["vh_threshold_db"].first()
+    assert rep.thresholds.set_index("event")["vh_threshold_db"].to_dict() == pytest.approx(used.to_dict())
+    assert rep.thresholds["source"].str.contains("VH_thresh").all()
 
 
 def test_model_score_matches_an_independent_prediction(real_root, s1_checkpoint):

@@ -175,18 +175,13 @@ def _row(method: str, kind: str, split: str, m: Mapping) -> dict:
             "valid_pixels": int(m["valid_pixels"])}
 
 
-def _event_thresholds(chips: pd.DataFrame) -> pd.DataFrame:
-    """Per event: the metadata VH threshold and its source (what ``otsu_event`` uses)."""
-    rows = []
-    for ev, g in chips.groupby("event"):
-        vals = pd.to_numeric(g["vh_thresh"], errors="coerce") if "vh_thresh" in g.columns else pd.Series(dtype=float)
-        vals = vals[np.isfinite(vals)]
-        if len(vals):
-            rows.append({"event": str(ev), "vh_threshold_db": float(vals.iloc[0]),
-                         "source": "Sen1Floods11_Metadata.geojson VH_thresh"})
-        else:
-            rows.append({"event": str(ev), "vh_threshold_db": float("nan"),
-                         "source": "no metadata threshold: Otsu over the event's pooled VH"})
+def _event_thresholds(metrics: Mapping) -> pd.DataFrame:
+    """Per event: the VH threshold ``otsu_event`` used and its source (from its metrics)."""
+    from floodnb.distill.baselines import THRESHOLD_SOURCES
+
+    rows = [{"event": str(ev), "vh_threshold_db": float(t["vh_threshold_db"]),
+             "source": THRESHOLD_SOURCES[t["source"]] if t["source"] in THRESHOLD_SOURCES else str(t["source"])}
+            for ev, t in sorted(metrics["event_thresholds"].items())]
     return pd.DataFrame(rows, columns=["event", "vh_threshold_db", "source"])
 
 
@@ -235,6 +230,8 @@ def transfer_report(real_root: str | Path, *, checkpoints: Mapping[str, str | Pa
             rows.append(_row(name, kind, split, m))
             if split == "all":
                 tables.append(t.assign(method=name))
+                if name == "otsu_event":
+                    thresholds = _event_thresholds(m)
     for name, path in checkpoints.items():
         for split, g in groups.items():
             m, t = _score_model(path, specs[name], g, split=split, batch_size=batch_size, progress=progress)
@@ -248,7 +245,7 @@ def transfer_report(real_root: str | Path, *, checkpoints: Mapping[str, str | Pa
         per_chip["split"] = per_chip["chip_id"].map(info["split"])
     return TransferReport(summary=pd.DataFrame(rows, columns=list(COLUMNS)), per_chip=per_chip,
                           excluded=pd.DataFrame(excluded, columns=["chip_id", "reason"]),
-                          thresholds=_event_thresholds(chips), root=str(root))
+                          thresholds=thresholds, root=str(root))
 
 
 def _s1_spec(name: str, path: str | Path):
