@@ -128,6 +128,11 @@ def read_spec(path: str | Path) -> ModelSpec:
     return _read(Path(path))[1]
 
 
+def read_checkpoint(path: str | Path) -> tuple[dict, ModelSpec]:
+    """``(state_dict, spec)`` of a checkpoint without building the model (tensors as stored)."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> tuple[dict, ModelSpec]:
     if path.is_dir():
         for name in ("best.safetensors", "model.safetensors"):

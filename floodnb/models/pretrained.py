@@ -60,9 +60,9 @@ def package_checkpoint(src: str | Path, dest: str | Path, *, card: Mapping) -> P
 
     from safetensors.torch import save_file
 
-    from floodnb.models.checkpoint import FORMAT, SPEC_KEY, _read
+    from floodnb.models.checkpoint import FORMAT, SPEC_KEY, read_checkpoint
 
-    state, spec = _read(Path(src))
+    state, spec = read_checkpoint(src)
     spec = replace(spec, config={**spec.config, "card": dict(card)})
     half = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     dest = Path(dest)
