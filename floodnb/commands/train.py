@@ -49,8 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "hand labels are -1 under cloud and the teacher never learnt those pixels)")
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--threshold", type=float, default=0.9, help="student hard mode: confidence threshold")
-    p.add_argument("--distill-weight", type=float, default=1.0)
-    p.add_argument("--hand-repeat", type=int, default=1)
+    p.add_argument("--hand-weight", type=float, default=1.0,
+                   help="student: weight of a hand-labelled pixel in the per-pixel loss (default 1)")
+    p.add_argument("--distill-weight", type=float, default=1.0,
+                   help="student: weight of a pool (teacher-target) pixel in the per-pixel loss (default 1)")
+    p.add_argument("--hand-fraction", type=float, default=0.5,
+                   help="student: share of every batch drawn from hand chips (rounded, at least 1 chip; default 0.5)")
     p.add_argument("--edge-width", type=int, default=0, help="edge weighting band width in px (0 = off)")
     p.add_argument("--edge-weight", type=float, default=1.0, help="extra weight inside/outside water edges")
     p.add_argument("--class-weights", default=None, help="comma-separated per-class loss weights (dry,water)")
@@ -263,7 +267,8 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
         res = train_student(hand=data("train", ("s1",), train=True, weak=None), pool=pool,
                             valid=data("valid", ("s1",), train=False, weak=None), mode=args.mode,
                             temperature=args.temperature, threshold=args.threshold,
-                            distill_weight=args.distill_weight, hand_repeat=args.hand_repeat,
+                            hand_weight=args.hand_weight, distill_weight=args.distill_weight,
+                            hand_fraction=args.hand_fraction,
                             evaluate_on=evals(("s1",), weak=None), **common)
     if rank != 0:
         return 0

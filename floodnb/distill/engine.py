@@ -18,8 +18,9 @@ Out folder (``out_dir``), every file written atomically (temp file + ``os.replac
 Resume: ``fit(..., resume=True)`` on an out_dir holding ``last.pt`` restores everything and
 continues at the next step of the interrupted epoch, so no finished step or epoch is lost and
 the final weights equal those of an uninterrupted run (tested). The sample order is a function
-of ``(seed, epoch)`` only (:class:`EpochSampler`), so resuming just skips the batches already
-done. A run whose configuration differs from the stored one is refused before any weight is
+of ``(seed, epoch)`` only (:class:`EpochSampler`, or the dataset's own ``epoch_sampler`` such as
+:class:`floodnb.distill.mixing.HandMixSampler`: :func:`make_sampler`), so resuming just skips the
+batches already done. A run whose configuration differs from the stored one is refused before any weight is
 loaded: the optimisation settings (:class:`TrainConfig`), the model (method, architecture and its
 config, input roles and bands, label conditioning, metadata) and the data settings the caller
 passes as ``settings`` (``floodnb train``: crop, data root or store, training chips) are recorded
@@ -181,6 +182,16 @@ class EpochSampler(Sampler[int]):
         return self.num_samples - self.start
 
 
+def make_sampler(data: Dataset, config: TrainConfig, *, rank: int = 0, world: int = 1) -> EpochSampler:
+    """The epoch sampler of ``data``: its own ``data.epoch_sampler(seed=, batch_size=, rank=, world_size=)``
+    when it has one (e.g. :class:`floodnb.distill.mixing.HandPoolData`: fixed hand count per batch),
+    else :class:`EpochSampler` over all of it.
+    """
+    if hasattr(data, "epoch_sampler"):
+        return data.epoch_sampler(seed=config.seed, batch_size=config.batch_size, rank=rank, world_size=world)
+    return EpochSampler(dataset_len(data), seed=config.seed, rank=rank, world_size=world)
+
+
 def set_epoch(data: Dataset, epoch: int) -> None:
     """Call ``set_epoch(epoch)`` on ``data`` and on every dataset it wraps (ConcatDataset, views),
     so epoch-seeded augmentation (``floodnb.data.torch.ChipDataset``) follows the engine's epoch.
@@ -321,7 +332,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     st = _read_state(state_path, resume=resume, is_main=is_main)
     model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
 
-    sampler = EpochSampler(dataset_len(train_data), seed=config.seed, rank=rank, world_size=world)
+    sampler = make_sampler(train_data, config, rank=rank, world=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
     opt = torch.optim.AdamW(base_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = _make_scheduler(opt, config, steps_per_epoch * config.epochs)

@@ -24,7 +24,8 @@ from floodnb.bands import DRY, IGNORE_INDEX, WATER
 #: Keys that are inputs: every sample of a batch must have them.
 INPUT_KEYS: tuple[str, ...] = ("s1", "s2", "meta", "valid")
 #: Supervision keys and how a sample lacking one is filled (no supervision from that source).
-FILL: dict[str, str] = {"label": "ignore", "weak": "ignore", "truth": "ignore", "soft": "nan", "weight": "zero"}
+FILL: dict[str, str] = {"label": "ignore", "weak": "ignore", "truth": "ignore", "soft": "nan", "weight": "zero",
+                        "soft_weight": "one"}
 
 
 def dataset_len(data: Dataset) -> int:
@@ -47,7 +48,8 @@ def collate(samples: Sequence[Mapping]) -> dict:
 
     Input keys (:data:`INPUT_KEYS`) must be present in all samples or in none; otherwise
     ``ValueError`` names the chips lacking them. Supervision keys (:data:`FILL`) absent from some
-    samples are filled: labels with IGNORE_INDEX, ``soft`` with NaN, ``weight`` with 0.
+    samples are filled: labels with IGNORE_INDEX, ``soft`` with NaN, ``weight`` with 0,
+    ``soft_weight`` (per-sample pool weight of the student) with 1.
     """
     if not samples:
         raise ValueError("collate: empty list of samples")
@@ -78,6 +80,8 @@ def _fill(ref, how: str) -> torch.Tensor:
         return torch.full_like(ref, IGNORE_INDEX)
     if how == "nan":
         return torch.full_like(ref, float("nan"))
+    if how == "one":
+        return torch.ones_like(ref)
     return torch.zeros_like(ref)
 
 

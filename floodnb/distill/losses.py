@@ -12,6 +12,9 @@ float >= 0. Every loss is a weighted mean over the pixels that count and returns
   between the teacher's probabilities softened at temperature ``T`` and the student's
   ``softmax(logits / T)``, masked on valid pixels (cross-modal distillation, Garg et al. 2023,
   arXiv 2302.08180).
+* :func:`hand_pool_loss` — the student objective: hand cross-entropy and pool distillation
+  combined per pixel in one weighted mean with explicit ``hand_weight`` / ``distill_weight``
+  (built from the per-pixel forms :func:`pixel_cross_entropy` and :func:`pixel_kl_distillation`).
 * :func:`confident_pseudo_labels` — hard labels from teacher probabilities where the top
   probability reaches a threshold, IGNORE_INDEX elsewhere.
 * :func:`edge_weights` — extra weight on the bands just inside and just outside water edges
@@ -40,18 +43,17 @@ def _check_pixel_weights(w: torch.Tensor | None, shape: torch.Size, name: str = 
         raise ValueError(f"{name} must have shape {tuple(shape)} (B, H, W), got {tuple(w.shape)}")
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
-                         pixel_weights: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Weighted mean cross-entropy over labelled pixels.
+def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
+                        ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel cross-entropy and its base weight: ``(ce (B,H,W), w (B,H,W))``.
 
-    ``loss = sum_i w_c(y_i) * w_i * CE_i / sum_i w_c(y_i) * w_i`` over pixels with
-    ``y_i != ignore_index`` (and finite, positive total weight). ``class_weights (K,)`` as in
-    ``torch.nn.functional.cross_entropy``; ``pixel_weights (B, H, W)`` >= 0 (NaN weights count as 0).
+    ``w`` is 0 where ``target == ignore_index`` and ``class_weights[y_i]`` (or 1) elsewhere;
+    ``ce`` is 0 where ``w`` is 0. The building block of :func:`masked_cross_entropy` and
+    :func:`hand_pool_loss`.
     """
     if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
         raise ValueError(f"logits (B,K,H,W) and target (B,H,W) expected, got {tuple(logits.shape)} "
                          f"and {tuple(target.shape)}")
-    _check_pixel_weights(pixel_weights, target.shape)
     labelled = target != ignore_index
     safe_t = torch.where(labelled, target, torch.zeros_like(target))
     ce = F.cross_entropy(logits, safe_t, reduction="none")
@@ -61,8 +63,26 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_we
         if cw.shape != (logits.shape[1],):
             raise ValueError(f"class_weights must have shape ({logits.shape[1]},), got {tuple(cw.shape)}")
         w = w * cw[safe_t]
-    if pixel_weights is not None:
-        w = w * torch.nan_to_num(pixel_weights.to(logits.dtype), nan=0.0).clamp_min(0.0)
+    return torch.where(labelled, ce, torch.zeros_like(ce)), w
+
+
+def _apply_pixel_weights(w: torch.Tensor, pixel_weights: torch.Tensor | None) -> torch.Tensor:
+    if pixel_weights is None:
+        return w
+    return w * torch.nan_to_num(pixel_weights.to(w.dtype), nan=0.0).clamp_min(0.0)
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
+                         pixel_weights: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Weighted mean cross-entropy over labelled pixels.
+
+    ``loss = sum_i w_c(y_i) * w_i * CE_i / sum_i w_c(y_i) * w_i`` over pixels with
+    ``y_i != ignore_index`` (and finite, positive total weight). ``class_weights (K,)`` as in
+    ``torch.nn.functional.cross_entropy``; ``pixel_weights (B, H, W)`` >= 0 (NaN weights count as 0).
+    """
+    _check_pixel_weights(pixel_weights, target.shape)
+    ce, w = pixel_cross_entropy(logits, target, class_weights=class_weights, ignore_index=ignore_index)
+    w = _apply_pixel_weights(w, pixel_weights)
     total = w.sum()
     if total <= 0:
         return _zero(logits)
@@ -85,6 +105,24 @@ def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(logp / temperature, dim=1)
 
 
+def pixel_kl_distillation(student_logits: torch.Tensor, teacher_probs: torch.Tensor, *, temperature: float = 2.0,
+                          valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel Hinton term and its mask: ``(T^2 KL(p_T || softmax(s/T)) (B,H,W), m (B,H,W))``.
+
+    ``m`` is 1 where ``valid`` (if given) and every teacher probability is finite, else 0 (the
+    KL is 0 there). The building block of :func:`kl_distillation` and :func:`hand_pool_loss`.
+    """
+    if student_logits.shape != teacher_probs.shape:
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher probs "
+                         f"{tuple(teacher_probs.shape)} differ in shape")
+    mask = _valid_probs(teacher_probs, valid)
+    p_t = soften(teacher_probs, temperature).to(student_logits.dtype)
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    kl = (p_t * (torch.log(p_t.clamp_min(PROB_EPS)) - log_q)).sum(dim=1)  # (B, H, W)
+    kl = torch.where(mask, kl, torch.zeros_like(kl))
+    return temperature ** 2 * kl, mask.to(student_logits.dtype)
+
+
 def kl_distillation(student_logits: torch.Tensor, teacher_probs: torch.Tensor, *, temperature: float = 2.0,
                     valid: torch.Tensor | None = None, pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Hinton distillation: ``T^2 * KL(p_T || softmax(s / T))`` averaged over valid pixels.
@@ -94,22 +132,47 @@ def kl_distillation(student_logits: torch.Tensor, teacher_probs: torch.Tensor, *
     ``pixel_weights (B, H, W)`` weight them (weighted mean). The ``T^2`` factor keeps gradient
     magnitudes comparable across temperatures (Hinton et al. 2015).
     """
-    if student_logits.shape != teacher_probs.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher probs "
-                         f"{tuple(teacher_probs.shape)} differ in shape")
-    mask = _valid_probs(teacher_probs, valid)
-    _check_pixel_weights(pixel_weights, mask.shape)
-    p_t = soften(teacher_probs, temperature).to(student_logits.dtype)
-    log_q = F.log_softmax(student_logits / temperature, dim=1)
-    kl = (p_t * (torch.log(p_t.clamp_min(PROB_EPS)) - log_q)).sum(dim=1)  # (B, H, W)
-    w = mask.to(student_logits.dtype)
-    if pixel_weights is not None:
-        w = w * torch.nan_to_num(pixel_weights.to(w.dtype), nan=0.0).clamp_min(0.0)
+    kl, w = pixel_kl_distillation(student_logits, teacher_probs, temperature=temperature, valid=valid)
+    _check_pixel_weights(pixel_weights, w.shape)
+    w = _apply_pixel_weights(w, pixel_weights)
     total = w.sum()
     if total <= 0:
         return _zero(student_logits)
-    kl = torch.where(mask, kl, torch.zeros_like(kl))
-    return temperature ** 2 * (w * kl).sum() / total
+    return (w * kl).sum() / total
+
+
+def hand_pool_loss(hand_loss: torch.Tensor, hand_w: torch.Tensor, pool_loss: torch.Tensor, pool_w: torch.Tensor, *,
+                   hand_weight: float = 1.0, distill_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """The student objective: hand and pool terms combined *per pixel* in one weighted mean.
+
+    ``L = sum_i (a h_i CE_i + b p_i D_i) / sum_i (a h_i + b p_i)`` with ``a = hand_weight``,
+    ``b = distill_weight``, per-pixel losses ``CE_i = hand_loss`` (cross-entropy on the hand
+    label) and ``D_i = pool_loss`` (distillation), and per-pixel weights ``h_i = hand_w`` (0
+    off hand-labelled pixels; class and edge weights multiplied in) and ``p_i = pool_w`` (0
+    where the pool target is missing; edge, CromSS/confidence and per-sample ``soft_weight``
+    multiplied in). All ``(B, H, W)``. A hand pixel therefore weighs ``a h_i`` against a pool
+    pixel's ``b p_i`` whatever the batch mix: unlike adding two separately normalised means,
+    the weight of one hand pixel does not grow when a batch holds fewer hand pixels.
+
+    Returns ``(loss, terms)``: ``terms`` (detached, for the log) holds ``ce`` and ``distill``
+    (each term's own weighted mean, 0 when it has no pixel) and ``hand_share`` (the hand
+    pixels' share of the total weight). An exact 0 (attached) when no pixel has weight.
+    """
+    if hand_weight < 0 or distill_weight < 0:
+        raise ValueError(f"hand_weight and distill_weight must be >= 0, got {hand_weight} and {distill_weight}")
+    shapes = {tuple(t.shape) for t in (hand_loss, hand_w, pool_loss, pool_w)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+        raise ValueError(f"hand_pool_loss: hand/pool losses and weights must share one (B, H, W) shape, got {shapes}")
+    wh, wp = hand_weight * hand_w, distill_weight * pool_w
+    sum_h, sum_p = wh.sum(), wp.sum()
+    total = sum_h + sum_p
+    with torch.no_grad():
+        terms = {"ce": (hand_w * hand_loss).sum() / hand_w.sum() if hand_w.sum() > 0 else hand_loss.new_zeros(()),
+                 "distill": (pool_w * pool_loss).sum() / pool_w.sum() if pool_w.sum() > 0 else pool_loss.new_zeros(()),
+                 "hand_share": sum_h / total if total > 0 else hand_loss.new_zeros(())}
+    if total <= 0:
+        return (hand_loss.sum() + pool_loss.sum()) * 0.0, terms
+    return ((wh * hand_loss).sum() + (wp * pool_loss).sum()) / total, terms
 
 
 def confident_pseudo_labels(teacher_probs: torch.Tensor, *, threshold: float = 0.9,
@@ -157,6 +220,6 @@ def class_weights_from_counts(counts, *, eps: float = 1.0) -> torch.Tensor:
 
 
 __all__ = [
-    "IGNORE_INDEX", "class_weights_from_counts", "confident_pseudo_labels", "edge_weights",
-    "kl_distillation", "masked_cross_entropy", "soften",
+    "IGNORE_INDEX", "class_weights_from_counts", "confident_pseudo_labels", "edge_weights", "hand_pool_loss",
+    "kl_distillation", "masked_cross_entropy", "pixel_cross_entropy", "pixel_kl_distillation", "soften",
 ]

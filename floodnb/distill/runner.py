@@ -6,9 +6,11 @@ Objectives (``objective(model, batch) -> (loss, terms)``) used by the engine:
   for teacher and S1-hand baseline, ``"weak"`` for the S1-weak baseline), optional edge weights
   (Garg et al. 2023) and optional per-pixel weights from ``batch["weight"]`` (CromSS, Liu et al.
   TGRS 2025).
-* :class:`DistillObjective` — the student: CE on hand labels + ``distill_weight`` x distillation
-  on teacher probabilities ``batch["soft"]`` (soft KL at temperature T, or CE on confident hard
-  pseudo-labels), with the same optional edge and pixel weights on the distillation term.
+* :class:`DistillObjective` — the student: CE on hand labels and distillation on teacher
+  probabilities ``batch["soft"]`` (soft KL at temperature T, or CE on confident hard
+  pseudo-labels) combined per pixel in one weighted mean with explicit ``hand_weight`` and
+  ``distill_weight`` (:func:`~floodnb.distill.losses.hand_pool_loss`), optional edge weights,
+  CromSS pixel weights and per-sample ``soft_weight``.
 
 :func:`train_method` builds the model, runs :func:`floodnb.distill.engine.fit`, reloads the best
 epoch, evaluates it on the given splits and writes ``metrics.json`` and ``per_chip.csv`` into
@@ -33,8 +35,10 @@ from floodnb.distill.inputs import dataset_len, masked_target, valid_mask
 from floodnb.distill.losses import (
     confident_pseudo_labels,
     edge_weights,
-    kl_distillation,
+    hand_pool_loss,
     masked_cross_entropy,
+    pixel_cross_entropy,
+    pixel_kl_distillation,
 )
 from floodnb.io_utils import atomic_path, atomic_write_json
 from floodnb.models import ModelSpec, build_model, load_checkpoint, save_checkpoint
@@ -88,16 +92,74 @@ class SupervisedObjective:
         return loss, {"ce": loss.detach()}
 
 
+def soft_weight_of(batch: Mapping, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample pool weight ``(B, 1, 1)`` from ``batch["soft_weight"]`` (``(B,)`` float >= 0), 1 when absent."""
+    b = like.shape[0]
+    if "soft_weight" not in batch:
+        return torch.ones((b, 1, 1), dtype=like.dtype, device=like.device)
+    sw = torch.as_tensor(batch["soft_weight"]).to(like.device, like.dtype).reshape(-1)
+    if sw.shape != (b,) or not bool(torch.isfinite(sw).all()) or bool((sw < 0).any()):
+        raise ValueError(f"batch 'soft_weight' must be one finite float >= 0 per sample, shape ({b},); got "
+                         f"{sw.tolist()}")
+    return sw.reshape(b, 1, 1)
+
+
+def student_pixel_terms(logits: torch.Tensor, batch: Mapping, *, mode: str = "soft", temperature: float = 2.0,
+                        threshold: float = 0.9, class_weights: tuple[float, ...] | None = None,
+                        edge: EdgeOption | None = None, pool_weight: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel student terms ``(CE, h, D, p)``, each ``(B, H, W)``, for :func:`~floodnb.distill.losses.hand_pool_loss`.
+
+    ``h``: 1 on hand-labelled pixels (``batch["label"]``), times class weights and edge weights
+    of the hand label; ``p``: 1 where the pool target ``batch["soft"]`` is finite (soft mode) or
+    confident (hard mode, ``threshold``), times class weights (hard mode), edge weights of the
+    teacher's argmax, ``pool_weight`` (CromSS / confidence weights, e.g. ``batch["weight"]``) and
+    the sample's ``batch["soft_weight"]`` (default 1). Missing keys give all-zero terms.
+    """
+    cw = torch.tensor(class_weights) if class_weights is not None else None
+    zero = logits.new_zeros((logits.shape[0], *logits.shape[2:]))
+    ce, h, d, p = zero, zero, zero, zero
+    if "label" in batch:
+        t = masked_target(batch, "label")
+        ce, h = pixel_cross_entropy(logits, t, class_weights=cw)
+        if edge is not None:
+            h = h * edge_weights(t, width=edge.width, inner=edge.inner, outer=edge.outer).to(h.dtype)
+    if "soft" in batch:
+        soft, valid = batch["soft"].float(), valid_mask(batch)
+        pseudo = confident_pseudo_labels(soft, threshold=0.0 if mode == "soft" else threshold, valid=valid)
+        if mode == "soft":
+            d, p = pixel_kl_distillation(logits, soft, temperature=temperature, valid=valid)
+        else:
+            d, p = pixel_cross_entropy(logits, pseudo, class_weights=cw)
+        if edge is not None:
+            p = p * edge_weights(pseudo, width=edge.width, inner=edge.inner, outer=edge.outer).to(p.dtype)
+        if pool_weight is not None:
+            p = p * torch.nan_to_num(pool_weight.to(p.dtype), nan=0.0).clamp_min(0.0)
+        p = p * soft_weight_of(batch, p)
+    return ce, h, d, p
+
+
 @dataclass(frozen=True)
 class DistillObjective:
-    """Student loss: ``CE(hand labels) + distill_weight * D(teacher probs)`` (Garg et al. 2023).
+    """Student loss (Garg et al. 2023): hand CE and pool distillation combined per pixel.
+
+    ``L = sum_i (hand_weight * h_i * e_i * CE_i + distill_weight * p_i * e_i * c_i * s_b * D_i)
+    / sum_i (hand_weight * h_i * e_i + distill_weight * p_i * e_i * c_i * s_b)``
+    (:func:`~floodnb.distill.losses.hand_pool_loss`): ``h_i`` hand-labelled pixel (times class
+    weights), ``p_i`` pixel with a finite pool target, ``e_i`` edge weight (``edge``; of the hand
+    label resp. the teacher's argmax), ``c_i`` CromSS pixel weight ``batch["weight"]``
+    (``use_weight``), ``s_b`` the sample's ``batch["soft_weight"]`` (float, default 1.0). One hand
+    pixel thus weighs ``hand_weight / distill_weight`` pool pixels in every batch, whatever the
+    mix of hand and pool chips in it.
 
     ``mode="soft"``: D = T^2 KL at ``temperature`` (Hinton et al. 2015); ``mode="hard"``: D = CE
     on ``confident_pseudo_labels(soft, threshold)``. Chips without hand labels carry IGNORE_INDEX
-    labels and chips without teacher output NaN probabilities (see :func:`floodnb.distill.inputs.collate`),
-    so one batch can mix hand and pool chips. ``edge`` weights both terms (edges of the hand label
-    and of the teacher's argmax); ``use_weight`` multiplies the distillation term by
-    ``batch["weight"]`` (CromSS pixel weights).
+    labels and chips without teacher output NaN probabilities (see :func:`floodnb.distill.inputs.collate`).
+
+    ``soft_weight`` contract (generated pairs, e.g. DAKTer image/soft-label pairs fed through the
+    pool path): a sample may carry ``"soft_weight"`` (a float scalar); it multiplies the pool
+    weight of every pixel of that sample (0 switches the sample's pool term off); samples without
+    it count 1.0 (:func:`floodnb.distill.inputs.collate` fills it).
     """
 
     plan: InputPlan
@@ -105,6 +167,7 @@ class DistillObjective:
     temperature: float = 2.0
     threshold: float = 0.9
     distill_weight: float = 1.0
+    hand_weight: float = 1.0
     class_weights: tuple[float, ...] | None = None
     edge: EdgeOption | None = None
     use_weight: bool = False
@@ -114,31 +177,23 @@ class DistillObjective:
             raise ValueError(f"mode={self.mode!r}: expected 'soft' or 'hard'")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.hand_weight < 0 or self.distill_weight < 0:
+            raise ValueError(f"hand_weight and distill_weight must be >= 0, got {self.hand_weight} and "
+                             f"{self.distill_weight}")
 
     def __call__(self, model: nn.Module, batch: Mapping) -> tuple[torch.Tensor, dict]:
         x, meta = self.plan(batch)
         logits = model(x, meta)
-        cw = torch.tensor(self.class_weights) if self.class_weights is not None else None
-        terms = {}
-        loss = logits.sum() * 0.0
-        if "label" in batch:
-            t = masked_target(batch, "label")
-            ce = masked_cross_entropy(logits, t, class_weights=cw,
-                                      pixel_weights=_pixel_weights(batch, t, self.edge, False))
-            loss = loss + ce
-            terms["ce"] = ce.detach()
-        if "soft" in batch:
-            soft, valid = batch["soft"].float(), valid_mask(batch)
-            pseudo = confident_pseudo_labels(soft, threshold=0.0 if self.mode == "soft" else self.threshold,
-                                             valid=valid)
-            pw = _pixel_weights(batch, pseudo, self.edge, self.use_weight)
-            if self.mode == "soft":
-                d = kl_distillation(logits, soft, temperature=self.temperature, valid=valid, pixel_weights=pw)
-            else:
-                d = masked_cross_entropy(logits, pseudo, class_weights=cw, pixel_weights=pw)
-            loss = loss + self.distill_weight * d
-            terms["distill"] = d.detach()
-        return loss, terms
+        pool_weight = None
+        if self.use_weight and "soft" in batch:
+            if "weight" not in batch:
+                raise ValueError("pixel weighting (CromSS) is on but the batch has no 'weight' (B,H,W); "
+                                 "give per-pixel weights for the training chips")
+            pool_weight = batch["weight"].float()
+        ce, h, d, p = student_pixel_terms(logits, batch, mode=self.mode, temperature=self.temperature,
+                                          threshold=self.threshold, class_weights=self.class_weights,
+                                          edge=self.edge, pool_weight=pool_weight)
+        return hand_pool_loss(ce, h, d, p, hand_weight=self.hand_weight, distill_weight=self.distill_weight)
 
 
 def band_index(bands: Mapping[str, Sequence[str]], data_bands: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
@@ -223,8 +278,13 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
                  normalizers: dict, objective, train: Dataset, valid: Dataset | None, out_dir: str | Path,
                  config: TrainConfig, evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                  extra_config: Mapping | None = None, model_kw: Mapping | None = None, resume: bool = True,
-                 step_callback=None) -> TrainedRun:
-    """Build, train (resumable), reload the best epoch, evaluate on ``evaluate_on``, write results."""
+                 step_callback=None, wrap_model=None) -> TrainedRun:
+    """Build, train (resumable), reload the best epoch, evaluate on ``evaluate_on``, write results.
+
+    ``wrap_model(model) -> module`` (optional) wraps the built model for training, e.g. into a
+    :class:`floodnb.distill.cromss_joint.SensorPair` with a second network; the wrapper's plain
+    call and its saved checkpoints must be the built model's (``packaged()``).
+    """
     check_not_empty(train, f"{method}: training data")
     check_not_empty(valid, f"{method}: validation data")
     for split, ds in (evaluate_on or {}).items():
@@ -239,6 +299,8 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
                      normalizers=normalizers, label_conditioning=plan.label_conditioning,
                      meta_dim=META_DIM if plan.use_meta else 0, classes=CLASS_NAMES,
                      config={"method": method, "band_index": plan.band_index, **dict(extra_config or {})})
+    if wrap_model is not None:
+        model = wrap_model(model)
     validate = (lambda m: evaluate_model(m, valid, plan, reference="label", batch_size=config.batch_size,
                                          device=config.device)[0]) if valid is not None else None
     result = fit(model, objective, train, config=config, out_dir=out, spec=spec, validate=validate,

@@ -46,12 +46,16 @@ BUDGET_NORMS: tuple[str, ...] = ("batch", "group")
 class Budget:
     """Training budget shared by every trained row, plus the method hyper-parameters.
 
-    ``hand_fraction``: share of a student's samples drawn from hand-labelled chips (the rest
-    from the teacher-labelled pool). ``temperature`` / ``threshold``: soft / hard distillation
+    ``hand_fraction``: share of every student batch drawn from hand-labelled chips (the rest
+    from the teacher-labelled pool): ``round(hand_fraction * batch_size)`` hand chips, at least
+    1, in *every* batch (:class:`floodnb.distill.mixing.HandPoolData`). ``hand_weight`` /
+    ``distill_weight``: weight of one hand-labelled pixel / one pool pixel in the student's
+    per-pixel loss (one weighted mean over the batch's pixels,
+    :func:`floodnb.distill.losses.hand_pool_loss`). ``temperature`` / ``threshold``: soft / hard distillation
     (Hinton et al. 2015; Garg et al. 2023). ``edge_width`` / ``edge_weight``: edge weighting
     (Garg et al. 2023). ``cromss_end_ratio``: CromSS class-balanced selection ratio reached at
     the last epoch (ramp from 1, Liu et al. TGRS 2025); ``consistency_weight``: weight of the
-    CromSS cross-sensor consistency term in the weak baseline.
+    CromSS cross-sensor consistency term (fixed-partner baseline and the joint S1+S2 training).
     """
 
     epochs: int = 3
@@ -64,6 +68,8 @@ class Budget:
     pool_cloud_mask: bool = True
     lr: float = 2e-3
     hand_fraction: float = 0.5
+    hand_weight: float = 1.0
+    distill_weight: float = 1.0
     temperature: float = 2.0
     threshold: float = 0.9
     edge_width: int = 2
@@ -79,6 +85,9 @@ class Budget:
             raise ValueError(f"Budget.norm must be one of {BUDGET_NORMS}, got {self.norm!r}")
         if not 0.0 < self.hand_fraction < 1.0:
             raise ValueError(f"Budget.hand_fraction must lie in (0, 1), got {self.hand_fraction!r}")
+        for name in ("hand_weight", "distill_weight"):
+            if not float(getattr(self, name)) >= 0.0:
+                raise ValueError(f"Budget.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 < self.cromss_end_ratio <= 1.0:
             raise ValueError(f"Budget.cromss_end_ratio must lie in (0, 1], got {self.cromss_end_ratio!r}")
 

@@ -8,7 +8,8 @@ distillation teacher and the best student, never the test split).
 Methods: Otsu (Bonafilia et al. 2020), S1 on weak labels (the Sen1Floods11 baseline that Garg
 et al. 2023 beat), S1 on hand labels, S2 / S2+S1 / S2+metadata teachers and soft / hard /
 edge-weighted students (Garg et al. 2023, arXiv 2302.08180; metadata only in the teacher:
-Bernhard et al., ECAI 2024), CromSS pixel selection and consistency (Liu et al., TGRS 2025).
+Bernhard et al., ECAI 2024), CromSS joint S1+S2 training with selection and consistency (Liu et al., TGRS 2025) and its
+fixed-partner simplifications (named ``*_fixed_partner``).
 """
 
 from __future__ import annotations
@@ -42,24 +43,27 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("otsu_event", "baseline", "one VH threshold per event (metadata VH_thresh, no training)", revision=1),
     Row("s1_weak", "baseline", "S1 U-Net on the pool's S1-Otsu weak labels (Sen1Floods11 weak baseline)"),
     Row("s1_hand", "baseline", "S1 U-Net on hand labels only"),
-    Row("s2_weak", "cromss", "S2 U-Net on the same weak labels (CromSS partner sensor of s1_weak_cromss*)"),
-    Row("s1_weak_cromss", "cromss", "s1_weak + CromSS class-balanced pixel selection (ratio 1 -> 0.5)",
-        ("s2_weak",)),
-    Row("s1_weak_cromss_cons", "cromss", "s1_weak + CromSS selection + cross-sensor consistency term",
-        ("s2_weak",)),
+    Row("s2_weak", "cromss", "S2 U-Net on the same weak labels (fixed partner of s1_weak_*_fixed_partner)"),
+    Row("s1_weak_select_fixed_partner", "cromss", "s1_weak + CromSS-style class-balanced pixel selection (ratio 1 -> "
+        "0.5) against a fixed, separately trained S2 partner (s2_weak)", ("s2_weak",), revision=1),
+    Row("s1_weak_cons_fixed_partner", "cromss", "s1_weak_select_fixed_partner + consistency term towards the fixed "
+        "S2 partner", ("s2_weak",), revision=1),
+    Row("s1_weak_cromss_joint", "cromss", "CromSS (Liu et al. 2025): S1 and S2 U-Nets trained jointly on the weak "
+        "labels, class-balanced selection + cross-sensor consistency; the S1 net is scored", revision=1),
     Row("teacher_s2", "teacher", "S2 teacher (13 bands) on hand labels"),
     Row("teacher_s2s1", "teacher", "S2+S1 teacher on hand labels"),
     Row("teacher_s2_meta", "teacher", "S2 teacher + FiLM metadata (day of year, position)"),
     Row("student_soft", "student", "S1 student: hand CE + soft KL on the teacher-labelled pool",
-        ("teacher_s2", "teacher_s2s1")),
+        ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_hard", "student", "S1 student: hand CE + CE on confident teacher labels",
-        ("teacher_s2", "teacher_s2s1")),
-    Row("student_soft_edge", "student", "student_soft + edge weighting", ("teacher_s2", "teacher_s2s1")),
-    Row("student_meta", "student", "student_soft distilled from the metadata teacher", ("teacher_s2_meta",)),
-    Row("student_soft_cromss", "cromss", "student_soft + CromSS selection of pool pixels",
-        ("teacher_s2", "teacher_s2s1")),
-    Row("student_soft_cons", "cromss", "student_soft + CromSS consistency weighting of pool pixels",
-        ("teacher_s2", "teacher_s2s1")),
+        ("teacher_s2", "teacher_s2s1"), revision=1),
+    Row("student_soft_edge", "student", "student_soft + edge weighting", ("teacher_s2", "teacher_s2s1"), revision=1),
+    Row("student_meta", "student", "student_soft distilled from the metadata teacher", ("teacher_s2_meta",),
+        revision=1),
+    Row("student_soft_select_fixed_partner", "cromss", "student_soft + CromSS-style selection of pool pixels "
+        "(student vs the fixed teacher)", ("teacher_s2", "teacher_s2s1"), revision=1),
+    Row("student_soft_confweight_fixed_partner", "cromss", "student_soft + pool pixels weighted by the fixed "
+        "teacher's entangled confidence", ("teacher_s2", "teacher_s2s1"), revision=1),
 )}
 TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
 
@@ -214,7 +218,7 @@ def _s2_weak(ctx: Context, out: Path) -> dict:
     return _summaries(run)
 
 
-def _s1_weak_cromss(ctx: Context, out: Path, consistency: bool) -> dict:
+def _s1_weak_fixed_partner(ctx: Context, out: Path, consistency: bool) -> dict:
     from floodnb.bands import S1_BANDS
     from floodnb.distill.evaluate import InputPlan
     from floodnb.distill.runner import normalizer_dicts, train_method
@@ -226,7 +230,8 @@ def _s1_weak_cromss(ctx: Context, out: Path, consistency: bool) -> dict:
     train = WithRatio(base, epochs=b.epochs, end=b.cromss_end_ratio)
     obj = CromssSupervisedObjective(plan=plan, target="weak", select=True,
                                     consistency=b.consistency_weight if consistency else 0.0)
-    run = train_method(method="s1_weak_cromss" + ("_cons" if consistency else ""), model_name=b.model, plan=plan,
+    name = "s1_weak_cons_fixed_partner" if consistency else "s1_weak_select_fixed_partner"
+    run = train_method(method=name, model_name=b.model, plan=plan,
                        bands={"s1": S1_BANDS}, normalizers=normalizer_dicts(None, ("s1",), base), objective=obj,
                        train=train, valid=ctx.hand_split("valid"), out_dir=out, config=ctx.config(),
                        evaluate_on=ctx.evaluate_on(), reference="truth_water",
@@ -250,12 +255,25 @@ def _teacher(ctx: Context, out: Path, inputs: tuple[str, ...], meta: bool) -> di
     return _summaries(run)
 
 
+def _s1_weak_cromss_joint(ctx: Context, out: Path) -> dict:
+    """CromSS joint training (:mod:`floodnb.distill.cromss_joint`); same steps/batch/crop, two networks per step."""
+    from floodnb.distill.cromss_joint import train_cromss_joint
+    from floodnb.experiment.training import WithRatio
+
+    b = ctx.budget
+    train = WithRatio(ctx.fixed(ctx.pool_ds(inputs=("s1", "s2"), weak="s1_otsu")), epochs=b.epochs,
+                      end=b.cromss_end_ratio)
+    run = train_cromss_joint(train=train, valid=ctx.hand_split("valid"), out_dir=out, consistency=b.consistency_weight,
+                             end_ratio=b.cromss_end_ratio, model=b.model, config=ctx.config(),
+                             evaluate_on=ctx.evaluate_on(), reference="truth_water", model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = "s2 (trained jointly)"
+    return res
+
+
 def _student_parts(ctx: Context, teacher: str):
-    n = ctx.budget.samples_per_epoch
-    n_hand = max(1, round(ctx.budget.hand_fraction * n))
-    hand = ctx.fixed(ctx.hand_split("train", train=True), n_hand)
-    pool = ctx.fixed(ctx.pool_ds(soft=ctx.pool_probs(teacher)), n - n_hand)
-    return hand, pool
+    """Hand training chips and the teacher-labelled pool (the student's sampler mixes them per batch)."""
+    return ctx.hand_split("train", train=True), ctx.pool_ds(soft=ctx.pool_probs(teacher))
 
 
 def _student(ctx: Context, out: Path, *, mode: str, edge: bool = False, teacher: str | None = None) -> dict:
@@ -266,7 +284,8 @@ def _student(ctx: Context, out: Path, *, mode: str, edge: bool = False, teacher:
     teacher = teacher or ctx.distill_teacher()
     hand, pool = _student_parts(ctx, teacher)
     run = train_student(hand=hand, pool=pool, valid=ctx.hand_split("valid"), mode=mode, temperature=b.temperature,
-                        threshold=b.threshold, hand_repeat=1, out_dir=out, model=b.model,
+                        threshold=b.threshold, hand_fraction=b.hand_fraction, steps_per_epoch=b.steps_per_epoch,
+                        hand_weight=b.hand_weight, distill_weight=b.distill_weight, out_dir=out, model=b.model,
                         edge=EdgeOption(width=b.edge_width, inner=b.edge_weight, outer=b.edge_weight) if edge else None,
                         config=ctx.config(), evaluate_on=ctx.evaluate_on(), reference="truth_water",
                         model_kw=ctx.model_kw)
@@ -275,12 +294,11 @@ def _student(ctx: Context, out: Path, *, mode: str, edge: bool = False, teacher:
     return res
 
 
-def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
-    from torch.utils.data import ConcatDataset
-
+def _student_fixed_partner(ctx: Context, out: Path, *, select: bool) -> dict:
     from floodnb.bands import S1_BANDS
     from floodnb.distill.evaluate import InputPlan
     from floodnb.distill.inputs import SelectKeys
+    from floodnb.distill.mixing import HandPoolData, hand_count
     from floodnb.distill.runner import normalizer_dicts, train_method
     from floodnb.distill.student import STUDENT_KEYS
     from floodnb.experiment.training import CromssDistillObjective, WithRatio
@@ -288,17 +306,22 @@ def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
     b = ctx.budget
     teacher = ctx.distill_teacher()
     hand, pool = _student_parts(ctx, teacher)
-    train = WithRatio(ConcatDataset([SelectKeys(hand, STUDENT_KEYS), SelectKeys(pool, STUDENT_KEYS)]),
-                      epochs=b.epochs, end=b.cromss_end_ratio)
+    train = HandPoolData(*(WithRatio(SelectKeys(d, STUDENT_KEYS), epochs=b.epochs, end=b.cromss_end_ratio)
+                           for d in (hand, pool)),
+                         hand_per_batch=hand_count(b.hand_fraction, b.batch_size), steps_per_epoch=b.steps_per_epoch)
     plan = InputPlan(inputs=("s1",))
-    obj = CromssDistillObjective(plan=plan, temperature=b.temperature, select=select, consistency=not select)
-    run = train_method(method="student_soft_cromss" if select else "student_soft_cons", model_name=b.model, plan=plan,
+    obj = CromssDistillObjective(plan=plan, temperature=b.temperature, hand_weight=b.hand_weight,
+                                 distill_weight=b.distill_weight, select=select, consistency=not select)
+    name = "student_soft_select_fixed_partner" if select else "student_soft_confweight_fixed_partner"
+    run = train_method(method=name, model_name=b.model, plan=plan,
                        bands={"s1": S1_BANDS}, normalizers=normalizer_dicts(None, ("s1",), hand), objective=obj,
                        train=train, valid=ctx.hand_split("valid"), out_dir=out, config=ctx.config(),
                        evaluate_on=ctx.evaluate_on(), reference="truth_water",
                        extra_config={"mode": "soft", "temperature": b.temperature, "teacher": teacher,
-                                     "cromss": {"select": select, "consistency": not select,
-                                                "end_ratio": b.cromss_end_ratio}},
+                                     "hand_weight": b.hand_weight, "distill_weight": b.distill_weight,
+                                     "hand_per_batch": train.hand_per_batch,
+                                     "cromss": {"select": select, "confidence_weight": not select,
+                                                "partner": "fixed teacher", "end_ratio": b.cromss_end_ratio}},
                        model_kw=ctx.model_kw)
     res = _summaries(run)
     res["teacher"] = teacher
@@ -311,8 +334,9 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "s1_weak": lambda ctx, out: _baseline(ctx, out, "s1_weak"),
     "s1_hand": lambda ctx, out: _baseline(ctx, out, "s1_hand"),
     "s2_weak": _s2_weak,
-    "s1_weak_cromss": lambda ctx, out: _s1_weak_cromss(ctx, out, False),
-    "s1_weak_cromss_cons": lambda ctx, out: _s1_weak_cromss(ctx, out, True),
+    "s1_weak_select_fixed_partner": lambda ctx, out: _s1_weak_fixed_partner(ctx, out, False),
+    "s1_weak_cons_fixed_partner": lambda ctx, out: _s1_weak_fixed_partner(ctx, out, True),
+    "s1_weak_cromss_joint": _s1_weak_cromss_joint,
     "teacher_s2": lambda ctx, out: _teacher(ctx, out, ("s2",), False),
     "teacher_s2s1": lambda ctx, out: _teacher(ctx, out, ("s2", "s1"), False),
     "teacher_s2_meta": lambda ctx, out: _teacher(ctx, out, ("s2",), True),
@@ -320,8 +344,8 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "student_hard": lambda ctx, out: _student(ctx, out, mode="hard"),
     "student_soft_edge": lambda ctx, out: _student(ctx, out, mode="soft", edge=True),
     "student_meta": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta"),
-    "student_soft_cromss": lambda ctx, out: _student_cromss(ctx, out, select=True),
-    "student_soft_cons": lambda ctx, out: _student_cromss(ctx, out, select=False),
+    "student_soft_select_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=True),
+    "student_soft_confweight_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=False),
 }
 assert set(RUNNERS) == set(ROWS)
 

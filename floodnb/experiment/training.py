@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 
 from floodnb.distill.evaluate import InputPlan
 from floodnb.distill.inputs import dataset_len, masked_target, valid_mask
-from floodnb.distill.losses import confident_pseudo_labels, kl_distillation, masked_cross_entropy
+from floodnb.distill.losses import confident_pseudo_labels, hand_pool_loss, masked_cross_entropy
+from floodnb.distill.runner import student_pixel_terms
 from floodnb.labels.cromss import (
     class_balanced_selection,
     consistency_loss,
@@ -166,17 +167,22 @@ class CromssSupervisedObjective:
 
 @dataclass(frozen=True)
 class CromssDistillObjective:
-    """Student loss ``CE(hand) + distill_weight * weighted T^2 KL(teacher || student)`` (CromSS options).
+    """Student loss with a fixed partner's confidence on the pool term (not CromSS's joint training).
 
-    ``select``: KL only on the class-balanced ``ratio`` share of pool pixels with the highest
-    entangled label confidence (label = teacher argmax; sensors = student now, S2 teacher).
-    ``consistency``: every pool pixel weighted by the teacher's entangled prediction confidence
-    ``(q_s2 + q_s2 * q_s1) / 2`` (CromSS consistency weighting). Hand chips carry NaN ``soft``.
+    Hand CE and pool ``T^2 KL(teacher || student)`` combined per pixel with ``hand_weight`` and
+    ``distill_weight`` (:func:`floodnb.distill.losses.hand_pool_loss`), the pool pixel weight
+    ``c_i`` being: ``select`` — 1 on the class-balanced ``ratio`` share of pool pixels with the
+    highest entangled label confidence (label = teacher argmax; "sensors" = the student now and
+    the *fixed* S2 teacher), 0 elsewhere; ``consistency`` — the teacher's entangled prediction
+    confidence ``(q_s2 + q_s2 * q_s1) / 2``, a confidence weighting against a fixed partner.
+    Hand chips carry NaN ``soft``; ``soft_weight`` multiplies the pool weight as in
+    :class:`floodnb.distill.runner.DistillObjective`.
     """
 
     plan: InputPlan
     temperature: float = 2.0
     distill_weight: float = 1.0
+    hand_weight: float = 1.0
     select: bool = False
     consistency: bool = False
 
@@ -187,21 +193,15 @@ class CromssDistillObjective:
     def __call__(self, model: nn.Module, batch: Mapping) -> tuple[torch.Tensor, dict]:
         x, meta = self.plan(batch)
         logits = model(x, meta)
-        loss = logits.sum() * 0.0
-        terms = {}
-        if "label" in batch:
-            ce = masked_cross_entropy(logits, masked_target(batch, "label"))
-            loss = loss + ce
-            terms["ce"] = ce.detach()
+        w = None
         if "soft" in batch:
-            soft, valid = _probs(batch), valid_mask(batch)
-            pseudo = confident_pseudo_labels(soft, threshold=0.0, valid=valid)
+            soft = _probs(batch)
+            pseudo = confident_pseudo_labels(soft, threshold=0.0, valid=valid_mask(batch))
             own = torch.softmax(logits.detach().float(), dim=1)
             if self.select:
                 w = _selection(own, soft, pseudo, _ratio(batch))
             else:
                 w = consistency_weight(soft, own, pseudo, measure="prediction")
-            d = kl_distillation(logits, soft, temperature=self.temperature, valid=valid, pixel_weights=w)
-            loss = loss + self.distill_weight * d
-            terms["distill"] = d.detach()
-        return loss, terms
+            batch = {**batch, "soft": soft}
+        ce, h, d, p = student_pixel_terms(logits, batch, mode="soft", temperature=self.temperature, pool_weight=w)
+        return hand_pool_loss(ce, h, d, p, hand_weight=self.hand_weight, distill_weight=self.distill_weight)

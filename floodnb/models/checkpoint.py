@@ -107,7 +107,11 @@ def _jsonable(o):
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+    """The network a checkpoint holds: a data-parallel wrapper's ``module``, then a training
+    wrapper's ``packaged()`` (e.g. the S1 network of :class:`floodnb.distill.cromss_joint.SensorPair`).
+    """
+    m = model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+    return m.packaged() if hasattr(m, "packaged") else m  # type: ignore[operator]
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, spec: ModelSpec) -> Path:
