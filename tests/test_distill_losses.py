@@ -127,7 +127,7 @@ def _mix(n_hand: int, n_pool: int, hw: int = 4):
 
 
 def _pixel_ratio(loss, hand_l, pool_l, n_hand):
-    """d loss / d CE of a hand pixel over d loss / d D of a pool pixel: relative weight of the two pixels."""
+    """Gradient of a hand pixel's CE over that of a pool pixel's D: their relative weight in the loss."""
     loss.backward()
     return float(hand_l.grad[0, 0, 0] / pool_l.grad[n_hand, 0, 0])
 

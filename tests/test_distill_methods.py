@@ -221,3 +221,80 @@ def test_collate_fills_supervision_only():
     batch = collate([a, b])
     assert (batch["label"][1] == IGNORE_INDEX).all() and torch.isnan(batch["soft"][0]).all()
     assert batch["chip_id"] == ["Toy_0", "P_0"]
+
+
+# ---------------------------------------------------------------- hand + pool batches (issue 14)
+def test_hand_mix_sampler_fixed_hand_count_deterministic_resumable_and_sharded():
+    from floodnb.distill.mixing import HandMixSampler, hand_count
+
+    assert hand_count(0.5, 8) == 4 and hand_count(0.01, 8) == 1 and hand_count(0.99, 8) == 7
+    kw = dict(hand_per_batch=3, batch_size=8, steps=5, seed=7)
+    s = HandMixSampler(4, 40, **kw)
+    seen_hand, seen_pool = [], []
+    for epoch in range(4):
+        s.set_epoch(epoch)
+        batches = s.global_batches()
+        assert batches.shape == (5, 8)
+        assert ((batches < 4).sum(axis=1) == 3).all()  # exactly 3 hand samples in every batch
+        seen_hand += batches[batches < 4].tolist()
+        seen_pool += batches[batches >= 4].tolist()
+        again = HandMixSampler(4, 40, **kw)
+        again.set_epoch(epoch)
+        assert again.indices() == s.indices()  # a function of (seed, epoch) only
+    # over the epochs every chip of a source is drawn equally often (60 hand draws of 4 chips, 100 of 40)
+    assert np.bincount(seen_hand).tolist() == [15] * 4
+    assert set(np.bincount(np.array(seen_pool) - 4).tolist()) <= {2, 3}
+    s.set_epoch(2)
+    full = s.indices()
+    s.set_start(2 * 8)  # two steps done
+    assert list(s) == full[16:] and len(s) == len(full) - 16
+    s.set_start(0)
+    # two ranks: the union of their step-k batches is the one-process batch k
+    r0, r1 = (HandMixSampler(4, 40, rank=r, world_size=2, **kw) for r in (0, 1))
+    for r in (r0, r1):
+        r.set_epoch(2)
+    a, b = np.array(r0.indices()).reshape(5, 4), np.array(r1.indices()).reshape(5, 4)
+    one = np.array(full).reshape(5, 8)
+    for k in range(5):
+        assert sorted(a[k].tolist() + b[k].tolist()) == sorted(one[k].tolist())
+    with pytest.raises(ValueError, match="hand_per_batch"):
+        HandMixSampler(4, 40, hand_per_batch=8, batch_size=8, steps=1, seed=0)
+
+
+def test_student_batches_always_hold_hand_chips_and_resume_reproduces_them(tmp_path):
+    from floodnb.distill.mixing import HandPoolData
+
+    hand, valid = ToyChips(n=2, seed=1), ToyChips(n=2, seed=2)
+    pool = ToyChips(n=6, seed=3, prefix="Pool", with_label=False)
+    soft = np.stack([np.stack([1 - p, p]) for p in
+                     (np.asarray(pool[i]["truth"], np.float32) * 0.8 + 0.1 for i in range(6))]).astype(np.float16)
+    np.save(tmp_path / "pool.npy", soft)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-2, seed=0, checkpoint_every=1, progress=False)
+    s = train_student(hand=hand, pool=pool, soft=tmp_path / "pool.npy", out_dir=tmp_path / "full", valid=valid,
+                      model="unet_tiny", config=cfg, hand_fraction=0.25, hand_weight=2.0, distill_weight=0.5,
+                      steps_per_epoch=3, edge=EdgeOption(width=1))
+    assert s.spec.config["hand_per_batch"] == 1 and s.spec.config["hand_weight"] == 2.0
+    assert [h["steps"] for h in s.fit.history] == [3, 3]
+    log = [json.loads(x) for x in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and all(r["hand_share"] > 0 and r["ce"] > 0 for r in log)  # hand term in every step
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_4(*, global_step, **_):
+        if global_step == 4:
+            raise Stop
+
+    kw = dict(hand=hand, pool=pool, soft=tmp_path / "pool.npy", out_dir=tmp_path / "cut", valid=valid,
+              model="unet_tiny", config=cfg, hand_fraction=0.25, hand_weight=2.0, distill_weight=0.5,
+              steps_per_epoch=3, edge=EdgeOption(width=1))
+    with pytest.raises(Stop):
+        train_student(**kw, step_callback=stop_after_4)
+    r = train_student(**kw)
+    assert r.fit.resumed_from == (1, 1)
+    cut = [json.loads(x) for x in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in cut] == pytest.approx([x["loss"] for x in log], rel=1e-6)
+    # the data the sampler mixed: one hand chip (index < 2) in each batch of 4
+    data = HandPoolData(hand, pool, hand_per_batch=1, steps_per_epoch=3)
+    smp = data.epoch_sampler(seed=0, batch_size=4)
+    assert ((smp.global_batches() < 2).sum(axis=1) == 1).all()

@@ -49,7 +49,8 @@ def test_every_row_runs_with_finite_metrics(full_run):
     csv = pd.read_csv(out / "results.csv")
     assert list(csv["row"]) == list(ROWS)
     md = (out / "results.md").read_text()
-    for needle in ("water IoU", "SimTruthWater", "held-out", "budget", "seed", "load average", "student_soft_confweight_fixed_partner"):
+    for needle in ("water IoU", "SimTruthWater", "held-out", "budget", "seed", "load average",
+                   "student_soft_confweight_fixed_partner"):
         assert needle in md
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # otsu_event thresholds every event with the metadata's VH_thresh (the simulator writes one per event)

@@ -34,7 +34,7 @@ _HAND, _POOL = 0, 1
 
 
 def hand_count(hand_fraction: float, batch_size: int) -> int:
-    """Hand samples per batch for a hand share: ``round(hand_fraction * batch_size)`` clipped to ``[1, batch_size - 1]``."""
+    """Hand samples per batch for a hand share: ``round(hand_fraction * batch_size)`` in ``[1, batch_size - 1]``."""
     if not 0.0 < hand_fraction < 1.0:
         raise ValueError(f"hand_fraction must lie in (0, 1), got {hand_fraction!r}")
     if batch_size < 2:
@@ -92,10 +92,12 @@ class HandPoolData(Dataset):
     ``set_epoch`` to both) and the hand dataset's ``normalizers``.
     """
 
-    def __init__(self, hand: Dataset, pool: Dataset, *, hand_per_batch: int, steps_per_epoch: int | None = None) -> None:
+    def __init__(self, hand: Dataset, pool: Dataset, *, hand_per_batch: int,
+                 steps_per_epoch: int | None = None) -> None:
         self.n_hand, self.n_pool = dataset_len(hand), dataset_len(pool)
         if self.n_hand == 0 or self.n_pool == 0:
-            raise ValueError(f"HandPoolData: hand ({self.n_hand} chips) and pool ({self.n_pool} chips) must not be empty")
+            raise ValueError(f"HandPoolData: hand ({self.n_hand} chips) and pool ({self.n_pool} chips) must not be "
+                             "empty")
         if hand_per_batch < 1:
             raise ValueError(f"hand_per_batch must be >= 1, got {hand_per_batch}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
@@ -105,7 +107,7 @@ class HandPoolData(Dataset):
 
     @property
     def normalizers(self):
-        return self.datasets[0].normalizers  # type: ignore[attr-defined]  # chip datasets record them
+        return self.datasets[0].normalizers  # chip datasets record them
 
     def __len__(self) -> int:
         return self.n_hand + self.n_pool

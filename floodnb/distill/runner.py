@@ -108,7 +108,7 @@ def student_pixel_terms(logits: torch.Tensor, batch: Mapping, *, mode: str = "so
                         threshold: float = 0.9, class_weights: tuple[float, ...] | None = None,
                         edge: EdgeOption | None = None, pool_weight: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-pixel student terms ``(CE, h, D, p)``, each ``(B, H, W)``, for :func:`~floodnb.distill.losses.hand_pool_loss`.
+    """Per-pixel student terms ``(CE, h, D, p)``, each ``(B, H, W)``, for :func:`hand_pool_loss`.
 
     ``h``: 1 on hand-labelled pixels (``batch["label"]``), times class weights and edge weights
     of the hand label; ``p``: 1 where the pool target ``batch["soft"]`` is finite (soft mode) or
