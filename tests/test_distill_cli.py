@@ -24,7 +24,7 @@ def test_train_chain_and_evaluate(sim_root, tmp_path, capsys):
                  "--reference", "truth", *FAST]) == 0
     assert main(["train", "student", "--data-root", root, "--out-dir", str(tmp_path / "s"), "--teacher",
                  str(tmp_path / "t" / "best.safetensors"), "--mode", "hard", "--threshold", "0.6",
-                 "--edge-width", "1", *FAST]) == 0
+                 "--edge-width", "1", "--hand-fraction", "0.3", "--hand-weight", "2", *FAST]) == 0
     assert (tmp_path / "s" / "pool_probs.npy").is_file()
     # pool targets cloud-masked by default, recorded in the student's run config; teacher quality clear vs cloud
     from floodnb.distill.teacher import pool_info
@@ -40,7 +40,10 @@ def test_train_chain_and_evaluate(sim_root, tmp_path, capsys):
                  str(tmp_path / "t" / "best.safetensors"), "--no-cloud-mask", *FAST]) == 2
     assert "holds pool targets with cloud mask on; --no-cloud-mask asks for off" in capsys.readouterr().err
     log = [json.loads(x) for x in (tmp_path / "s" / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 4 and all("distill" in r for r in log)  # 6 hand + 6 pool chips, batch 3
+    # 6 hand + 6 pool chips, batch 3 = 1 hand chip (--hand-fraction 0.3) + 2 pool chips: 4 steps, hand term in each
+    assert len(log) == 4 and all("distill" in r and r["hand_share"] > 0 for r in log)
+    cfg = read_spec(tmp_path / "s" / "best.safetensors").config
+    assert cfg["hand_per_batch"] == 1 and cfg["hand_weight"] == 2.0 and cfg["distill_weight"] == 1.0
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "s"), "--data-root", root, "--split", "test,bolivia", "--reference",
                  "truth", "--out-dir", str(tmp_path / "e"), "--no-progress"]) == 0

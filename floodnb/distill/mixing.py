@@ -16,7 +16,9 @@ sample ``j`` of step ``k`` of epoch ``e`` depends only on ``(seed, e, k, j)``: r
 Data-parallel (:mod:`floodnb.distill.ddp`): global batch ``k`` is split like
 ``DistributedSampler`` splits a permutation — rank ``r`` of ``W`` takes its elements
 ``r, r + W, ...`` — so the union of the ranks' step-``k`` batches is the 1-process batch ``k``
-(each rank holds ``ceil`` or ``floor`` of ``hand_per_batch / W`` hand samples).
+(each rank holds ``ceil`` or ``floor`` of ``hand_per_batch / W`` hand samples; choose
+``hand_per_batch`` divisible by ``W`` for equal shares). Each rank normalises its own per-pixel
+loss and DDP averages the ranks' gradients, so the exact per-pixel weighting holds within a rank.
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ class HandPoolData(Dataset):
     """``hand`` and ``pool`` side by side (index ``i < len(hand)``: ``hand[i]``, else ``pool[i - len(hand)]``)
     trained with :class:`HandMixSampler`: ``hand_per_batch`` hand samples in every batch.
 
-    ``steps_per_epoch``: global batches per epoch (default: one pass over the pool,
-    ``ceil(len(pool) / (batch_size - hand_per_batch))``). Exposes ``datasets`` (the engine forwards
+    ``steps_per_epoch``: global batches per epoch (default ``ceil((len(hand) + len(pool)) /
+    batch_size)``, the steps of one shuffled pass over both; pool chips not drawn in an epoch
+    come first in the next, see the module doc). Exposes ``datasets`` (the engine forwards
     ``set_epoch`` to both) and the hand dataset's ``normalizers``.
     """
 
@@ -121,10 +124,10 @@ class HandPoolData(Dataset):
         """Global batches per epoch for ``batch_size``."""
         if self.steps_per_epoch is not None:
             return self.steps_per_epoch
-        return math.ceil(self.n_pool / (batch_size - self.hand_per_batch))
+        return math.ceil((self.n_hand + self.n_pool) / batch_size)
 
     def epoch_sampler(self, *, seed: int, batch_size: int, rank: int = 0, world_size: int = 1) -> HandMixSampler:
         """The sampler :func:`floodnb.distill.engine.fit` uses for this dataset."""
         return HandMixSampler(self.n_hand, self.n_pool, hand_per_batch=self.hand_per_batch, batch_size=batch_size,
-                              steps=self.steps(batch_size) if batch_size > self.hand_per_batch else 1, seed=seed,
+                              steps=self.steps(batch_size), seed=seed,
                               rank=rank, world_size=world_size)

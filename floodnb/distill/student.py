@@ -82,7 +82,8 @@ def train_student(*, hand: Dataset, out_dir: str | Path, pool: Dataset | None = 
     Batches (:class:`~floodnb.distill.mixing.HandPoolData`): every batch of ``config.batch_size``
     holds exactly ``hand_count(hand_fraction, batch_size)`` hand samples (>= 1) and pool samples
     for the rest, so the hand term is never absent from a step; ``steps_per_epoch`` global batches
-    per epoch (default: one pass over the pool). Without ``pool`` the student is the S1-hand model
+    per epoch (default ``ceil((len(hand) + len(pool)) / batch_size)``, as many as a shuffled pass
+    over both). Without ``pool`` the student is the S1-hand model
     (plain shuffled epochs over ``hand``).
 
     ``soft``: teacher probabilities ``(N, K, H, W)`` aligned with ``pool`` (array or the ``.npy``

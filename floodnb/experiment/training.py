@@ -6,15 +6,18 @@
 * :class:`WithRatio` — adds ``sample["ratio"]``: the CromSS selection ratio of the current
   epoch (linear 1 -> ``end``; :func:`floodnb.labels.cromss.selection_ratio`), set by the engine's
   ``set_epoch`` (so resumed runs get the right ratio).
-* :class:`CromssSupervisedObjective` — the S1-weak baseline with CromSS (Liu et al., TGRS 2025):
-  cross-entropy on the weak label restricted to the class-balanced most confident pixels
-  (entangled label confidence of the S1 model being trained and an S2 partner model, both on
-  the same weak labels), optionally plus the cross-sensor consistency term pulling the S1
-  prediction to the S2 partner's, weighted by the partner's entangled confidence.
-* :class:`CromssDistillObjective` — the student with CromSS on the distillation term: the
-  teacher's argmax is the noisy label, the student's current prediction the other sensor;
-  ``select=True`` keeps the class-balanced most confident pool pixels, ``consistency=True``
-  weights every pool pixel by the teacher's entangled prediction confidence.
+* :class:`CromssSupervisedObjective` — the S1-weak baseline with CromSS-style selection against a
+  *fixed* partner (rows ``s1_weak_*_fixed_partner``): cross-entropy on the weak label restricted
+  to the class-balanced most confident pixels (entangled label confidence of the S1 model being
+  trained and a separately trained, frozen S2 model on the same weak labels), optionally plus a
+  consistency term pulling the S1 prediction to the frozen partner's, weighted by the partner's
+  entangled confidence. CromSS proper (Liu et al., TGRS 2025) trains both networks jointly:
+  :mod:`floodnb.distill.cromss_joint`.
+* :class:`CromssDistillObjective` — the student with a fixed-partner weighting of the
+  distillation term (rows ``student_soft_*_fixed_partner``): the teacher's argmax is the noisy
+  label, the student's current prediction the other "sensor"; ``select=True`` keeps the
+  class-balanced most confident pool pixels, ``consistency=True`` weights every pool pixel by
+  the (fixed) teacher's entangled prediction confidence.
 
 Batch keys (``floodnb.data.torch`` vocabulary): ``"soft" (B,K,H,W)`` partner/teacher
 probabilities (NaN = none), ``"weak"``/``"label"`` ``(B,H,W)``, ``"valid"``, ``"ratio" (B,)``.
