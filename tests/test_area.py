@@ -149,3 +149,20 @@ def test_event_sums_keep_nan_when_no_chip_has_the_layer():
     assert math.isnan(out.loc["B", "flood_km2"])
     with pytest.raises(ValueError, match="lacks columns"):
         event_areas(df.drop(columns="valid_km2"))
+
+
+def test_event_area_figure_picks_flood_columns_and_draws(tmp_path):
+    from PIL import Image
+
+    from floodnb.viz.areas import area_columns, event_area_figure
+
+    events = pd.DataFrame({"method": ["student", "student", "otsu", "otsu"], "event": ["A", "B", "A", "B"],
+                           "water_km2": [1.0, 2.0, 1.5, 2.5], "ref_water_km2": [1.2, 2.1, 1.2, 2.1],
+                           "flood_km2": [0.5, 1.0, 0.7, 1.4], "ref_flood_km2": [0.6, 1.1, 0.6, 1.1]})
+    assert area_columns(events)[:2] == ("flood_km2", "ref_flood_km2")
+    assert area_columns(events.assign(ref_flood_km2=np.nan))[:2] == ("water_km2", "ref_water_km2")
+    png = event_area_figure(events, tmp_path / "event_area.png", reference="truth_water")
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[0] > 300 and (img < 200).any(axis=2).mean() > 0.01  # axes, points and text drawn
+    with pytest.raises(ValueError, match="no event has both"):
+        event_area_figure(events, tmp_path / "x.png", methods=("nope",))
