@@ -176,7 +176,8 @@ def combine(scores: Iterable[MethodScores]) -> tuple[dict, pd.DataFrame]:
     metrics["definitions"] = dict(METRIC_DEFINITIONS)
     table = pd.concat([s.table() for s in scores], ignore_index=True)
     first = ["chip_id", "event", "split", "method", "water_iou"]
-    return metrics, table[first + [c for c in table.columns if c not in first]]
+    last = [c for c in AREA_COLUMNS if c in table.columns]
+    return metrics, table[first + [c for c in table.columns if c not in first and c not in last] + last]
 
 
 def summary_table(metrics: Mapping) -> pd.DataFrame:

@@ -15,6 +15,8 @@ import pandas as pd
 
 from floodnb.io_utils import atomic_path
 
+_MARKERS = "osD^v<>p"
+
 
 def area_columns(events: pd.DataFrame) -> tuple[str, str, str]:
     """``(predicted column, reference column, what)``: flood areas when any is known, else water areas."""
@@ -45,10 +47,12 @@ def event_area_figure(events: pd.DataFrame, path: str | Path, *, methods: tuple[
     ax = fig.add_subplot()
     top = float(max(data[pred_col].max(), data[ref_col].max())) * 1.08 or 1.0
     ax.plot([0, top], [0, top], color="0.5", lw=1, ls="--", label="1:1")
-    for method in methods:
+    for i, method in enumerate(methods):  # hollow markers of growing size: methods that agree stay visible
         d = data[data["method"] == method]
         if len(d):
-            ax.scatter(d[ref_col], d[pred_col], s=36, label=method, alpha=0.85)
+            color = f"C{i % 10}"
+            ax.scatter(d[ref_col], d[pred_col], s=30 + 28 * i, marker=_MARKERS[i % len(_MARKERS)], label=method,
+                       facecolors=color if i == 0 else "none", edgecolors=color, linewidths=1.4)
     if len(methods) == 1:
         for _, r in data.iterrows():
             ax.annotate(str(r["event"]), (r[ref_col], r[pred_col]), fontsize=7, xytext=(3, 3),
@@ -56,7 +60,7 @@ def event_area_figure(events: pd.DataFrame, path: str | Path, *, methods: tuple[
     ax.set(xlim=(0, top), ylim=(0, top), aspect="equal", xlabel=f"{reference} {what.split(' (')[0]} (km²)",
            ylabel=f"predicted {what.split(' (')[0]} (km²)", title=f"per event: {what}")
     ax.title.set_fontsize(9)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
