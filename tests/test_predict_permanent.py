@@ -132,3 +132,15 @@ def test_cli_predict_reports_flood_km2_and_records_it(tmp_path, capsys):
     far = write_tif(tmp_path / "far.tif", np.ones((5, 5), np.uint8), transform=from_origin(-60.0, -20.0, PIX, PIX))
     assert cli_main(argv[:-1] + [str(far), "--overwrite"]) == 2
     assert "far.tif" in capsys.readouterr().err
+
+
+def test_cli_permanent_water_is_for_one_scene(tmp_path, capsys):
+    ckpt = all_water_checkpoint(tmp_path)
+    s1 = np.full((2, 8, 8), -20.0, np.float32)
+    a = write_tif(tmp_path / "a.tif", s1, descriptions=("VV", "VH"), transform=GRID)
+    b = write_tif(tmp_path / "b.tif", s1, descriptions=("VV", "VH"), transform=GRID)
+    jrc30, _ = coarse_jrc(tmp_path)
+    assert cli_main(["predict", str(ckpt), str(a), str(b), "--out-dir", str(tmp_path / "o"),
+                     "--permanent-water", str(jrc30)]) == 2
+    assert "applies to a single scene" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
