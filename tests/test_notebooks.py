@@ -98,6 +98,10 @@ def test_nbval_runs_every_notebook_on_small_simulated_data(tmp_path, real_root):
     assert {"otsu", "s1_weak", "teacher", "student"} <= set(metrics)
     assert metrics["reference"] == "truth_water"
     assert any((run_dir / "05_evaluate" / "predictions").glob("*_pred.tif"))
+    areas = pd.read_csv(run_dir / "05_evaluate" / "per_event_area.csv")  # flooded km² per method and event
+    assert {"student", "otsu"} <= set(areas["method"]) and areas["flood_km2"].notna().all()
+    assert metrics["areas_km2"]["student"]["test"]["water_km2"] > 0
+    assert (run_dir / "05_evaluate" / "event_area.png").stat().st_size > 5000
     assert (run_dir / "05_evaluate" / "predictions_map.html").stat().st_size > 1000
     assert (run_dir / "01_explore_data" / "chips_map.html").stat().st_size > 1000
     transfer = pd.read_csv(run_dir / "05_evaluate" / "transfer.csv")
