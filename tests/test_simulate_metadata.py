@@ -196,3 +196,19 @@ def test_shuffled_rows_depend_on_their_own_teacher():
 
     assert resolve_rows("student_meta_shuffled") == ["teacher_s2_meta_shuffled", "student_meta_shuffled"]
     assert ROWS["teacher_s2_meta_shuffled"].group == "teacher"
+
+
+def test_cached_simulations_of_an_older_simulator_are_not_reused(sim_root, tmp_path):
+    import json
+
+    from floodnb.runs.simulation import SimRequest, manifest_settings
+    from floodnb.simulate.config import SIM_VERSION
+    from floodnb.simulate.writer import MANIFEST
+
+    assert manifest_settings(sim_root) == SimRequest(n_hand=12, n_weak=6, size=32, seed=0)
+    assert manifest_settings(sim_root).sim_version == SIM_VERSION >= 2
+    old = json.loads((sim_root / MANIFEST).read_text())
+    del old["sim_version"]  # a manifest written before per-chip acquisitions existed
+    (tmp_path / MANIFEST).write_text(json.dumps(old))
+    assert manifest_settings(tmp_path).sim_version == 1
+    assert manifest_settings(tmp_path) != SimRequest(n_hand=12, n_weak=6, size=32, seed=0)
