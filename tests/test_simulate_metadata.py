@@ -114,9 +114,17 @@ def test_simulated_catalog_has_per_chip_dates_and_positions(sim_root):
     per_event = cat.groupby("event").agg(dates=("s2_date", "nunique"), lat=("lat", "nunique"), n=("chip_id", "size"))
     multi = per_event[per_event["n"] >= 2]
     assert len(multi) and (multi["dates"] > 1).any() and (multi["lat"] == multi["n"]).all()
-    # the event metadata keeps the event (peak) date; its polygon covers its chips
-    meta = pd.read_json(layout.metadata_path(sim_root))
-    assert len(meta["features"]) > 0
+    # the event metadata keeps the event (peak) date; its polygon is the bounding box of its chips
+    import json
+
+    for feat in json.loads(layout.metadata_path(sim_root).read_text())["features"]:
+        ev = event_by_name(feat["properties"]["location"])
+        assert feat["properties"]["s2_date"] == ev.s2_date
+        mine = cat[cat["event"] == ev.name]
+        if len(mine):
+            ring = np.array(feat["geometry"]["coordinates"][0])
+            assert ring[:, 0].min() < mine["lon"].min() <= mine["lon"].max() < ring[:, 0].max()
+            assert ring[:, 1].min() < mine["lat"].min() <= mine["lat"].max() < ring[:, 1].max()
 
 
 def test_chip_dates_override_event_dates_and_fall_back(tiny_dataset):
