@@ -11,7 +11,9 @@ root that *is* ``v1.1``, or the "short" developer layout), and returns a DataFra
 * ``<role>_path`` for every role in :data:`floodnb.bands.ROLES` — an absolute path string, or
   None where that layer is absent (absence is visible, not an error);
 * event metadata joined from ``Sen1Floods11_Metadata.geojson``: ``location``, ``iso_cc``,
-  ``s1_date``, ``s2_date`` (ISO strings or None), ``orbit``, ``vh_thresh``;
+  ``s1_date``, ``s2_date`` (ISO strings or None), ``orbit``, ``vh_thresh``; where the optional
+  per-chip dates table (``floodnb_chip_dates.csv``, written by floodnb's simulator) lists a chip
+  with a date, that date replaces the event's (real Sen1Floods11 has only event dates);
 * ``lat``, ``lon``: chip centre in degrees, from the header of the first raster present.
 
 Split CSVs naming chips that are not on disk are normal (a partial download):
@@ -30,7 +32,7 @@ import pandas as pd
 from floodnb.bands import LAYERS, ROLES
 from floodnb.chip_ids import decode_split_csv, split_csv_chips
 from floodnb.data import layout as lay
-from floodnb.data.metadata import chip_event, event_key, raster_center, read_event_metadata
+from floodnb.data.metadata import chip_event, event_key, raster_center, read_chip_dates, read_event_metadata
 from floodnb.io_utils import atomic_path, is_temporary_name
 
 #: Split value of hand chips named by no split CSV.
@@ -148,6 +150,8 @@ def build_catalog(root: str | Path, *, layout: str = "auto", with_center: bool =
     splits = read_splits(root, layout=layout)
     meta_path = lay.metadata_path(root, layout=layout)
     meta = read_event_metadata(meta_path) if meta_path.is_file() else None
+    dates_path = lay.chip_dates_path(root, layout=layout)
+    chip_dates = read_chip_dates(dates_path) if dates_path.is_file() else None
 
     rows = []
     for (group, cid), paths in found.items():
@@ -162,6 +166,11 @@ def build_catalog(root: str | Path, *, layout: str = "auto", with_center: bool =
         m = meta.loc[key] if meta is not None and key in meta.index else None
         for col in ("location", "iso_cc", "s1_date", "s2_date", "orbit", "vh_thresh"):
             row[col] = None if m is None else m[col]
+        if chip_dates is not None and cid in chip_dates.index:
+            for col in ("s1_date", "s2_date"):
+                value = chip_dates.at[cid, col]
+                if isinstance(value, str):  # an empty cell (None/NaN) keeps the event's date
+                    row[col] = value
         lat = lon = np.nan
         if with_center:
             first = next(p for r in ROLES if (p := paths.get(r)) is not None)

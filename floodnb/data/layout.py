@@ -35,6 +35,8 @@ V11 = "v1.1"
 V10 = "v1.0"
 SPLIT_NAMES: tuple[str, ...] = ("train", "valid", "test", "bolivia")
 METADATA_FILE = "Sen1Floods11_Metadata.geojson"
+#: Optional per-chip dates (chip_id, s1_date, s2_date): floodnb's simulator writes it, Sen1Floods11 has none.
+CHIP_DATES_FILE = "floodnb_chip_dates.csv"
 #: Folder of weak-chip Sentinel-2 in the v1.0 bucket ``gs://cnn_chips`` (no quality control).
 V10_WEAK_S2_FOLDER = "S2_NoQC"
 #: v1.0 layer suffix of those files: ``gs://cnn_chips/S2_NoQC/<Event>_<id>_S2.tif``.
@@ -103,6 +105,15 @@ def metadata_path(root: str | Path, *, layout: str = "official") -> Path:
         return root / METADATA_FILE
     base = root / V11 if layout == "official" else root
     return base / METADATA_FILE
+
+
+def chip_dates_path(root: str | Path, *, layout: str = "official") -> Path:
+    """Optional per-chip dates table (:data:`CHIP_DATES_FILE`) beside the event metadata GeoJSON.
+
+    Not part of Sen1Floods11 (whose dates are per event): floodnb's simulator writes it, and
+    :func:`floodnb.data.catalog.build_catalog` uses it where present.
+    """
+    return metadata_path(root, layout=layout).with_name(CHIP_DATES_FILE)
 
 
 #: layout name -> (marker folders relative to a root, how a message describes them); any marker present

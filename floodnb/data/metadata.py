@@ -8,6 +8,12 @@ Sen1Floods11 (Bonafilia et al., CVPR Workshops 2020) ships event-level metadata 
 ``<Event>_<id>``; the event prefix is the location except for the Cambodian event, whose chips
 are prefixed ``Mekong`` (:data:`EVENT_ALIASES`).
 
+Sen1Floods11 has no per-chip dates. floodnb's simulator gives every chip its own acquisition
+date within its event's window and writes them to the optional ``floodnb_chip_dates.csv``
+(columns :data:`CHIP_DATE_COLUMNS`) beside the GeoJSON; :func:`read_chip_dates` reads it and the
+catalog prefers it over the event dates, falling back to them for chips it does not list (and
+for real data, which has no such file).
+
 Functions here read only what they need: the GeoJSON with :mod:`json` and a raster's header
 (not its pixels) for the chip centre.
 """
@@ -30,6 +36,9 @@ EVENT_ALIASES: dict[str, str] = {"Mekong": "Cambodia"}
 EVENT_COLUMNS: tuple[str, ...] = (
     "location", "iso_cc", "event_number", "s1_date", "s2_date", "orbit", "rel_orbit_num", "vh_thresh",
 )
+
+#: Columns of the optional per-chip dates table (:func:`read_chip_dates`).
+CHIP_DATE_COLUMNS: tuple[str, ...] = ("chip_id", "s1_date", "s2_date")
 
 _PROPERTY_MAP = {  # geojson property -> column
     "location": "location", "ISO_CC": "iso_cc", "ID": "event_number", "s1_date": "s1_date",
@@ -58,7 +67,10 @@ def iso_date(value: object, *, source: str = "metadata") -> str | None:
     if not m:
         raise ValueError(f"{source}: date {value!r} is not of the form YYYY/MM/DD or YYYY-MM-DD")
     y, mo, d = (int(g) for g in m.groups())
-    return pd.Timestamp(year=y, month=mo, day=d).strftime("%Y-%m-%d")
+    try:
+        return pd.Timestamp(year=y, month=mo, day=d).strftime("%Y-%m-%d")
+    except ValueError as exc:
+        raise ValueError(f"{source}: date {value!r} is not a calendar date ({exc})") from exc
 
 
 def read_event_metadata(path: str | Path) -> pd.DataFrame:
@@ -95,6 +107,32 @@ def read_event_metadata(path: str | Path) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["event_key", *EVENT_COLUMNS]).astype(object)
     df = df.drop_duplicates("event_key", keep="first").set_index("event_key")
     return df
+
+
+def read_chip_dates(path: str | Path) -> pd.DataFrame:
+    """Per-chip ``s1_date``/``s2_date`` (ISO strings or None) indexed by ``chip_id``, from a CSV.
+
+    The file (``floodnb_chip_dates.csv``, :data:`CHIP_DATE_COLUMNS`) lists a chip once; empty
+    cells mean unknown (the event date is used). Raises FileNotFoundError naming a missing
+    file, ValueError naming the file for missing columns, duplicate chips or malformed dates.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chip dates {str(path)!r} not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a CSV table ({exc}); expected columns {list(CHIP_DATE_COLUMNS)}") from exc
+    missing = [c for c in CHIP_DATE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected {list(CHIP_DATE_COLUMNS)}")
+    dup = df["chip_id"][df["chip_id"].duplicated()].unique().tolist()
+    if dup:
+        raise ValueError(f"{path}: chips listed more than once: {dup[:10]}")
+    out = df[list(CHIP_DATE_COLUMNS)].copy()
+    for col in ("s1_date", "s2_date"):
+        out[col] = [iso_date(v or None, source=f"{path} chip {c} {col}") for c, v in zip(out["chip_id"], out[col])]
+    return out.set_index("chip_id").astype(object)
 
 
 def raster_center(path: str | Path) -> tuple[float, float]:

@@ -12,6 +12,9 @@ Sample keys (:data:`KEYS`; a key is absent when the source lacks it):
   contributes no loss even though its label has water);
 * ``"meta"`` float32 (5,) = [sin doy, cos doy, cos lat cos lon, cos lat sin lon, sin lat]
   (teacher-only spatiotemporal metadata, Bernhard et al., ECAI 2024; doy from s2_date, else s1_date);
+  with ``shuffle_meta=seed`` each chip gets the metadata of another chip of the same dataset (a
+  seeded permutation: same marginal distribution, link to the chip broken — the ablation that
+  tests whether a metadata-conditioned model uses what the metadata says about its chip);
 * ``"soft"`` float32 (K, H, W): teacher probabilities when ``soft`` (N, K, H, W) is given;
 * ``"index"`` int64 (), ``"chip_id"`` str.
 
@@ -60,7 +63,9 @@ class ChipDataset(torch.utils.data.Dataset):
     the source rows (memmap allowed); ``split``: keep only rows of these splits; ``seed``;
     ``s1_units``: units of S1 GeoTIFFs (:data:`floodnb.data.units.S1_UNITS`; values are checked
     on read); ``missing_inputs``: "error" (a chip lacking an input is a ValueError) or "skip"
-    (left out; :attr:`skipped` maps its chip id to the inputs it lacks).
+    (left out; :attr:`skipped` maps its chip id to the inputs it lacks); ``shuffle_meta``: None
+    (each chip's own metadata) or the seed of a permutation of the metadata among this dataset's
+    chips (:meth:`meta_row`; needs ``with_meta``).
     """
 
     def __init__(self, source: pd.DataFrame | ChipStore, *, inputs: Sequence[str] = ("s1",),
@@ -69,8 +74,12 @@ class ChipDataset(torch.utils.data.Dataset):
                  augment: bool = False, with_meta: bool = False, soft: np.ndarray | None = None,
                  split: str | Sequence[str] | None = None, ignore_invalid_input: bool = True,
                  seed: int = 0, prepared: bool = True, s1_units: str = "auto",
-                 missing_inputs: str = "error") -> None:
+                 missing_inputs: str = "error", shuffle_meta: int | None = None) -> None:
         inputs = tuple(inputs)
+        if shuffle_meta is not None and (not with_meta or isinstance(shuffle_meta, bool)
+                                         or not isinstance(shuffle_meta, (int, np.integer))):
+            raise ValueError(f"shuffle_meta must be None or an int seed with with_meta=True, got "
+                             f"shuffle_meta={shuffle_meta!r}, with_meta={with_meta!r}")
         bad = [r for r in inputs if r not in INPUT_ROLES]
         if not inputs or bad:
             raise ValueError(f"inputs must be a non-empty subset of {INPUT_ROLES}, got {inputs}")
@@ -118,6 +127,9 @@ class ChipDataset(torch.utils.data.Dataset):
                     ids = table["chip_id"].to_numpy()[rows[lack]][:5].tolist()
                     raise ValueError(f"{int(lack.sum())} chips lack input {r!r} (e.g. {ids}); filter the source "
                                      f"to chips with {r}_path / has_{r}, or pass missing_inputs='skip'")
+        self.shuffle_meta = None if shuffle_meta is None else int(shuffle_meta)
+        self._meta_rows = None if shuffle_meta is None else dict(zip(
+            rows.tolist(), rows[np.random.default_rng((int(shuffle_meta), 0x5EED)).permutation(len(rows))].tolist()))
         self.label_keys = {k: role for k, role in (("label", target), ("weak", weak)) if role is not None
                            and self._has(role).any()}
         self.truth_role = "truth_water" if self._has("truth_water").any() else None
@@ -143,6 +155,10 @@ class ChipDataset(torch.utils.data.Dataset):
             col = f"{role}_path"
             v = t[col].notna().to_numpy() if col in t.columns else np.zeros(len(t), bool)
         return v[self.rows]
+
+    def meta_row(self, r: int) -> int:
+        """Source row whose metadata source row ``r`` gets: ``r`` itself unless ``shuffle_meta``."""
+        return int(r) if self._meta_rows is None else self._meta_rows[int(r)]
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch`` (same epoch -> same crops/flips)."""
@@ -233,7 +249,7 @@ class ChipDataset(torch.utils.data.Dataset):
     def _finish(self, sample: dict, r: int, win: tuple[slice, slice], geo) -> dict[str, object]:
         """Keys that do not depend on the pixels' preparation: meta, soft, index, chip_id."""
         if self.with_meta:
-            row = self.table.iloc[r]
+            row = self.table.iloc[self.meta_row(r)]
             date = row["s2_date"] if "s2_date" in row.index and not _none(row["s2_date"]) else (
                 row["s1_date"] if "s1_date" in row.index and not _none(row["s1_date"]) else None)
             lat = None if "lat" not in row.index or _none(row["lat"]) else float(row["lat"])

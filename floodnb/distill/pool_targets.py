@@ -32,18 +32,21 @@ def teacher_spec(teacher):
 
 def teacher_pool_targets(teacher, pool_chips, *, out_path: str | Path, weak_role: str | None = "s1_otsu",
                          s1_units: str = "auto", batch_size: int = 8, device: str = "cpu", progress: bool = True,
-                         mask_clouds: bool = True) -> np.memmap:
+                         mask_clouds: bool = True, shuffle_meta: int | None = None) -> np.memmap:
     """Teacher probabilities ``(N, K, H, W)`` float16 (read-only memmap) of every chip of ``pool_chips``.
 
     ``teacher``: checkpoint path, ``TrainedRun`` or ``(model, spec)``. ``pool_chips``: catalog
     rows of the pool (:func:`floodnb.distill.datasets.pool_source`) or a packed
     :class:`~floodnb.data.store.ChipStore` of them (row ``i`` <-> output row ``i``), read with
     the teacher's inputs and normalisers; ``weak_role`` is read only for a label-conditioned
-    teacher; ``s1_units`` as in :class:`~floodnb.data.torch.ChipDataset`. The rest (``out_path``
+    teacher; ``s1_units`` and ``shuffle_meta`` (a metadata-conditioned teacher trained with its
+    metadata shuffled labels the pool with the pool's metadata shuffled too) as in
+    :class:`~floodnb.data.torch.ChipDataset`. The rest (``out_path``
     and its ``.json`` sidecar, cloud masking, NaN where inputs lack data) is
     :func:`~floodnb.distill.teacher.label_pool`'s.
     """
     spec = teacher_spec(teacher)
-    pool = model_dataset(pool_chips, spec, target=None, weak_role=weak_role, s1_units=s1_units)
+    extra = {} if shuffle_meta is None else {"shuffle_meta": shuffle_meta}
+    pool = model_dataset(pool_chips, spec, target=None, weak_role=weak_role, s1_units=s1_units, **extra)
     return label_pool(teacher, pool, out_path=out_path, batch_size=batch_size, device=device, progress=progress,
                       mask_clouds=mask_clouds)

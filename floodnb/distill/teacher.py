@@ -3,7 +3,9 @@
 * :func:`train_teacher` — a U-Net on Sentinel-2 (selectable bands) or Sentinel-2 + Sentinel-1,
   trained on hand labels; options: metadata conditioning (FiLM on cyclic day of year and
   position, which only the teacher sees — Bernhard et al., ECAI 2024) and label conditioning
-  (the weak label as an extra input channel the teacher learns to correct — Garg et al.).
+  (the weak label as an extra input channel the teacher learns to correct — Garg et al.), and the
+  metadata ablation ``shuffle_metadata`` (each chip gets another chip's metadata: same marginal
+  distribution, link to the chip broken), recorded in the run config.
 * :func:`label_pool` — the teacher's class probabilities for every pool chip, streamed batch by
   batch into a float16 memory-mapped ``.npy`` of shape ``(N, K, H, W)`` (NaN where the teacher's
   inputs have no data), for the student's ``soft`` key.
@@ -29,6 +31,7 @@ from floodnb.distill.runner import (
     EdgeOption,
     SupervisedObjective,
     TrainedRun,
+    _chip_datasets,
     band_index,
     normalizer_dicts,
     train_method,
@@ -56,7 +59,8 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                   normalizers: Mapping | None = None, config: TrainConfig | None = None,
                   evaluate_on: Mapping[str, Dataset] | None = None, reference: str = "label",
                   data_bands: Mapping[str, Sequence[str]] = DATA_BANDS, resume: bool = True,
-                  step_callback=None, model_kw: Mapping | None = None) -> TrainedRun:
+                  step_callback=None, model_kw: Mapping | None = None,
+                  shuffle_metadata: int | None = None) -> TrainedRun:
     """Train the teacher on hand labels; returns the best epoch's model, spec and metrics.
 
     ``train``/``valid``/``evaluate_on``: datasets of sample dicts (``floodnb.data.torch.ChipDataset``
@@ -64,10 +68,15 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
     ``label_conditioning``). ``inputs``: ``("s2",)`` or ``("s2", "s1")``. ``s2_bands``: names of
     the Sentinel-2 bands to use, in that order (subset of ``data_bands["s2"]``).
     ``model_kw``: architecture overrides for :func:`floodnb.models.build_model` (e.g. ``{"width": 8}``).
+    ``shuffle_metadata``: the metadata ablation's permutation seed — every dataset given must be
+    a ``ChipDataset`` built with ``shuffle_meta=shuffle_metadata`` (checked, so the run config that
+    records it is true); None = every chip's own metadata.
     """
     inputs = tuple(inputs)
     if inputs not in TEACHER_INPUTS:
         raise ValueError(f"teacher inputs={inputs}: expected one of {TEACHER_INPUTS}")
+    check_metadata_shuffle(shuffle_metadata, metadata=metadata,
+                           datasets={"train": train, "valid": valid, **dict(evaluate_on or {})})
     require_s2(train, "teacher training data")
     if valid is not None:
         require_s2(valid, "teacher validation data")
@@ -86,8 +95,24 @@ def train_teacher(*, train: Dataset, out_dir: str | Path, valid: Dataset | None 
                         reference=reference,
                         extra_config={"metadata": metadata, "label_conditioning": label_conditioning,
                                       "class_weights": list(class_weights) if class_weights is not None else None,
-                                      "edge": None if edge is None else vars(edge)},
+                                      "edge": None if edge is None else vars(edge),
+                                      "shuffle_metadata": shuffle_metadata},
                         resume=resume, step_callback=step_callback, model_kw=model_kw)
+
+
+def check_metadata_shuffle(shuffle_metadata: int | None, *, metadata: bool, datasets: Mapping) -> None:
+    """Raise ``ValueError`` unless every dataset in ``datasets`` (name -> dataset or None) was built
+    with ``shuffle_meta == shuffle_metadata``; shuffling also needs ``metadata``.
+    """
+    if shuffle_metadata is not None and not metadata:
+        raise ValueError(f"shuffle_metadata={shuffle_metadata!r} needs metadata=True (there is no metadata to shuffle)")
+    for name, data in datasets.items():
+        if data is None:
+            continue
+        got = {getattr(c, "shuffle_meta", None) for c in _chip_datasets(data)} or {None}
+        if got != {shuffle_metadata}:
+            raise ValueError(f"teacher {name} data has shuffle_meta {sorted(got, key=str)}, but shuffle_metadata="
+                             f"{shuffle_metadata!r}: build it with ChipDataset(..., shuffle_meta={shuffle_metadata!r})")
 
 
 def _resolve(teacher) -> tuple[nn.Module, ModelSpec]:

@@ -53,6 +53,8 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("teacher_s2", "teacher", "S2 teacher (13 bands) on hand labels"),
     Row("teacher_s2s1", "teacher", "S2+S1 teacher on hand labels"),
     Row("teacher_s2_meta", "teacher", "S2 teacher + FiLM metadata (day of year, position)"),
+    Row("teacher_s2_meta_shuffled", "teacher", "teacher_s2_meta with metadata permuted across chips (ablation: "
+        "same distribution, link to the chip broken)"),
     Row("student_soft", "student", "S1 student: hand CE + soft KL on the teacher-labelled pool",
         ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_hard", "student", "S1 student: hand CE + CE on confident teacher labels",
@@ -60,6 +62,8 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("student_soft_edge", "student", "student_soft + edge weighting", ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_meta", "student", "student_soft distilled from the metadata teacher", ("teacher_s2_meta",),
         revision=1),
+    Row("student_meta_shuffled", "student", "student_soft distilled from the shuffled-metadata teacher",
+        ("teacher_s2_meta_shuffled",)),
     Row("student_soft_select_fixed_partner", "cromss", "student_soft + CromSS-style selection of pool pixels "
         "(student vs the fixed teacher)", ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_soft_confweight_fixed_partner", "cromss", "student_soft + pool pixels weighted by the fixed "
@@ -84,23 +88,30 @@ class Context:
 
     # ---------------------------------------------------------------- datasets
     def _ds(self, source, split: str | None, *, inputs, train: bool, meta: bool = False, weak=None, target="label",
-            soft=None):
+            soft=None, shuffle_meta: int | None = None):
         from floodnb.data.torch import ChipDataset
 
         return ChipDataset(source, inputs=tuple(inputs), target=target, weak=weak, with_meta=meta, soft=soft,
-                           split=split, crop=self.budget.crop if train else None, augment=train, seed=self.seed)
+                           split=split, crop=self.budget.crop if train else None, augment=train, seed=self.seed,
+                           shuffle_meta=shuffle_meta)
 
-    def hand_split(self, split: str, *, inputs=("s1",), train: bool = False, meta: bool = False):
+    @property
+    def meta_shuffle_seed(self) -> int:
+        """Seed of the metadata permutation of the ``*_meta_shuffled`` rows (derived from the run seed)."""
+        return self.seed + 1000
+
+    def hand_split(self, split: str, *, inputs=("s1",), train: bool = False, meta: bool = False,
+                   shuffle_meta: int | None = None):
         from floodnb.distill.datasets import split_sizes
 
         sizes = split_sizes(self.hand)
         if split not in sizes or sizes[split] == 0:
             raise ValueError(f"split {split!r} has no hand-labelled chips (chips per split: {sizes}); the experiment "
                              f"needs train, valid, test and bolivia chips")
-        return self._ds(self.hand, split, inputs=inputs, train=train, meta=meta)
+        return self._ds(self.hand, split, inputs=inputs, train=train, meta=meta, shuffle_meta=shuffle_meta)
 
-    def evaluate_on(self, *, inputs=("s1",), meta: bool = False) -> dict:
-        return {s: self.hand_split(s, inputs=inputs, meta=meta) for s in EVAL_SPLITS}
+    def evaluate_on(self, *, inputs=("s1",), meta: bool = False, shuffle_meta: int | None = None) -> dict:
+        return {s: self.hand_split(s, inputs=inputs, meta=meta, shuffle_meta=shuffle_meta) for s in EVAL_SPLITS}
 
     def fixed(self, data, length: int | None = None):
         from floodnb.experiment.training import FixedLength
@@ -152,7 +163,8 @@ class Context:
             return np.load(path, mmap_mode="r")
         return teacher_pool_targets(self.checkpoint(row), self.pool, out_path=path, weak_role=None,
                                     batch_size=self.budget.batch_size, progress=self.progress,
-                                    mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"))
+                                    mask_clouds=self.budget.pool_cloud_mask and row.startswith("teacher"),
+                                    shuffle_meta=self.meta_shuffle_seed if row.endswith("_meta_shuffled") else None)
 
 
 def _summaries(run) -> dict:
@@ -244,14 +256,18 @@ def _s1_weak_fixed_partner(ctx: Context, out: Path, consistency: bool) -> dict:
     return res
 
 
-def _teacher(ctx: Context, out: Path, inputs: tuple[str, ...], meta: bool) -> dict:
+def _teacher(ctx: Context, out: Path, inputs: tuple[str, ...], meta: bool, shuffle: bool = False) -> dict:
+    """A teacher row; ``shuffle``: metadata permuted among the chips of each split (train, valid and
+    the scored splits, seeded by :attr:`Context.meta_shuffle_seed`) — the metadata ablation.
+    """
     from floodnb.distill.teacher import train_teacher
 
-    train = ctx.fixed(ctx.hand_split("train", inputs=inputs, train=True, meta=meta))
-    run = train_teacher(train=train, valid=ctx.hand_split("valid", inputs=inputs, meta=meta), out_dir=out,
-                        inputs=inputs, model=ctx.budget.model, metadata=meta, config=ctx.config(),
-                        evaluate_on=ctx.evaluate_on(inputs=inputs, meta=meta), reference="truth_water",
-                        model_kw=ctx.model_kw)
+    sh = ctx.meta_shuffle_seed if shuffle else None
+    train = ctx.fixed(ctx.hand_split("train", inputs=inputs, train=True, meta=meta, shuffle_meta=sh))
+    run = train_teacher(train=train, valid=ctx.hand_split("valid", inputs=inputs, meta=meta, shuffle_meta=sh),
+                        out_dir=out, inputs=inputs, model=ctx.budget.model, metadata=meta, config=ctx.config(),
+                        evaluate_on=ctx.evaluate_on(inputs=inputs, meta=meta, shuffle_meta=sh),
+                        reference="truth_water", model_kw=ctx.model_kw, shuffle_metadata=sh)
     return _summaries(run)
 
 
@@ -340,10 +356,12 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "teacher_s2": lambda ctx, out: _teacher(ctx, out, ("s2",), False),
     "teacher_s2s1": lambda ctx, out: _teacher(ctx, out, ("s2", "s1"), False),
     "teacher_s2_meta": lambda ctx, out: _teacher(ctx, out, ("s2",), True),
+    "teacher_s2_meta_shuffled": lambda ctx, out: _teacher(ctx, out, ("s2",), True, shuffle=True),
     "student_soft": lambda ctx, out: _student(ctx, out, mode="soft"),
     "student_hard": lambda ctx, out: _student(ctx, out, mode="hard"),
     "student_soft_edge": lambda ctx, out: _student(ctx, out, mode="soft", edge=True),
     "student_meta": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta"),
+    "student_meta_shuffled": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta_shuffled"),
     "student_soft_select_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=True),
     "student_soft_confweight_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=False),
 }

@@ -12,18 +12,28 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+
+def _current_sim_version() -> int:
+    from floodnb.simulate.config import SIM_VERSION
+
+    return SIM_VERSION
 
 
 @dataclass(frozen=True)
 class SimRequest:
-    """The simulated dataset asked for: ``n_hand`` + ``n_weak`` chips of ``size`` px, seeded by ``seed``."""
+    """The simulated dataset asked for: ``n_hand`` + ``n_weak`` chips of ``size`` px, seeded by ``seed``,
+    by simulator version ``sim_version`` (default: this floodnb's :data:`floodnb.simulate.config.SIM_VERSION`,
+    so a simulation cached by an older simulator is not reused).
+    """
 
     n_hand: int
     n_weak: int
     size: int
     seed: int
+    sim_version: int = field(default_factory=_current_sim_version)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -51,7 +61,7 @@ def manifest_settings(root: str | Path) -> SimRequest | None:
         return None
     m = json.loads(path.read_text())
     return SimRequest(n_hand=int(m["n_hand"]), n_weak=int(m["n_weak"]), size=int(m["config"]["size"]),
-                      seed=int(m["seed"]))
+                      seed=int(m["seed"]), sim_version=int(m.get("sim_version", 1)))
 
 
 def is_simulation(root: str | Path) -> bool:

@@ -7,7 +7,8 @@ held-out event, and the event metadata geojson — plus the true water mask and 
 own layers (``SimTruthWater``, ``SimTruthClass``), which loaders expose only as truth.
 
 Modules: :mod:`.terrain` (fractal terrain, rivers, water), :mod:`.landcover`, :mod:`.sar`
-(Sentinel-1), :mod:`.spectra` (Sentinel-2), :mod:`.events`, :mod:`.scene` (one chip),
+(Sentinel-1), :mod:`.spectra` (Sentinel-2), :mod:`.events`, :mod:`.acquisition` (each chip's own date
+and position within its event, and their effect on its flood), :mod:`.scene` (one chip),
 :mod:`.writer` (the dataset), :mod:`.report` (realism report), :mod:`.config`.
 """
 

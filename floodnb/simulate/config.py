@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass, fields
 
 COMPRESSIONS: tuple[str, ...] = ("zstd", "deflate", "lzw", "none")
 OTSU_SCOPES: tuple[str, ...] = ("event", "chip")
+#: Version of what the simulator writes for given settings; bumped whenever the same seed and
+#: settings give other chips (2: per-chip dates and positions, recession and floodplain position),
+#: recorded in the manifest so that cached simulations of an older version are not reused.
+SIM_VERSION: int = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,14 @@ class SimConfig:
         often than in flooded chips, and a little ponding): real chips often hold little or no water.
       ``organic_parcels``: field parcels as warped Voronoi cells (False = the old square grid,
         which shows as square blocks in land cover and Sentinel-2).
+    Acquisition (:mod:`floodnb.simulate.acquisition`; the per-chip metadata):
+      ``days_before_peak`` / ``days_after_peak``: each chip's date is drawn uniformly from this
+        window (days) around its event's flood peak (0 / 0 = every chip on the event's date).
+      ``recession_days``: e-folding time (days) of the flood level away from the peak; None =
+        the flood does not depend on the date.
+      ``event_extent_km``: side (km) of the square over which an event's chip centres spread.
+      ``floodplain_width_km``: width (std, km) of the flood band along the event's river axis;
+        None = the flood does not depend on the position.
     Sentinel-2:
       ``cloud_scale``: multiplies every event's cloud cover (0 = cloud-free S2).
     Labels:
@@ -101,6 +113,11 @@ class SimConfig:
     heldout_fraction: float = 0.1
     s1_nodata_rate: float = 0.03
     compress: str = "zstd"
+    days_before_peak: int = 7
+    days_after_peak: int = 28
+    recession_days: float | None = 12.0
+    event_extent_km: float = 40.0
+    floodplain_width_km: float | None = 10.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.size, int) and 32 <= self.size <= 4096 and self.size % 16 == 0):
@@ -127,6 +144,16 @@ class SimConfig:
             raise ValueError(f"hand_edge_px must be >= 0, got {self.hand_edge_px!r}")
         if self.otsu_scope not in OTSU_SCOPES:
             raise ValueError(f"otsu_scope must be one of {OTSU_SCOPES}, got {self.otsu_scope!r}")
+        for name in ("days_before_peak", "days_after_peak"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 366):
+                raise ValueError(f"{name} must be an int number of days in [0, 366], got {v!r}")
+        for name in ("recession_days", "floodplain_width_km"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be None (effect off) or > 0, got {v!r}")
+        if not 0 <= self.event_extent_km <= 1000:
+            raise ValueError(f"event_extent_km must be in [0, 1000] km, got {self.event_extent_km!r}")
         if self.compress not in COMPRESSIONS:
             raise ValueError(f"compress must be one of {COMPRESSIONS}, got {self.compress!r}")
 

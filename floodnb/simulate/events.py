@@ -2,7 +2,9 @@
 
 The eleven events mirror the places, dates and orbits of the Sen1Floods11 events (Bonafilia et
 al. 2020, ``Sen1Floods11_Metadata.geojson``) so that metadata-conditioned models (Bernhard et al.
-2024) see realistic latitude/longitude/day-of-year, but every pixel is simulated. Events differ in:
+2024) see realistic latitude/longitude/day-of-year, but every pixel is simulated. An event's dates
+are its flood peak; each chip's own date and position around it come from :mod:`.acquisition`.
+Events differ in:
 
 * **climate** -> land-cover mix (forest/bare/urban fractions), crop vigour (NDVI), soil
   moisture (wet soil raises C-band backscatter by up to ~3 dB; Ulaby et al. 1986) and cloud

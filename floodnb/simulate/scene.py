@@ -75,12 +75,26 @@ def _jrc(perm: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(coarse, 3, axis=0), 3, axis=1)[:n, :n].astype(np.int16)
 
 
-def simulate_s1_scene(seq: np.random.SeedSequence, event: Event, config: SimConfig, size: int):
-    """Terrain, land cover and S1 of one chip: ``(terrain, landcover, s1, incidence_deg, streams)``."""
+def flooded_chip_rate(config: SimConfig, level_multiplier: float) -> float:
+    """Probability that a chip is flooded: ``(1 - low_water_chip_rate) * level_multiplier``, at most 1."""
+    return min(1.0, (1.0 - config.low_water_chip_rate) * float(level_multiplier))
+
+
+def simulate_s1_scene(seq: np.random.SeedSequence, event: Event, config: SimConfig, size: int, *,
+                      level_multiplier: float = 1.0):
+    """Terrain, land cover and S1 of one chip: ``(terrain, landcover, s1, incidence_deg, streams)``.
+
+    ``level_multiplier`` (>= 0, :class:`floodnb.simulate.acquisition.Acquisition`) scales the
+    event's flood level and the probability that the chip is flooded (:func:`flooded_chip_rate`);
+    1 = the event's own flood. It changes thresholds only, never the random draws.
+    """
+    if not level_multiplier >= 0:
+        raise ValueError(f"level_multiplier must be >= 0, got {level_multiplier!r}")
     r_terrain, r_lc, r_s1, r_s2, r_label = (np.random.default_rng(s) for s in seq.spawn(5))
     terrain = make_terrain(r_terrain, size, relief_m=event.relief_m, river_prob=event.river_prob,
-                           flood_depth_m=event.flood_depth_m, shadow_rate=config.shadow_rate,
-                           fragmentation=config.fragmentation, low_water_chip_rate=config.low_water_chip_rate)
+                           flood_depth_m=event.flood_depth_m * float(level_multiplier),
+                           shadow_rate=config.shadow_rate, fragmentation=config.fragmentation,
+                           low_water_chip_rate=1.0 - flooded_chip_rate(config, level_multiplier))
     lc = make_landcover(r_lc, terrain, event, smooth_rate=config.smooth_rate,
                         flooded_vegetation_rate=config.flooded_vegetation_rate,
                         urban_flood_rate=config.urban_flood_rate, wind_rate=config.wind_rate,
@@ -96,14 +110,16 @@ def simulate_s1_scene(seq: np.random.SeedSequence, event: Event, config: SimConf
 
 
 def simulate_chip(*, chip_id: str, event: Event, seq: np.random.SeedSequence, config: SimConfig,
-                  vh_threshold: float | None) -> Chip:
+                  vh_threshold: float | None, level_multiplier: float = 1.0) -> Chip:
     """Simulate every layer of one ``config.size`` px chip.
 
     ``vh_threshold``: VH threshold (dB) of the S1 Otsu weak label — the event threshold; None
-    runs Otsu on this chip's own VH histogram.
+    runs Otsu on this chip's own VH histogram. ``level_multiplier``: the chip's acquisition
+    effect on its flood (:func:`simulate_s1_scene`).
     """
     size = config.size
-    terrain, lc, s1, incidence, (r_s2, r_label) = simulate_s1_scene(seq, event, config, size)
+    terrain, lc, s1, incidence, (r_s2, r_label) = simulate_s1_scene(seq, event, config, size,
+                                                                    level_multiplier=level_multiplier)
     s2 = make_s2(r_s2, lc, cloud_cover=event.cloud_cover * config.cloud_scale, crop_vigour=event.crop_vigour)
     jitter = fractal_fields(r_label, size, (3.0,), max_cycles=32.0)[0]
 

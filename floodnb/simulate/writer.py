@@ -9,9 +9,15 @@ Layout (all paths from :mod:`floodnb.data.layout`)::
     <out>/v1.0/data/flood_events/WeaklyLabeled/S2_NoQC/<chip>_S2_NoQC.tif        (weak-chip S2)
     <out>/v1.1/splits/flood_handlabeled/flood_{train,valid,test,bolivia}_data.csv
     <out>/v1.1/Sen1Floods11_Metadata.geojson
+    <out>/v1.1/floodnb_chip_dates.csv  (per chip S1/S2 dates: floodnb's optional per-chip metadata)
     <out>/floodnb_simulation.json      (seed, configuration, counts, per-event VH thresholds)
-    <out>/floodnb_simulation_chips.csv (per chip: split, water/cloud fractions, weak-label
-                                        confusion counts against the truth)
+    <out>/floodnb_simulation_chips.csv (per chip: split, acquisition (dates, days from the flood
+                                        peak, position, level multiplier), water/cloud fractions,
+                                        weak-label confusion counts against the truth)
+
+Each chip has its own acquisition date and position (:mod:`floodnb.simulate.acquisition`): the
+GeoTIFFs are georeferenced at the chip's position and its dates go to ``floodnb_chip_dates.csv``,
+which :func:`floodnb.data.catalog.build_catalog` prefers over the event dates of the GeoJSON.
 
 Chips are generated and written one at a time per worker process (bounded memory), in a
 ``spawn`` process pool; every chip depends only on its own seed, and the tables are sorted
@@ -30,9 +36,11 @@ import numpy as np
 
 from floodnb.bands import S1_BANDS, S2_BANDS
 from floodnb.data import layout
+from floodnb.data.metadata import CHIP_DATE_COLUMNS
 from floodnb.io_utils import atomic_path, atomic_write_text
-from floodnb.simulate.config import SimConfig
-from floodnb.simulate.events import EVENTS, Event, event_by_name, heldout_event, training_events
+from floodnb.simulate.acquisition import draw_acquisition
+from floodnb.simulate.config import SIM_VERSION, SimConfig
+from floodnb.simulate.events import EVENTS, event_by_name, heldout_event, training_events
 from floodnb.simulate.geotiff import PIXEL_DEG, chip_transform, write_geotiff
 from floodnb.simulate.scene import Chip, chip_seed, event_vh_threshold, simulate_chip
 
@@ -42,7 +50,6 @@ INCOMPLETE = ".floodnb_simulation.incomplete"
 CHIP_TABLE = "floodnb_simulation_chips.csv"
 #: real Sen1Floods11 hand split sizes train/valid/test (252/89/90), used as proportions.
 SPLIT_WEIGHTS: tuple[tuple[str, int], ...] = (("train", 252), ("valid", 89), ("test", 90))
-GRID_COLUMNS: int = 32
 WEAK_ID_OFFSET: int = 500000
 HAND_ID_OFFSET: int = 100000
 
@@ -52,7 +59,7 @@ TRUTH_LAYERS = ("SimTruthWater", "SimTruthClass")
 
 
 def plan_chips(*, n_hand: int, n_weak: int, seed: int, heldout_fraction: float) -> list[dict]:
-    """The chips to write: dicts with chip_id, event, group ("hand"/"weak"), number, split, slot.
+    """The chips to write: dicts with chip_id, event, group ("hand"/"weak"), number, split.
 
     Hand chips: ``round(n_hand * heldout_fraction)`` (at least 1 when n_hand >= 2) from the
     held-out event (split "bolivia"), the rest round-robin over the training events and split
@@ -67,7 +74,6 @@ def plan_chips(*, n_hand: int, n_weak: int, seed: int, heldout_fraction: float) 
     if n_hand >= 2 and heldout_fraction > 0:
         n_held = max(1, n_held)
     chips: list[dict] = []
-    slot = {e.name: 0 for e in EVENTS}
     for i in range(n_held):
         chips.append(dict(event=held.name, group="hand", number=i, split="bolivia"))
     hand_train = []
@@ -85,16 +91,13 @@ def plan_chips(*, n_hand: int, n_weak: int, seed: int, heldout_fraction: float) 
         chips.append(dict(event=ev.name, group="weak", number=WEAK_ID_OFFSET + i, split="weak"))
     for c in chips:
         c["chip_id"] = f"{c['event']}_{(HAND_ID_OFFSET if c['group'] == 'hand' else 0) + c['number']}"
-        c["slot"] = slot[c["event"]]
-        slot[c["event"]] += 1
     return chips
 
 
-def chip_origin(event: Event, slot: int, size: int) -> tuple[float, float]:
-    """(lon_west, lat_north) of the chip in grid position ``slot`` around the event centre."""
-    span = size * PIXEL_DEG
-    col, row = slot % GRID_COLUMNS, slot // GRID_COLUMNS
-    return event.lon + (col - GRID_COLUMNS / 2) * span, event.lat + (4 - row) * span
+def chip_origin(lon: float, lat: float, size: int) -> tuple[float, float]:
+    """(lon_west, lat_north) of a ``size`` px chip centred on (lon, lat) degrees."""
+    half = size * PIXEL_DEG / 2
+    return lon - half, lat + half
 
 
 def _confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
@@ -136,12 +139,16 @@ def _write_chip(root: Path, item: dict, chip: Chip, transform, compress: str) ->
 def _chip_task(args: tuple) -> dict:
     root, item, config, seed, thresholds = args
     event = event_by_name(item["event"])
+    acq = draw_acquisition(seed, event, item["number"], config)
     chip = simulate_chip(chip_id=item["chip_id"], event=event, seq=chip_seed(seed, event, item["number"]),
-                         config=config, vh_threshold=thresholds[event.name] if config.otsu_scope == "event" else None)
-    lon, lat = chip_origin(event, item["slot"], config.size)
-    _write_chip(Path(root), item, chip, chip_transform(lon, lat), config.compress)
+                         config=config, vh_threshold=thresholds[event.name] if config.otsu_scope == "event" else None,
+                         level_multiplier=acq.level_multiplier)
+    west, north = chip_origin(acq.lon, acq.lat, config.size)
+    _write_chip(Path(root), item, chip, chip_transform(west, north), config.compress)
     row = dict(chip_id=item["chip_id"], event=item["event"], group=item["group"], split=item["split"],
-               lon=lon + config.size * PIXEL_DEG / 2, lat=lat - config.size * PIXEL_DEG / 2,
+               lon=west + config.size * PIXEL_DEG / 2, lat=north - config.size * PIXEL_DEG / 2,
+               s1_date=acq.s1_date, s2_date=acq.s2_date, days_from_peak=acq.days_from_peak,
+               cross_km=round(acq.cross_km, 3), level_multiplier=round(acq.level_multiplier, 4),
                incidence_deg=round(chip.incidence_deg, 3), water_level_m=round(chip.water_level_m, 3),
                truth_water_fraction=round(float(chip.truth_water.mean()), 6),
                cloud_fraction=round(chip.cloud_fraction, 6),
@@ -159,17 +166,19 @@ def _threshold_task(args: tuple) -> tuple[str, float]:
     return name, event_vh_threshold(event_by_name(name), config, seed=seed)
 
 
-def _metadata(chips: list[dict], thresholds: dict[str, float], size: int) -> dict:
+def _metadata(rows: list[dict], thresholds: dict[str, float], size: int) -> dict:
+    """The event GeoJSON: one feature per event, its polygon the bounding box of its chips (``rows``:
+    chip-table rows with centre ``lon``/``lat``), its dates the event's (peak) dates.
+    """
     feats = []
     span = size * PIXEL_DEG
     for ev in sorted(EVENTS, key=lambda e: e.name):
-        mine = [c for c in chips if c["event"] == ev.name]
+        mine = [c for c in rows if c["event"] == ev.name]
         if mine:
-            origins = [chip_origin(ev, c["slot"], size) for c in mine]
-            w = min(o[0] for o in origins)
-            e = max(o[0] for o in origins) + span
-            n = max(o[1] for o in origins)
-            s = min(o[1] for o in origins) - span
+            w = min(c["lon"] for c in mine) - span / 2
+            e = max(c["lon"] for c in mine) + span / 2
+            n = max(c["lat"] for c in mine) + span / 2
+            s = min(c["lat"] for c in mine) - span / 2
         else:
             w, e, s, n = ev.lon - span, ev.lon + span, ev.lat - span, ev.lat + span
         ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
@@ -289,12 +298,15 @@ def simulate_dataset(out: str | Path, *, n_hand: int = 240, n_weak: int = 1000, 
         ids = sorted(c["chip_id"] for c in chips if c["split"] == split)
         text = "".join(f"{layout.chip_file_name(i, 'S1Hand')},{layout.chip_file_name(i, 'LabelHand')}\r\n" for i in ids)
         atomic_write_text(sdir / layout.split_csv_name(split), text)
-    atomic_write_text(layout.metadata_path(root), json.dumps(_metadata(chips, thresholds, cfg.size), indent=1))
+    atomic_write_text(layout.metadata_path(root), json.dumps(_metadata(rows, thresholds, cfg.size), indent=1))
     table = pd.DataFrame(rows).sort_values("chip_id", kind="stable").reset_index(drop=True)
+    with atomic_path(layout.chip_dates_path(root)) as tmp:
+        table[list(CHIP_DATE_COLUMNS)].to_csv(tmp, index=False)
     with atomic_path(root / CHIP_TABLE) as tmp:
         table.to_csv(tmp, index=False)
     manifest = {
-        "generator": "floodnb.simulate", "floodnb_version": __version__, "simulated": True, "seed": int(seed),
+        "generator": "floodnb.simulate", "floodnb_version": __version__, "sim_version": SIM_VERSION,
+        "simulated": True, "seed": int(seed),
         "n_hand": int(n_hand), "n_weak": int(n_weak), "config": cfg.to_dict(),
         "vh_thresholds_db": {k: thresholds[k] for k in sorted(thresholds)},
         "heldout_event": heldout_event().name,
