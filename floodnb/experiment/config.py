@@ -108,6 +108,22 @@ FAST_SIM = SimSpec(n_hand=24, n_weak=24, size=64, seed=0)
 FAST_BUDGET = Budget(epochs=1, steps_per_epoch=3, batch_size=4, crop=32, model="unet_tiny", width=4)
 
 
+#: Idle-machine cost model of one trained row and seed (one torch thread): CPU seconds per million
+#: training-crop pixels (steps x batch x crop^2) of ``unet_small`` width 8, and the fixed part (validation
+#: every epoch, pool labelling by a teacher, scoring on the common mask). Measured as process CPU time
+#: (``cpu_s`` in results.csv), which on an idle machine with one thread is the wall time; see the module
+#: docstring for the measurement.
+CPU_S_PER_MPX: float = 1.0
+CPU_S_FIXED: float = 10.0
+
+
+def estimate_row_seconds(budget: Budget) -> float:
+    """Projected wall seconds of one trained row and seed on an idle 2-core machine (:data:`CPU_S_PER_MPX`)."""
+    mpx = budget.steps * budget.batch_size * budget.crop ** 2 / 1e6
+    width = (budget.width / 8.0) ** 2 if budget.model == "unet_small" else 0.25 * (budget.width / 8.0) ** 2
+    return CPU_S_FIXED + CPU_S_PER_MPX * mpx * width
+
+
 def params_hash(obj: dict) -> str:
     """Short stable hash of a JSON-able dict (row folders and reuse checks)."""
     return json_hash(obj, 10)
