@@ -231,6 +231,8 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seeds: list[int], 
     _check_arguments(readme=readme, real_root=real_root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.csv"
+    prev = _read_results(results_path)  # an unreadable or pre-seed table is refused before any work
     t_start, load_start = time.perf_counter(), load_average()
     root = Path(data_root) if data_root is not None else simulated_root(out, sim, progress=progress)
     catalog = build_catalog(root)
@@ -242,8 +244,6 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seeds: list[int], 
     data_key = {"data_root": str(root.resolve())} if data_root is not None else {"sim": sim.to_dict()}
     hashes = {s: _row_hashes(ctxs[s], data_key) for s in seeds}
 
-    results_path = out / "results.csv"
-    prev = _read_results(results_path)
     records: dict[Key, dict] = {(str(r["row"]), int(r["seed"])): {**r.to_dict(), "action": "earlier run"}
                                 for _, r in prev.iterrows() if str(r["row"]) in ROWS}
     _project(order, seeds, hashes, records, budget)
