@@ -183,7 +183,7 @@ def test_cli_fast_end_to_end_with_readme(full_run, tmp_path, capsys):
     readme.write_text(f"top\n{START_MARKER}\n{END_MARKER}\nbottom\n")
     out = tmp_path / "cli"
     rc = cli_main(["experiment", "--fast", "--data-root", str(data), "--out-dir", str(out), "--rows",
-                   "otsu_chip,student_hard", "--readme", str(readme), "--no-progress", "--seeds", "1",
+                   "otsu_chip,s1_weak,student_hard", "--readme", str(readme), "--no-progress", "--seeds", "1",
                    "--bootstrap", "20"])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -191,8 +191,9 @@ def test_cli_fast_end_to_end_with_readme(full_run, tmp_path, capsys):
     text = readme.read_text()
     assert text.startswith(f"top\n{START_MARKER}\n## floodnb experiment") and text.endswith(f"{END_MARKER}\nbottom\n")
     assert "| student_hard |" in text
-    assert set(pd.read_csv(out / "results.csv")["row"]) == {"otsu_chip", "teacher_s2", "teacher_s2s1", "student_hard"}
-    assert "(n=1)" in text and "B = 20" in text
+    assert set(pd.read_csv(out / "results.csv")["row"]) == {"otsu_chip", "s1_weak", "teacher_s2", "teacher_s2s1",
+                                                            "student_hard"}
+    assert "(n=1)" in text and "B = 20" in text and "| student_hard | s1_weak | test | 1 |" in text
 
 
 def test_cli_list_rows(capsys):
