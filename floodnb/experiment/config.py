@@ -4,6 +4,27 @@ Every trained row of :func:`floodnb.experiment.run_experiment` gets the *same bu
 ``epochs x steps_per_epoch`` optimisation steps of ``batch_size`` random ``crop x crop`` px
 crops, the same model (``model`` with ``width``), optimiser (AdamW, cosine schedule, ``lr``) and
 seed. Only the data each sample is drawn from and the loss differ between rows.
+
+**How the default was chosen** (target: the whole experiment, ~20 trained rows x 3 seeds, in
+<= 45 min on an idle 2-core machine, one torch thread). Measured 2026-12-02 on the previous
+default (240 hand + 1000 weak chips of 256 px; 150 steps x 8 x 128^2 px, unet_small width 8) under
+a load average of 11-19 on the shared 2 cores, so wall times were 4-8x inflated (s1_weak 298 s,
+teacher_s2 325 s) and the estimate uses each row's process **CPU** time (``cpu_s`` in results.csv;
+with one thread it is the wall time of an idle machine): s1_weak 42.3 s, teacher_s2 39.0 s,
+teacher_s2s1 39.6 s, student_soft 85.0 s of which ~43 s label the 1000-chip pool with the teacher
+(``floodnb experiment --out-dir X --rows s1_weak,student_soft --seeds 1``). Split as ~13 s fixed
+(validation every epoch, scoring 114 chips on the common mask, checkpoints) + 1.42 s per million
+training-crop pixels (19.7 Mpx in 150 steps), and 0.043 s per 256 px pool chip labelled. That
+default projects to 60 runs x 41 s + 12 pool labellings (4 labelling models: the chosen
+teacher, teacher_s2_meta, s2_weak, a shuffled-metadata teacher; x 3 seeds) x 43 s + simulation
+~110 s + packing/real-chip report ~80 s = 53 min: over. The default therefore (a) halves the
+weak pool to 500 chips — a student draws 4 pool crops per step, 480 over its run, so a 1000-chip
+pool was not even seen once per chip — which halves pool labelling and pool simulation, and
+(b) trains 120 steps (3 x 40) instead of 150, model, crop and batch unchanged. Projection:
+60 x (13 + 1.42 x 15.7) = 60 x 35 s = 35.0 min + 12 x 21.5 s = 4.3 min + simulation ~1.1 min +
+packing ~0.3 min + real-chip report ~1 min = **41.7 min** (rows of other branches, e.g. a
+generator per seed, must fit in the remaining ~3 min or lower ``steps_per_epoch``). The run
+prints its own projection before the first row (:func:`estimate_row_seconds`).
 """
 
 from __future__ import annotations
@@ -17,14 +38,15 @@ from floodnb.io_utils import json_hash
 class SimSpec:
     """The simulated dataset (``floodnb.simulate.simulate_dataset``) the experiment runs on.
 
-    The default keeps the simulator's chip counts (240 hand-labelled + 1000 weak chips) but
-    writes 256 px chips instead of 512 px: training uses 128 px crops anyway, so the smaller
-    chips carry the same information per training sample while simulating, packing, labelling
-    the pool and evaluating cost a quarter (the experiment must fit in 30 minutes on 2 cores).
+    The default keeps the simulator's 240 hand-labelled chips and a 500-chip weak pool (module
+    docstring: a student's run draws ~480 pool crops) and writes 256 px chips instead of 512 px:
+    training uses 128 px crops anyway, so the smaller chips carry the same information per
+    training sample while simulating, packing, labelling the pool and evaluating cost a quarter
+    (the experiment with 3 seeds must fit in 45 minutes on 2 cores).
     """
 
     n_hand: int = 240
-    n_weak: int = 1000
+    n_weak: int = 500
     size: int = 256
     seed: int = 0
 
@@ -55,7 +77,7 @@ class Budget:
     """
 
     epochs: int = 3
-    steps_per_epoch: int = 50
+    steps_per_epoch: int = 40
     batch_size: int = 8
     crop: int = 128
     model: str = "unet_small"
@@ -113,15 +135,27 @@ FAST_BUDGET = Budget(epochs=1, steps_per_epoch=3, batch_size=4, crop=32, model="
 #: every epoch, pool labelling by a teacher, scoring on the common mask). Measured as process CPU time
 #: (``cpu_s`` in results.csv), which on an idle machine with one thread is the wall time; see the module
 #: docstring for the measurement.
-CPU_S_PER_MPX: float = 1.0
-CPU_S_FIXED: float = 10.0
+CPU_S_PER_MPX: float = 1.42
+CPU_S_FIXED: float = 13.0
+#: CPU seconds to label one 256 x 256 px pool chip with a teacher (inference, float16 probabilities).
+CPU_S_PER_POOL_CHIP: float = 0.043
 
 
 def estimate_row_seconds(budget: Budget) -> float:
-    """Projected wall seconds of one trained row and seed on an idle 2-core machine (:data:`CPU_S_PER_MPX`)."""
+    """Projected wall seconds of one trained row and seed on an idle 2-core machine (one torch thread).
+
+    :data:`CPU_S_FIXED` + :data:`CPU_S_PER_MPX` x training-crop megapixels, scaled by the model's
+    width squared relative to ``unet_small`` width 8 (``unet_tiny``: a quarter). A rough guide
+    printed before a run, not a guarantee: other machines and rows differ.
+    """
     mpx = budget.steps * budget.batch_size * budget.crop ** 2 / 1e6
     width = (budget.width / 8.0) ** 2 if budget.model == "unet_small" else 0.25 * (budget.width / 8.0) ** 2
     return CPU_S_FIXED + CPU_S_PER_MPX * mpx * width
+
+
+def estimate_pool_seconds(n_chips: int, size: int) -> float:
+    """Projected seconds for one model to label a pool of ``n_chips`` chips of ``size`` px (idle, one thread)."""
+    return CPU_S_PER_POOL_CHIP * n_chips * (size / 256.0) ** 2
 
 
 def params_hash(obj: dict) -> str:

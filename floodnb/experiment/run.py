@@ -40,12 +40,21 @@ from typing import Any
 
 import pandas as pd
 
-from floodnb.experiment.config import DEFAULT_BUDGET, DEFAULT_SIM, Budget, SimSpec, estimate_row_seconds, params_hash
+from floodnb.experiment.config import (
+    DEFAULT_BUDGET,
+    DEFAULT_SIM,
+    Budget,
+    SimSpec,
+    estimate_pool_seconds,
+    estimate_row_seconds,
+    params_hash,
+)
 from floodnb.experiment.rows import (
     EVAL_SPLITS,
     ROWS,
     RUNNERS,
     SCORED_SPLITS,
+    TEACHER_CHOICES,
     TRAINED,
     Context,
     resolve_rows,
@@ -246,7 +255,7 @@ def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seeds: list[int], 
 
     records: dict[Key, dict] = {(str(r["row"]), int(r["seed"])): {**r.to_dict(), "action": "earlier run"}
                                 for _, r in prev.iterrows() if str(r["row"]) in ROWS}
-    _project(order, seeds, hashes, records, budget)
+    _project(order, seeds, hashes, records, base)
     failed: set[Key] = set()
     for row in order:
         for s in row_seeds(row, seeds):
@@ -323,17 +332,28 @@ def _reusable(ctx: Context, row: str, h: str, old: dict | None) -> bool:
     return True
 
 
-def _project(order: list[str], seeds: list[int], hashes: dict, records: dict, budget: Budget) -> None:
-    """Print how many row x seed runs are reused / to run and the projected time before any work."""
+def _project(order: list[str], seeds: list[int], hashes: dict, records: dict, ctx: Context) -> None:
+    """Print how many row x seed runs are reused / to run and the projected time before any work.
+
+    Pool labelling: every row another row of ``order`` depends on labels the pool once per seed
+    (of teacher_s2 / teacher_s2s1 only the one validation picks), when that row is to run.
+    """
     todo = [(r, s) for r in order for s in row_seeds(r, seeds)
             if not ((r, s) in records and records[(r, s)]["status"] == "done" and records[(r, s)]["hash"] ==
                     hashes[s][r])]
     n_trained = sum(r in TRAINED for r, _ in todo)
-    est = estimate_row_seconds(budget)
+    est = estimate_row_seconds(ctx.budget)
+    labellers = {d for r in order for d in ROWS[r].deps}
+    n_label = sum(d in labellers for d, _ in todo) - sum(d == TEACHER_CHOICES[1] for d, _ in todo
+                                                         if set(TEACHER_CHOICES) <= labellers)
+    pool: Any = ctx.pool  # a ChipStore
+    per_label = estimate_pool_seconds(len(pool), int(pool.height))
+    pool_s = max(n_label, 0) * per_label
     _log(f"{len(todo)} row x seed runs to do ({n_trained} trained) for seeds {seeds}, "
-         f"{sum(len(row_seeds(r, seeds)) for r in order) - len(todo)} reusable; projected "
-         f"{n_trained * est / 60:.1f} min of training at ~{est:.0f} s per trained row on an idle 2-core machine "
-         f"(config.estimate_row_seconds; load average now {load_average()})")
+         f"{sum(len(row_seeds(r, seeds)) for r in order) - len(todo)} reusable; projected on an idle 2-core "
+         f"machine: {(n_trained * est + pool_s) / 60:.1f} min = {n_trained} x ~{est:.0f} s training + "
+         f"{max(n_label, 0)} pool labellings x ~{per_label:.0f} s "
+         f"(config.estimate_*; set-up and the real-chip report come on top; load average now {load_average()})")
 
 
 def _run_row(ctx: Context, row: str, h: str, *, records: dict[Key, dict], failed: set[Key],
