@@ -408,3 +408,31 @@ def test_old_results_table_without_seeds_is_refused(tmp_path):
     (out / "results.csv").write_text("row,status,hash\notsu_chip,done,abc\n")
     with pytest.raises(ValueError, match="seed"):
         run_experiment(out, data_root=tmp_path / "nodata", sim=SIM, budget=BUDGET, rows="otsu_chip", progress=False)
+
+
+def test_an_unscored_row_runs_once_per_seed_and_is_listed_without_metrics(full_run, tmp_path, monkeypatch):
+    """The Row API other rows follow: a runner trains for ``ctx.seed`` into its own folder; ``scored=False``
+    (e.g. a generator other rows use) is listed with no metrics and no comparison.
+    """
+    import floodnb.experiment.rows as rows_mod
+    import floodnb.experiment.run as run_mod
+    from floodnb.experiment.rows import Row
+
+    seen = []
+
+    def runner(ctx, out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "artefact.txt").write_text(str(ctx.seed))
+        seen.append((ctx.seed, out.name))
+        return {"valid_water_iou": float("nan"), "checkpoint": "", "teacher": ""}
+
+    monkeypatch.setitem(rows_mod.ROWS, "gen_fake", Row("gen_fake", "generator", "a per-seed artefact", scored=False))
+    monkeypatch.setitem(rows_mod.RUNNERS, "gen_fake", runner)
+    monkeypatch.setattr(run_mod, "TRAINED", rows_mod.TRAINED | {"gen_fake"})
+    table = run_experiment(tmp_path / "o", data_root=full_run[0] / "data", budget=BUDGET, seeds=2,
+                           rows="gen_fake,otsu_chip", progress=False, n_boot=10)
+    assert [s for s, _ in seen] == [0, 1] and seen[0][1].startswith("gen_fake-s0-")
+    g = table[table["row"] == "gen_fake"]
+    assert list(g["status"]) == ["done", "done"] and g["test_water_iou"].isna().all()
+    md = (tmp_path / "o" / "results.md").read_text()
+    assert "| gen_fake | a per-seed artefact | 2 |" in md and "No student row finished" in md

@@ -49,6 +49,9 @@ class Row:
     #: evaluation data of a trained row, ``(ctx, split, spec) -> Dataset`` of full chips; None: the hand
     #: chips of ``split`` with the checkpoint's inputs (and metadata when the model takes it)
     eval_data: Callable[[Context, str, Any], Any] | None = None
+    #: False for a row that trains something other rows use but that maps no water (e.g. a generator):
+    #: it runs per seed and is listed, with no metrics and no comparison
+    scored: bool = True
 
     @property
     def chooses_teacher(self) -> bool:
@@ -219,11 +222,14 @@ def score_row(ctx: Context, row: str, res: dict) -> pd.DataFrame:
 
     Threshold rows (``res["vh_threshold"]``) threshold the chips' VH; trained rows predict with
     ``res["checkpoint"]`` on ``ROWS[row].eval_data`` or the hand chips with the checkpoint's inputs.
-    Returns the :data:`floodnb.experiment.scoring.COUNT_COLUMNS` table of every split.
+    Returns the :data:`floodnb.experiment.scoring.COUNT_COLUMNS` table of every split (empty for a
+    row with ``scored=False``).
     """
-    from floodnb.experiment.scoring import score_model, score_threshold
+    from floodnb.experiment.scoring import COUNT_COLUMNS, score_model, score_threshold
     from floodnb.models import read_spec
 
+    if not ROWS[row].scored:
+        return pd.DataFrame(columns=list(COUNT_COLUMNS))
     tables = []
     for split in SCORED_SPLITS:
         chips = ctx.eval_chips(split)

@@ -164,11 +164,12 @@ def _record(row: str, seed: int, res: dict | None, counts: pd.DataFrame | None, 
     rec.update(row=row, seed=seed, group=ROWS[row].group, description=ROWS[row].description, status=status,
                action=action, seconds=round(seconds, 1), cpu_s=None if cpu_s is None else round(cpu_s, 1),
                budget=budget.describe() if row in TRAINED else "no training", hash=h, error=error)
-    if res is not None and counts is not None:
+    if res is not None and counts is not None and len(counts):
         for s in SCORED_SPLITS:
             m = summary(counts[counts["split"] == s])
             for k in METRIC_KEYS:
                 rec[f"{s}_{k}"] = m[k]
+    if res is not None:
         rec.update(teacher=res["teacher"], checkpoint=res["checkpoint"])
     return rec
 
@@ -178,8 +179,9 @@ def _as_result(rec) -> dict:
     def s(v) -> str:
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) or pd.isna(v) else str(v)
 
-    return {"valid_water_iou": float(rec["valid_water_iou"]), "checkpoint": s(rec["checkpoint"]),
-            "teacher": s(rec["teacher"])}
+    v = rec["valid_water_iou"]
+    return {"valid_water_iou": float("nan") if v is None or pd.isna(v) else float(v),
+            "checkpoint": s(rec["checkpoint"]), "teacher": s(rec["teacher"])}
 
 
 def seed_list(seed: int, seeds: int) -> list[int]:
@@ -323,7 +325,7 @@ def _reusable(ctx: Context, row: str, h: str, old: dict | None) -> bool:
         return False
     if row in TRAINED and not Path(str(old["checkpoint"])).exists():
         return False
-    if not (ctx.row_dirs[row] / "chip_counts.csv").is_file():
+    if ROWS[row].scored and not (ctx.row_dirs[row] / "chip_counts.csv").is_file():
         return False
     if ROWS[row].chooses_teacher and str(old["teacher"]) != ctx.distill_teacher():
         _log(f"{row} seed {ctx.seed}: rerun — validation now picks {ctx.distill_teacher()}, it distilled "
@@ -395,11 +397,13 @@ def _run_row(ctx: Context, row: str, h: str, *, records: dict[Key, dict], failed
     rec = _record(row, ctx.seed, res, counts, status="done", action="ran", seconds=dt, budget=budget, h=h,
                   cpu_s=time.process_time() - c0)
     records[key] = rec
-    _remember(ctx, row, {**res, "valid_water_iou": float(rec["valid_water_iou"])})
+    _remember(ctx, row, {**res, "valid_water_iou": float("nan") if rec["valid_water_iou"] is None
+                         else float(rec["valid_water_iou"])})
     _write_results(results_path, records)
-    _log(f"{row} seed {ctx.seed}: done in {dt:.1f} s ({rec['cpu_s']} CPU s) — test water IoU "
-         f"{float(rec['test_water_iou']):.3f}, held-out "
-         f"{float(rec['bolivia_water_iou']):.3f} (common mask); load average {load_average()}")
+    scores = (f"test water IoU {float(rec['test_water_iou']):.3f}, held-out {float(rec['bolivia_water_iou']):.3f} "
+              "(common mask)") if len(counts) else "not scored (scored=False)"
+    _log(f"{row} seed {ctx.seed}: done in {dt:.1f} s ({rec['cpu_s']} CPU s) — {scores}; load average "
+         f"{load_average()}")
 
 
 def _remember(ctx: Context, row: str, res: dict) -> None:
