@@ -115,7 +115,7 @@ def verdict(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
                    + (f"; {alt}" if alt else "") + ").")
     s = h["student"]
     if s is None:
-        return " ".join(out + ["No student row finished: no student was chosen."])
+        return _bullets(out + ["No student row finished: no student was chosen."])
     n_st = int(summary["row"].map(is_student).sum())
     out.append(f"Student chosen on validation: {s['row']} (mean validation water IoU "
                f"{pm(s['valid_water_iou_mean'], s['valid_water_iou_std'], int(s['n']))}, the best of {n_st} student "
@@ -125,7 +125,11 @@ def verdict(summary: pd.DataFrame, comp: pd.DataFrame) -> str:
         out.append(f"Then, on {_split_name(split)}: {s['row']} scores water IoU "
                    f"{pm(s[f'{split}_water_iou_mean'], s[f'{split}_water_iou_std'], int(s['n']))}; {parts}.")
     out += [_count_sentence(comp, base) for base in BASELINES if (comp["baseline"] == base).any()]
-    return " ".join(out)
+    return _bullets(out)
+
+
+def _bullets(sentences: list[str]) -> str:
+    return "\n".join(f"- {x}" for x in sentences)
 
 
 EVAL_SPLITS_REPORTED: tuple[str, ...] = ("test", "bolivia")
@@ -157,9 +161,10 @@ def render(summary: pd.DataFrame, comp: pd.DataFrame, *, header: dict, real_md: 
     """
     lines = ["## floodnb experiment: cross-modal distillation vs baselines (simulated data)", ""]
     lines += [f"- **{k}**: {v}" for k, v in header.items()]
-    lines += ["", "Every row below is scored on one pixel set per split (both S1 bands finite and a reference label; "
-              "see **pixels**).", "", results_table(summary), "", comparisons_table(comp), "",
-              verdict(summary, comp), ""]
+    lines += ["", "### Headline (choices made on validation; test numbers after them)", "", verdict(summary, comp), "",
+              "### Every row, every seed", "",
+              "Every row below is scored on one pixel set per split (both S1 bands finite and a reference label; "
+              "see **pixels**).", "", results_table(summary), "", comparisons_table(comp), ""]
     if real_md:
         lines += ["### Sim-to-real: the same models on real Sen1Floods11 chips (report, not a test threshold)", "",
                   "Every Sentinel-1 row above and every seed, trained only on simulated data, scored on real "
