@@ -344,7 +344,10 @@ def _project(order: list[str], seeds: list[int], hashes: dict, records: dict, ct
             if not ((r, s) in records and records[(r, s)]["status"] == "done" and records[(r, s)]["hash"] ==
                     hashes[s][r])]
     n_trained = sum(r in TRAINED for r, _ in todo)
-    est = estimate_row_seconds(ctx.budget)
+    hand: Any = ctx.hand  # a ChipStore
+    n_split = {s: int((hand.index["split"] == s).sum()) for s in SCORED_SPLITS}
+    est = estimate_row_seconds(ctx.budget, valid_chips=n_split["valid"], scored_chips=sum(n_split.values()),
+                               size=int(hand.height))
     labellers = {d for r in order for d in ROWS[r].deps}
     n_label = sum(d in labellers for d, _ in todo) - sum(d == TEACHER_CHOICES[1] for d, _ in todo
                                                          if set(TEACHER_CHOICES) <= labellers)
