@@ -67,7 +67,7 @@ def main() -> None:
     print(f"data: {sim}; seed {args.seed}")
     for norm in args.norms.split(","):
         budget = replace(DEFAULT_BUDGET, norm=norm, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch)
-        table = run_experiment(out, sim=sim, budget=budget, seed=args.seed, rows=["s1_hand"], progress=False)
+        table = run_experiment(out, sim=sim, budget=budget, seed=args.seed, seeds=1, rows=["s1_hand"], progress=False)
         row = table.set_index("row").loc["s1_hand"]
         model, spec = load_checkpoint(row["checkpoint"])
         cells = [f"norm={norm}", f"budget: {budget.describe()}",

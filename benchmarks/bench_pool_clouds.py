@@ -37,7 +37,8 @@ def main() -> None:
     for mask in (True, False):
         budget = replace(DEFAULT_BUDGET, pool_cloud_mask=mask, epochs=args.epochs,
                          steps_per_epoch=args.steps_per_epoch)
-        table = run_experiment(out, sim=sim, budget=budget, seed=args.seed, rows=["student_soft"], progress=False)
+        table = run_experiment(out, sim=sim, budget=budget, seed=args.seed, seeds=1, rows=["student_soft"],
+                               progress=False)
         rows = table.set_index("row")
         teacher = str(rows.loc["student_soft", "teacher"])
         tdir = Path(str(rows.loc[teacher, "checkpoint"])).parent

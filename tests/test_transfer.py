@@ -133,3 +133,28 @@ def test_cli_writes_tables_figure_and_markdown(real_root, s1_checkpoint, tmp_pat
     assert "NAME=PATH" in capsys.readouterr().err
     assert cli_main(["transfer", str(real_root), "--checkpoint", f"a={tmp_path / 'missing.safetensors'}"]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_seed_table_counts_and_names_only_chips_with_valid_pixels(real_root, s1_checkpoint):
+    """Models named row@seedN: one line per row with n, per-seed values, mean and sample std; the counted chips
+    are named, the others named as not counted, per-chip rows for every counted chip.
+    """
+    from floodnb.experiment.real import seed_markdown, seed_method, seed_table, split_seed_method
+
+    _, keep, other = _expected_chips(real_root)
+    rep = transfer_report(real_root, checkpoints={seed_method("m", 0): s1_checkpoint,
+                                                  seed_method("m", 3): s1_checkpoint}, fixed_thresholds=(-22.0,))
+    assert split_seed_method("student_soft@seed12") == ("student_soft", 12)
+    assert split_seed_method("vh<-22dB") == ("vh<-22dB", None)
+    tab = seed_table(rep).set_index("method")
+    assert set(tab.index) == {"m", "otsu_chip", "otsu_event", "vh<-22dB"}
+    assert int(tab.loc["m", "n"]) == 2 and tab.loc["m", "seeds"] == "0 3" and tab.loc["m", "water_iou_std"] == 0
+    single = rep.overall().set_index("method").loc["m@seed0", "water_iou"]
+    assert tab.loc["m", "water_iou_mean"] == pytest.approx(single)
+    assert int(tab.loc["otsu_event", "n"]) == 1 and (tab["chips"] == len(keep)).all()
+    assert rep.counted() == keep
+    md = seed_markdown(rep)
+    assert f"{len(keep)} chips with valid pixels counted ({', '.join(keep)})" in md
+    assert all(c in md.split("Not counted")[1] for c in other)
+    per_chip = md.split("Per chip")[1]
+    assert all(f"| {c} |" in per_chip for c in keep) and not any(f"| {c} |" in per_chip for c in other)

@@ -41,6 +41,17 @@ METRIC_NOTE = ("water IoU = TP/(TP+FP+FN) of the water class from one confusion 
                "(the same pixels for every method)")
 
 
+def seed_method(row: str, seed: int) -> str:
+    """Method name of one experiment row's model trained with ``seed``, e.g. ``student_soft@seed1``."""
+    return f"{row}@seed{int(seed)}"
+
+
+def split_seed_method(method: str) -> tuple[str, int | None]:
+    """``"student_soft@seed1"`` -> ``("student_soft", 1)``; a name without ``@seed`` -> ``(name, None)``."""
+    name, sep, seed = str(method).rpartition("@seed")
+    return (name, int(seed)) if sep and seed.isdigit() else (str(method), None)
+
+
 def fixed_method(threshold_db: float) -> str:
     """Method name of a fixed VH threshold, e.g. ``vh<-24dB``."""
     return f"vh<{threshold_db:g}dB"
@@ -65,6 +76,10 @@ class TransferReport:
     def overall(self) -> pd.DataFrame:
         """The ``split == "all"`` rows, best water IoU first."""
         return self.summary[self.summary["split"] == "all"].sort_values("water_iou", ascending=False)
+
+    def counted(self) -> list[str]:
+        """The chip ids counted (each has at least one valid pixel), sorted."""
+        return sorted(str(c) for c in self.per_chip["chip_id"].unique()) if len(self.per_chip) else []
 
     def best_fixed(self) -> pd.Series | None:
         """The oracle fixed threshold (best water IoU over all counted chips), or None if none was scored."""
@@ -92,8 +107,8 @@ class TransferReport:
     def to_markdown(self, *, per_chip: bool = True) -> str:
         """Markdown: the summary table, verdicts, excluded chips and (optionally) per-chip water IoU."""
         n = int(self.overall()["chips"].max()) if len(self.summary) else 0
-        lines = [f"Real chips: `{Path(self.root).name}`, {n} chips with valid pixels; reference = hand labels. "
-                 + METRIC_NOTE + ".", "",
+        lines = [f"Real chips: `{Path(self.root).name}`, {n} chips with valid pixels ({', '.join(self.counted())}); "
+                 "reference = hand labels. " + METRIC_NOTE + ".", "",
                  "| method | kind | split | chips | water IoU | mIoU | water precision | water recall | "
                  "mean per-chip water IoU |", "|---|---|---|---|---|---|---|---|---|"]
         for _, r in self.summary.iterrows():
@@ -137,6 +152,63 @@ class TransferReport:
         atomic_write_text(paths["markdown"], "# Sim-to-real transfer\n\n" + self.to_markdown())
         write_figure(paths["figure"], self)
         return paths
+
+
+def seed_table(report: TransferReport, split: str = "all") -> pd.DataFrame:
+    """Models named ``row@seedN`` grouped by row: ``n``, per-seed water IoU, mean and sample std (one line per
+    method; thresholds keep their single value with n = 1). Columns: method, kind, n, seeds, water_iou_seeds,
+    water_iou_mean, water_iou_std, miou_mean, miou_std, chips.
+    """
+    from floodnb.experiment.stats import mean_std
+
+    rows = report.summary[report.summary["split"] == split].copy()
+    rows["base"] = [split_seed_method(m)[0] for m in rows["method"]]
+    rows["seed"] = [split_seed_method(m)[1] for m in rows["method"]]
+    out = []
+    for base, g in rows.groupby("base", sort=False):
+        g = g.sort_values("seed", na_position="first")
+        wm, ws, n = mean_std(g["water_iou"].astype(float))
+        mm, ms, _ = mean_std(g["miou"].astype(float))
+        out.append({"method": base, "kind": g["kind"].iloc[0], "n": n,
+                    "seeds": " ".join(str(int(x)) for x in g["seed"].dropna()),
+                    "water_iou_seeds": " ".join(fmt(v) for v in g["water_iou"]), "water_iou_mean": wm,
+                    "water_iou_std": ws, "miou_mean": mm, "miou_std": ms, "chips": int(g["chips"].max())})
+    return pd.DataFrame(out).sort_values("water_iou_mean", ascending=False, ignore_index=True)
+
+
+def seed_markdown(report: TransferReport) -> str:
+    """Markdown of a transfer report whose models are ``row@seedN``: mean ± std over seeds per row, the chips
+    counted and not counted (named), and per-chip water IoU (mean over seeds for models).
+    """
+    from floodnb.experiment.report import pm
+
+    tab = seed_table(report)
+    counted = report.counted()
+    lines = [f"Real chips: `{Path(report.root).name}`, {len(counted)} chips with valid pixels counted "
+             f"({', '.join(counted)}); reference = hand labels. " + METRIC_NOTE + ".", "",
+             "| method | kind | n seeds | water IoU mean ± std | per seed | mIoU mean ± std | chips |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in tab.iterrows():
+        lines.append(f"| {r['method']} | {r['kind']} | {int(r['n'])} | {pm(r['water_iou_mean'], r['water_iou_std'])} "
+                     f"| {r['water_iou_seeds']} | {pm(r['miou_mean'], r['miou_std'])} | {int(r['chips'])} |")
+    best = report.best_fixed()
+    if best is not None:
+        lines += ["", f"Oracle fixed threshold (chosen on these chips, an upper bound for one fixed threshold): "
+                      f"{best['method']}."]
+    if len(report.excluded):
+        lines += ["", "Not counted (no valid pixel): " + "; ".join(
+            f"{r.chip_id} ({r.reason})" for r in report.excluded.itertuples()) + "."]
+    if len(report.thresholds):
+        lines += ["", "Event thresholds used by otsu_event: " + "; ".join(
+            f"{r.event} {fmt(r.vh_threshold_db, 2)} dB ({r.source})" for r in report.thresholds.itertuples()) + "."]
+    pc = report.per_chip.assign(method=[split_seed_method(m)[0] for m in report.per_chip["method"]])
+    wide = pc.pivot_table(index="chip_id", columns="method", values="water_iou", aggfunc="mean")
+    wide = wide[[c for c in tab["method"] if c in wide.columns]]
+    lines += ["", f"Per chip ({len(wide)} counted chips), water IoU (models: mean over seeds; empty: no water in "
+                  "reference and prediction):", "",
+              "| chip | " + " | ".join(wide.columns) + " |", "|---|" + "---|" * len(wide.columns)]
+    lines += [f"| {cid} | " + " | ".join(fmt(v) for v in r.values) + " |" for cid, r in wide.iterrows()]
+    return "\n".join(lines) + "\n"
 
 
 def _valid_chips(chips: pd.DataFrame, *, progress: bool) -> tuple[pd.DataFrame, list[dict]]:

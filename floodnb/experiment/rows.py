@@ -1,9 +1,14 @@
 """The rows of the evidence experiment: what each trains or thresholds, and how it is scored.
 
-Every row returns ``{"test": summary, "bolivia": summary}`` scored against the simulator's
-true water mask (reference ``truth_water``; water IoU from a global confusion matrix,
-:mod:`floodnb.metrics`) plus its validation water IoU against *hand labels* (used to pick the
-distillation teacher and the best student, never the test split).
+A row's runner ``RUNNERS[name](ctx, out_dir)`` trains (or thresholds) for **one seed**
+(``ctx.seed``) and returns ``{"checkpoint": path or "", "teacher": name or "", ...}``; a
+threshold row returns ``"vh_threshold": f(split, chip_id) -> dB or None`` instead of a
+checkpoint. :func:`score_row` then scores every row alike on the common pixel mask of
+:mod:`floodnb.experiment.scoring` (``valid`` against hand labels, ``test``/``bolivia`` against the
+simulator's true water mask), from the checkpoint's predictions on ``ctx.hand_split(split,
+inputs=spec.inputs, meta=spec has metadata)`` or on ``Row.eval_data(ctx, split, spec)`` when a row
+needs other evaluation inputs. Validation water IoU (hand labels) picks the distillation teacher
+and the best student (mean over seeds), never the test split.
 
 Methods: Otsu (Bonafilia et al. 2020), S1 on weak labels (the Sen1Floods11 baseline that Garg
 et al. 2023 beat), S1 on hand labels, S2 / S2+S1 / S2+metadata teachers and soft / hard /
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -24,6 +31,10 @@ from floodnb.experiment.config import Budget
 
 #: Splits scored for every row: the test split and the held-out event (Sen1Floods11's "bolivia").
 EVAL_SPLITS: tuple[str, ...] = ("test", "bolivia")
+#: Splits scored on the common mask: validation (hand labels; selection only) and the evaluation splits.
+SCORED_SPLITS: tuple[str, ...] = ("valid", *EVAL_SPLITS)
+#: The distillation teachers the students' teacher is chosen from (by mean validation water IoU over seeds).
+TEACHER_CHOICES: tuple[str, ...] = ("teacher_s2", "teacher_s2s1")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,17 @@ class Row:
     deps: tuple[str, ...] = ()
     #: bumped when the row's method changes, so results of the old method are not reused
     revision: int = 0
+    #: evaluation data of a trained row, ``(ctx, split, spec) -> Dataset`` of full chips; None: the hand
+    #: chips of ``split`` with the checkpoint's inputs (and metadata when the model takes it)
+    eval_data: Callable[[Context, str, Any], Any] | None = None
+    #: False for a row that trains something other rows use but that maps no water (e.g. a generator):
+    #: it runs per seed and is listed, with no metrics and no comparison
+    scored: bool = True
+
+    @property
+    def chooses_teacher(self) -> bool:
+        """True when the row distils from the teacher picked on validation (teacher_s2 or teacher_s2s1)."""
+        return set(TEACHER_CHOICES) <= set(self.deps)
 
 
 ROWS: dict[str, Row] = {r.name: r for r in (
@@ -54,7 +76,9 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("teacher_s2s1", "teacher", "S2+S1 teacher on hand labels"),
     Row("teacher_s2_meta", "teacher", "S2 teacher + FiLM metadata (day of year, position)"),
     Row("teacher_s2_meta_shuffled", "teacher", "teacher_s2_meta with metadata permuted across chips (ablation: "
-        "same distribution, link to the chip broken)"),
+        "same distribution, link to the chip broken)",
+        eval_data=lambda ctx, split, spec: ctx.hand_split(split, inputs=tuple(spec.inputs), meta=True,
+                                                          shuffle_meta=ctx.meta_shuffle_seed)),
     Row("student_soft", "student", "S1 student: hand CE + soft KL on the teacher-labelled pool",
         ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_hard", "student", "S1 student: hand CE + CE on confident teacher labels",
@@ -74,7 +98,12 @@ TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
 
 @dataclass
 class Context:
-    """What rows share: data (catalog + packed stores), budget, seed, finished rows' results."""
+    """What rows share: data (catalog + packed stores), budget, the seed of this pass, finished rows' results.
+
+    One Context per seed (:meth:`for_seed`); ``results`` holds this seed's finished rows,
+    ``seed_results`` (shared by the seeds' contexts) ``row -> {seed: result}`` of every seed, and
+    ``eval_sets`` (shared) the common-mask chips of each scored split.
+    """
 
     out_dir: Path
     catalog: pd.DataFrame
@@ -85,6 +114,14 @@ class Context:
     progress: bool
     results: dict[str, dict] = field(default_factory=dict)  # row -> result dict (metrics, checkpoint, ...)
     row_dirs: dict[str, Path] = field(default_factory=dict)
+    seed_results: dict[str, dict[int, dict]] = field(default_factory=dict)
+    eval_sets: dict[str, Any] = field(default_factory=dict)
+
+    def for_seed(self, seed: int) -> Context:
+        """A context for ``seed`` sharing data, ``seed_results`` and ``eval_sets`` (own results, row dirs)."""
+        from dataclasses import replace
+
+        return replace(self, seed=int(seed), results={}, row_dirs={})
 
     # ---------------------------------------------------------------- datasets
     def _ds(self, source, split: str | None, *, inputs, train: bool, meta: bool = False, weak=None, target="label",
@@ -111,7 +148,18 @@ class Context:
         return self._ds(self.hand, split, inputs=inputs, train=train, meta=meta, shuffle_meta=shuffle_meta)
 
     def evaluate_on(self, *, inputs=("s1",), meta: bool = False, shuffle_meta: int | None = None) -> dict:
-        return {s: self.hand_split(s, inputs=inputs, meta=meta, shuffle_meta=shuffle_meta) for s in EVAL_SPLITS}
+        """No split for the training engine: every row is scored afterwards by :func:`score_row` on the
+        common mask (kept so runners can pass ``evaluate_on=ctx.evaluate_on(...)`` unchanged).
+        """
+        return {}
+
+    def eval_chips(self, split: str):
+        """The common-mask chips of ``split`` (:func:`floodnb.experiment.scoring.eval_chips`, cached)."""
+        from floodnb.experiment.scoring import eval_chips
+
+        if split not in self.eval_sets:
+            self.eval_sets[split] = eval_chips(self.catalog, split)
+        return self.eval_sets[split]
 
     def fixed(self, data, length: int | None = None):
         from floodnb.experiment.training import FixedLength
@@ -139,11 +187,22 @@ class Context:
         return Path(self.results[row]["checkpoint"])
 
     def distill_teacher(self) -> str:
-        """The teacher (teacher_s2 or teacher_s2s1) with the higher validation water IoU on hand labels."""
-        cands = [t for t in ("teacher_s2", "teacher_s2s1") if t in self.results]
+        """The teacher of :data:`TEACHER_CHOICES` with the higher *mean* validation water IoU (hand labels)
+        over the seeds finished so far (rows run seed after seed, so every seed's teachers come first);
+        ties go to teacher_s2. The same teacher kind serves every seed; seed ``s`` distils from its seed-``s`` run.
+        """
+        cands = [t for t in TEACHER_CHOICES if t in self.results]
         if not cands:
-            raise ValueError("no distillation teacher finished (teacher_s2, teacher_s2s1)")
-        return max(cands, key=lambda t: (self.results[t]["valid_water_iou"], t == "teacher_s2"))
+            raise ValueError(f"no distillation teacher finished for seed {self.seed} ({', '.join(TEACHER_CHOICES)})")
+        return max(cands, key=lambda t: (self.mean_valid(t), t == "teacher_s2"))
+
+    def mean_valid(self, row: str) -> float:
+        """Mean validation water IoU of ``row`` over its finished seeds (this seed's alone when none shared)."""
+        import numpy as np
+
+        runs = self.seed_results[row] if row in self.seed_results and self.seed_results[row] else \
+            {self.seed: self.results[row]}
+        return float(np.mean([float(r["valid_water_iou"]) for r in runs.values()]))
 
     def pool_probs(self, row: str):
         """Probabilities ``(N_pool, K, H, W)`` float16 memmap of ``row``'s model on the pool (cached).
@@ -168,34 +227,72 @@ class Context:
 
 
 def _summaries(run) -> dict:
-    return {"splits": {s: run.metrics["splits"][s] for s in EVAL_SPLITS},
-            "valid_water_iou": float(run.fit.best_metrics["water_iou"]) if "water_iou" in run.fit.best_metrics
-            else float("nan"),
-            "checkpoint": str(run.out_dir / "best.safetensors"), "teacher": ""}
+    """A trained row's result: its best checkpoint and the engine's validation water IoU (best epoch).
+
+    The splits are scored afterwards by :func:`score_row` (the same pixels for every row).
+    """
+    return {"valid_water_iou": float(run.fit.best_metrics["water_iou"]) if "water_iou" in run.fit.best_metrics
+            else float("nan"), "checkpoint": str(run.out_dir / "best.safetensors"), "teacher": ""}
+
+
+def score_row(ctx: Context, row: str, res: dict) -> pd.DataFrame:
+    """Per-chip confusion counts of one finished row on every scored split's common mask.
+
+    Threshold rows (``res["vh_threshold"]``) threshold the chips' VH; trained rows predict with
+    ``res["checkpoint"]`` on ``ROWS[row].eval_data`` or the hand chips with the checkpoint's inputs.
+    Returns the :data:`floodnb.experiment.scoring.COUNT_COLUMNS` table of every split (empty for a
+    row with ``scored=False``).
+    """
+    from floodnb.experiment.scoring import COUNT_COLUMNS, score_model, score_threshold
+    from floodnb.models import read_spec
+
+    if not ROWS[row].scored:
+        return pd.DataFrame(columns=list(COUNT_COLUMNS))
+    tables = []
+    for split in SCORED_SPLITS:
+        chips = ctx.eval_chips(split)
+        if "vh_threshold" in res:
+            tables.append(score_threshold(chips, partial(res["vh_threshold"], split)))
+            continue
+        spec = read_spec(res["checkpoint"])
+        hook = ROWS[row].eval_data
+        data = hook(ctx, split, spec) if hook is not None else ctx.hand_split(
+            split, inputs=tuple(spec.inputs), meta=bool(spec.meta_dim))
+        tables.append(score_model(res["checkpoint"], data, chips, batch_size=ctx.budget.batch_size,
+                                  progress=ctx.progress))
+    return pd.concat(tables, ignore_index=True)
 
 
 # ---------------------------------------------------------------- row implementations
 def _otsu(ctx: Context, out: Path, mode: str) -> dict:
-    """Otsu rows; ``otsu_event`` writes ``event_thresholds.csv`` (split, event, threshold, source) into ``out``."""
+    """Otsu rows; ``otsu_event`` writes ``event_thresholds.csv`` (split, event, threshold, source) into ``out``.
+
+    Returns ``vh_threshold(split, chip_id)``: None (the chip's own Otsu) or the event's metadata threshold.
+    """
     from floodnb.distill.baselines import otsu_baseline
     from floodnb.io_utils import atomic_path
 
     cat = ctx.catalog
-    splits, rows = {}, []
-    for s in EVAL_SPLITS:
-        chips = cat[(cat["split"] == s) & cat["s1_path"].notna() & cat["truth_water_path"].notna()]
-        if len(chips) == 0:
-            raise ValueError(f"split {s!r} has no chips with S1 and truth in the catalog")
-        splits[s], _ = otsu_baseline(chips, mode=mode, reference="truth_water", split=s)
-        rows += _threshold_rows(s, splits[s])
-    val = cat[(cat["split"] == "valid") & cat["s1_path"].notna() & cat["label_path"].notna()]
-    vm, _ = otsu_baseline(val, mode=mode, reference="label", split="valid")
-    rows += _threshold_rows("valid", vm)
+    rows: list[dict] = []
+    by_event: dict[str, dict[str, float]] = {}
     if mode == "event":
+        for s in SCORED_SPLITS:
+            ref = "label" if s == "valid" else "truth_water"
+            chips = cat[(cat["split"] == s) & cat["s1_path"].notna() & cat[f"{ref}_path"].notna()]
+            if len(chips) == 0:
+                raise ValueError(f"split {s!r} has no chips with S1 and {ref} in the catalog")
+            m, _ = otsu_baseline(chips, mode=mode, reference=ref, split=s)
+            rows += _threshold_rows(s, m)
+            by_event[s] = {ev: float(v["vh_threshold_db"]) for ev, v in m["event_thresholds"].items()}
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "event_thresholds.csv") as tmp:
             pd.DataFrame(rows, columns=["split", "event", "vh_threshold_db", "source"]).to_csv(tmp, index=False)
-    return {"splits": splits, "valid_water_iou": float(vm["water_iou"]), "checkpoint": "", "teacher": ""}
+    event_of = dict(zip(cat["chip_id"].astype(str), cat["event"].astype(str), strict=True)) if "event" in cat else {}
+
+    def vh_threshold(split: str, cid: str) -> float | None:
+        return by_event[split][event_of[cid]] if mode == "event" else None
+
+    return {"vh_threshold": vh_threshold, "checkpoint": "", "teacher": ""}
 
 
 def _threshold_rows(split: str, metrics: dict) -> list[dict]:
@@ -366,6 +463,11 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "student_soft_confweight_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=False),
 }
 assert set(RUNNERS) == set(ROWS)
+
+
+def row_dir(out: Path, row: str, seed: int, h: str) -> Path:
+    """The folder of one row and seed: ``out/rows/<row>-s<seed>-<hash>``."""
+    return Path(out) / "rows" / f"{row}-s{seed}-{h}"
 
 
 def resolve_rows(rows) -> list[str]:
