@@ -8,7 +8,9 @@ distillation teacher and the best student, never the test split).
 Methods: Otsu (Bonafilia et al. 2020), S1 on weak labels (the Sen1Floods11 baseline that Garg
 et al. 2023 beat), S1 on hand labels, S2 / S2+S1 / S2+metadata teachers and soft / hard /
 edge-weighted students (Garg et al. 2023, arXiv 2302.08180; metadata only in the teacher:
-Bernhard et al., ECAI 2024), CromSS pixel selection and consistency (Liu et al., TGRS 2025).
+Bernhard et al., ECAI 2024), CromSS pixel selection and consistency (Liu et al., TGRS 2025),
+generated (radar, soft label) pairs of a diffusion model trained per seed on the hand training
+split (DAKTer, Moon et al., arXiv 2412.08116).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ ROWS: dict[str, Row] = {r.name: r for r in (
     Row("student_soft_cromss", "cromss", "student_soft + CromSS selection of pool pixels",
         ("teacher_s2", "teacher_s2s1")),
     Row("student_soft_cons", "cromss", "student_soft + CromSS consistency weighting of pool pixels",
+        ("teacher_s2", "teacher_s2s1")),
+    Row("s1_hand_gen", "generative", "s1_hand + DAKTer generated pairs: hand CE + soft KD on generated pairs only"),
+    Row("student_soft_gen", "generative", "student_soft + DAKTer generated pairs (KD on pool and generated pairs)",
         ("teacher_s2", "teacher_s2s1")),
 )}
 TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
@@ -305,6 +310,84 @@ def _student_cromss(ctx: Context, out: Path, *, select: bool) -> dict:
     return res
 
 
+#: DAKTer rows: KD weight of generated pairs and their share of a student's samples (``student_soft_gen``)
+GEN_KD_WEIGHT: float = 1.0
+GEN_FRACTION: float = 0.25
+
+
+def _gen_settings(ctx: Context):
+    """The generator budget of the DAKTer rows, from the shared budget: ``budget.steps`` steps of
+    ``batch_size`` crops of at most 64 px (about 2 min on 2 cores at the default budget), sampled
+    at the training crop size with 10 DDIM steps, ``samples_per_epoch / 12`` pairs (at least 4).
+    """
+    from floodnb.generate.settings import GenerateSettings
+
+    b = ctx.budget
+    return GenerateSettings(crop=min(64, b.crop), epochs=1, steps_per_epoch=b.steps, batch_size=b.batch_size,
+                            lr=2e-3, seed=ctx.seed, width=16, depth=2, sample_steps=10,
+                            n_samples=max(4, b.samples_per_epoch // 12))
+
+
+def _generated(ctx: Context):
+    """Generated pairs of this seed (generator trained once per seed and budget, cached under
+    ``<out>/generators/``; shared by both DAKTer rows).
+    """
+    from floodnb.experiment.config import params_hash
+    from floodnb.generate.sample import Generated, load_generator
+    from floodnb.generate.workflow import train_on
+
+    settings = _gen_settings(ctx)
+    key = {"settings": settings.to_dict(), "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", ""))}
+    folder = ctx.out_dir / "generators" / f"dakter-{params_hash(key)}"
+    npz = folder / f"generated_{ctx.budget.crop}px.npz"
+    if not npz.exists():
+        train_on(ctx.hand, folder, settings, progress=ctx.progress)
+        gen = load_generator(folder / "best.safetensors")
+        gen.sample(settings.n_samples, size=ctx.budget.crop, steps=settings.sample_steps, seed=ctx.seed,
+                   progress=ctx.progress).save(npz)
+    return Generated.load(npz), folder
+
+
+def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
+    from torch.utils.data import ConcatDataset
+
+    from floodnb.bands import S1_BANDS
+    from floodnb.distill.evaluate import InputPlan
+    from floodnb.distill.inputs import SelectKeys
+    from floodnb.distill.runner import DistillObjective, normalizer_dicts, train_method
+    from floodnb.distill.student import STUDENT_KEYS
+    from floodnb.generate.augment import GeneratedPairs, WithPixelWeight
+
+    b = ctx.budget
+    generated, folder = _generated(ctx)
+    n = b.samples_per_epoch
+    n_hand = max(1, round(b.hand_fraction * n))
+    n_gen = max(1, round(GEN_FRACTION * n)) if with_pool else n - n_hand
+    hand = ctx.fixed(ctx.hand_split("train", train=True), n_hand)
+    parts = [SelectKeys(hand, STUDENT_KEYS),
+             SelectKeys(WithPixelWeight(ctx.fixed(GeneratedPairs(generated, soft_weight=GEN_KD_WEIGHT), n_gen),
+                                        GEN_KD_WEIGHT), STUDENT_KEYS)]
+    teacher = ""
+    if with_pool:
+        teacher = ctx.distill_teacher()
+        pool = ctx.fixed(ctx.pool_ds(soft=ctx.pool_probs(teacher)), n - n_hand - n_gen)
+        parts.append(SelectKeys(WithPixelWeight(pool, 1.0), STUDENT_KEYS))
+    plan = InputPlan(inputs=("s1",))
+    run = train_method(method="student_soft_gen" if with_pool else "s1_hand_gen", model_name=b.model, plan=plan,
+                       bands={"s1": S1_BANDS}, normalizers=normalizer_dicts(None, ("s1",), hand),
+                       objective=DistillObjective(plan=plan, mode="soft", temperature=b.temperature, use_weight=True),
+                       train=ConcatDataset(parts), valid=ctx.hand_split("valid"), out_dir=out, config=ctx.config(),
+                       evaluate_on=ctx.evaluate_on(), reference="truth_water",
+                       extra_config={"mode": "soft", "temperature": b.temperature, "teacher": teacher or None,
+                                     "generated": {"generator": str(folder), "pairs": len(generated),
+                                                   "samples_per_epoch": n_gen, "kd_weight": GEN_KD_WEIGHT,
+                                                   "paper": "DAKTer, Moon et al., arXiv 2412.08116"}},
+                       model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = teacher
+    return res
+
+
 RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "otsu_chip": lambda ctx, out: _otsu(ctx, out, "chip"),
     "otsu_event": lambda ctx, out: _otsu(ctx, out, "event"),
@@ -322,6 +405,8 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "student_meta": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta"),
     "student_soft_cromss": lambda ctx, out: _student_cromss(ctx, out, select=True),
     "student_soft_cons": lambda ctx, out: _student_cromss(ctx, out, select=False),
+    "s1_hand_gen": lambda ctx, out: _gen_row(ctx, out, with_pool=False),
+    "student_soft_gen": lambda ctx, out: _gen_row(ctx, out, with_pool=True),
 }
 assert set(RUNNERS) == set(ROWS)
 
