@@ -71,7 +71,7 @@ def _source(args: argparse.Namespace):
     if args.store is not None:
         from floodnb.data.store import ChipStore
 
-        return ChipStore(args.store)
+        return ChipStore.open(args.store)
     from floodnb.data.catalog import build_catalog
 
     return build_catalog(args.data_root)

@@ -68,7 +68,7 @@ class WithPixelWeight(Dataset):
 
     @property
     def normalizers(self):
-        return self.data.normalizers  # type: ignore[attr-defined]  # the wrapped datasets record them
+        return self.data.normalizers
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.data, "set_epoch"):

@@ -28,7 +28,7 @@ class JointChips(Dataset):
 
     @property
     def normalizers(self):
-        return self.data.normalizers  # type: ignore[attr-defined]  # ChipDataset-like datasets record them
+        return self.data.normalizers
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.data, "set_epoch"):

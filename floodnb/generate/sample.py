@@ -169,10 +169,10 @@ class Generator:
         for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress, leave=False):
             x = chip_noise(min(batch_size, n - start), size, seed, start).to(device)
             parts.append(self._denoise(x, seq, alpha_bar).cpu())
-        x = torch.cat(parts).numpy()
-        p = np.clip((x[:, 2] / self.balance + 1.0) / 2.0, 0.0, 1.0)
+        arr = torch.cat(parts).numpy()
+        p = np.clip((arr[:, 2] / self.balance + 1.0) / 2.0, 0.0, 1.0)
         soft = np.stack([1.0 - p, p], axis=1).astype(np.float32)
-        return Generated(s1=np.ascontiguousarray(x[:, :2], dtype=np.float32), soft=soft,
+        return Generated(s1=np.ascontiguousarray(arr[:, :2], dtype=np.float32), soft=soft,
                          normalizer=dict(self.spec.normalizers["s1"]),
                          settings={"n": n, "size": size, "steps": steps, "seed": seed})
 
