@@ -77,21 +77,22 @@ def main(argv: list[str] | None = None) -> None:
     print(f"before: {_uptime()}")
     with tempfile.TemporaryDirectory(prefix="bench_generate.") as tmp:
         root = Path(args.data_root) if args.data_root else _simulate(Path(tmp) / "data")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_on(build_catalog(root), Path(tmp) / "gen", settings, progress=False)
         _sync(args.device)
-        train_s = time.perf_counter() - t0
+        train_s, train_cpu = time.perf_counter() - t0, time.process_time() - c0
         steps = settings.epochs * settings.steps_per_epoch
         full_steps = full.epochs * full.steps_per_epoch
         gen = load_generator(Path(tmp) / "gen", device=args.device)
         gen.sample(1, size=full.crop, steps=2, device=args.device)  # warm-up
-        rates = {}
+        rates, cpu_rates = {}, {}
         for n_steps in (args.sample_steps, 100):
             _sync(args.device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             gen.sample(args.n, size=full.crop, steps=n_steps, device=args.device)
             _sync(args.device)
             rates[n_steps] = args.n / (time.perf_counter() - t0)
+            cpu_rates[n_steps] = args.n / max(time.process_time() - c0, 1e-9)
     est = train_s / steps * full_steps
     print(f"device {args.device}, {args.threads} CPU threads, crop {full.crop} px, width {full.width} depth "
           f"{full.depth}, batch {full.batch_size}")
@@ -104,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sampling {full.crop} px chips: {args.sample_steps} DDIM steps {fast:.2f} chips/s "
           f"({fast / SAMPLE_TARGET:.2f} x the {SAMPLE_TARGET:g} chip/s target: {met}); "
           f"100 steps {rates[100]:.2f} chips/s (fast sampler {fast / rates[100]:.1f} x faster)")
+    if not args.device.startswith("cuda"):
+        lo, hi = train_cpu / steps * full_steps / args.threads, train_cpu / steps * full_steps
+        print(f"CPU time: training {train_cpu:.1f} CPU s for {steps} steps -> default training on {args.threads} free "
+              f"cores {lo:.0f}..{hi:.0f} s ({lo / TRAIN_TARGET_S:.2f}..{hi / TRAIN_TARGET_S:.2f} x target); fast "
+              f"sampler {cpu_rates[args.sample_steps]:.2f}..{cpu_rates[args.sample_steps] * args.threads:.2f} chips/s")
     print(f"after: {_uptime()}")
 
 
