@@ -62,9 +62,10 @@ ROWS: dict[str, Row] = {r.name: r for r in (
         ("teacher_s2", "teacher_s2s1")),
     Row("student_soft_cons", "cromss", "student_soft + CromSS consistency weighting of pool pixels",
         ("teacher_s2", "teacher_s2s1")),
-    Row("s1_hand_gen", "generative", "s1_hand + DAKTer generated pairs: hand CE + soft KD on generated pairs only"),
+    Row("s1_hand_gen", "generative", "s1_hand + DAKTer generated pairs: hand CE + soft KD on generated pairs only",
+        revision=1),
     Row("student_soft_gen", "generative", "student_soft + DAKTer generated pairs (KD on pool and generated pairs)",
-        ("teacher_s2", "teacher_s2s1")),
+        ("teacher_s2", "teacher_s2s1"), revision=1),
 )}
 TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
 
@@ -337,7 +338,8 @@ def _generated(ctx: Context):
     from floodnb.generate.workflow import train_on
 
     settings = _gen_settings(ctx)
-    key = {"settings": settings.to_dict(), "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", ""))}
+    key = {"settings": settings.to_dict(), "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", "")),
+           "revision": ROWS["s1_hand_gen"].revision}
     folder = ctx.out_dir / "generators" / f"dakter-{params_hash(key)}"
     npz = folder / f"generated_{ctx.budget.crop}px.npz"
     if not npz.exists():
@@ -362,7 +364,9 @@ def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
     generated, folder = _generated(ctx)
     n = b.samples_per_epoch
     n_hand = max(1, round(b.hand_fraction * n))
-    n_gen = max(1, round(GEN_FRACTION * n)) if with_pool else n - n_hand
+    n_rest = max(1, n - n_hand)
+    # with the pool: GEN_FRACTION of the samples, leaving the pool at least one (tiny budgets keep one of each)
+    n_gen = max(1, min(round(GEN_FRACTION * n), n_rest - 1)) if with_pool else n_rest
     hand = ctx.fixed(ctx.hand_split("train", train=True), n_hand)
     parts = [SelectKeys(hand, STUDENT_KEYS),
              SelectKeys(WithPixelWeight(ctx.fixed(GeneratedPairs(generated, soft_weight=GEN_KD_WEIGHT), n_gen),
@@ -370,7 +374,7 @@ def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
     teacher = ""
     if with_pool:
         teacher = ctx.distill_teacher()
-        pool = ctx.fixed(ctx.pool_ds(soft=ctx.pool_probs(teacher)), n - n_hand - n_gen)
+        pool = ctx.fixed(ctx.pool_ds(soft=ctx.pool_probs(teacher)), max(1, n_rest - n_gen))
         parts.append(SelectKeys(WithPixelWeight(pool, 1.0), STUDENT_KEYS))
     plan = InputPlan(inputs=("s1",))
     run = train_method(method="student_soft_gen" if with_pool else "s1_hand_gen", model_name=b.model, plan=plan,

@@ -1,7 +1,8 @@
 """The generator's denoiser: a small plain-torch U-Net with a sinusoidal timestep embedding.
 
-``forward(x (B, C, H, W), t (B,) int64) -> eps (B, C, H, W)``: predicts the noise of ``x_t``
-(Ho et al., NeurIPS 2020). Residual blocks with GroupNorm and SiLU; the embedding of ``t``
+``forward(x (B, C, H, W), t (B,) int64) -> v (B, C, H, W)``: predicts the velocity of ``x_t``
+(v-prediction, Salimans & Ho, ICLR 2022; :mod:`floodnb.generate.train`) of the denoising diffusion
+model (Ho et al., NeurIPS 2020). Residual blocks with GroupNorm and SiLU; the embedding of ``t``
 (Vaswani et al. 2017 sinusoids -> MLP) is added to every block's features. ``width`` channels at
 full resolution, ``width * 2**i`` at level ``i``, ``depth`` 2x down-samplings; inputs are padded
 to a multiple of ``2**depth`` and the output cropped back, so any chip size works (the model is
@@ -54,7 +55,7 @@ class ResBlock(nn.Module):
 
 
 class DenoiserUNet(nn.Module):
-    """Noise predictor of the joint (VV, VH, label) tensor; see the module doc.
+    """Velocity predictor of the joint (VV, VH, label) tensor; see the module doc.
 
     ``in_channels``: channels of ``x`` (3: VV, VH, balanced label); ``num_classes``: kept for the
     registry's factory signature (the output has ``in_channels`` channels); ``meta_dim`` must be 0;

@@ -146,8 +146,8 @@ class Generator:
             a = alpha_bar[t]
             a_prev = alpha_bar[seq[i + 1]] if i + 1 < len(seq) else torch.tensor(1.0, dtype=alpha_bar.dtype)
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
-            eps = self.model(x, tt)
-            x0 = ((x - (1 - a).sqrt().float() * eps) / a.sqrt().float())
+            v = self.model(x, tt)  # v-prediction (floodnb.generate.train)
+            x0 = a.sqrt().float() * x - (1 - a).sqrt().float() * v
             x0 = torch.maximum(torch.minimum(x0, hi), lo)
             eps = (x - a.sqrt().float() * x0) / (1 - a).sqrt().float()
             x = a_prev.sqrt().float() * x0 + (1 - a_prev).sqrt().float() * eps

@@ -4,8 +4,10 @@
 tensor by the balancing factor ``b`` (:mod:`floodnb.generate.schedule`), draws a step ``t`` and
 noise per sample from the *CPU* global torch RNG (which the engine checkpoints, so a resumed run
 draws the same numbers; tensors then move to the model's device), and returns the masked mean
-squared error of the predicted noise (Ho et al., NeurIPS 2020, "simple" loss) with the image and
-label terms for the log. :func:`train_generator` measures ``b`` on the training chips, builds the
+squared error of the predicted velocity ``v = sqrt(abar) eps - sqrt(1 - abar) x_0`` (v-prediction,
+Salimans & Ho, ICLR 2022: well conditioned at every noise level, where noise prediction makes the
+few-step sampler divide the noise error by ``sqrt(abar) ~ 0.003`` at the first step and saturate)
+with the image and label terms for the log. :func:`train_generator` measures ``b`` on the training chips, builds the
 denoiser and its spec (safetensors + JSON, :mod:`floodnb.models.checkpoint`) and calls ``fit``.
 """
 
@@ -74,8 +76,11 @@ class DiffusionObjective:
         t = torch.randint(0, self.timesteps, (n,))  # CPU global RNG: checkpointed by the engine
         noise = torch.randn(x0.shape).to(device)
         t = t.to(device)
-        xt = q_sample(x0, t, noise, cosine_alpha_bar(self.timesteps))
-        err = (model(xt, t) - noise) ** 2 * mask
+        alpha_bar = cosine_alpha_bar(self.timesteps)
+        xt = q_sample(x0, t, noise, alpha_bar)
+        a = alpha_bar.to(device, x0.dtype)[t].view(-1, 1, 1, 1)
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0
+        err = (model(xt, t) - target) ** 2 * mask
         img = err[:, :2].sum() / mask[:, :2].sum().clamp_min(1.0)
         lab = err[:, 2].sum() / mask[:, 2].sum().clamp_min(1.0)
         loss = err.sum() / mask.sum().clamp_min(1.0)
@@ -108,7 +113,7 @@ def generator_spec(model: DenoiserUNet, *, normalizer: dict, gen: GeneratorConfi
     return ModelSpec(model_name=MODEL_NAME, model_config=model.config(), inputs=("s1",), bands={"s1": S1_BANDS},
                      normalizers={"s1": normalizer}, classes=CLASS_NAMES,
                      config={"method": METHOD, "paper": PAPER, "generator": asdict(gen), "balance": balance,
-                             "schedule": "cosine", "channels": ["VV", "VH", "label (2 p_water - 1) x balance"],
+                             "schedule": "cosine", "prediction": "v", "channels": ["VV", "VH", "label (2 p_water - 1) x balance"],
                              **dict(extra or {})})
 
 
