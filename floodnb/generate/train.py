@@ -113,7 +113,8 @@ def generator_spec(model: DenoiserUNet, *, normalizer: dict, gen: GeneratorConfi
     return ModelSpec(model_name=MODEL_NAME, model_config=model.config(), inputs=("s1",), bands={"s1": S1_BANDS},
                      normalizers={"s1": normalizer}, classes=CLASS_NAMES,
                      config={"method": METHOD, "paper": PAPER, "generator": asdict(gen), "balance": balance,
-                             "schedule": "cosine", "prediction": "v", "channels": ["VV", "VH", "label (2 p_water - 1) x balance"],
+                             "schedule": "cosine", "prediction": "v",
+                             "channels": ["VV", "VH", "label (2 p_water - 1) x balance"],
                              **dict(extra or {})})
 
 
