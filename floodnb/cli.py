@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "dashboard",
     "pool": "pool",
     "transfer": "transfer",
+    "generate": "generate",
 }
 
 

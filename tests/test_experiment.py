@@ -116,7 +116,8 @@ def test_summary_comparisons_and_markdown(full_run):
     assert c["n_boot"] == 200 and c["n"] == SEEDS
     md = (out / "results.md").read_text()
     for needle in ("n seeds", "mean ± std", "per-seed difference", "bootstrap 95 %", "B = 200", "Student chosen on "
-                   "validation", "SimTruthWater", "held-out", "load average", "student_soft_confweight_fixed_partner", "(n=2)"):
+                   "validation", "SimTruthWater", "held-out", "load average",
+                   "student_soft_confweight_fixed_partner", "(n=2)"):
         assert needle in md, needle
     assert md.index("Student chosen on validation") < md.index("Then, on test")
     # sim-to-real: every seed of every S1 row, no S2 model, the mean over seeds per row

@@ -22,7 +22,7 @@ from papermill.translators import PythonTranslator
 from floodnb.pipeline import NOTEBOOKS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-ALL = (*NOTEBOOKS, "06_dashboard")
+ALL = (*NOTEBOOKS, "06_dashboard", "07_generative_augmentation")
 REQUIRED_PARAMS = {"data_root", "run_dir", "out_dir", "seed", "epochs", "fast"}
 
 

@@ -14,7 +14,9 @@ Methods: Otsu (Bonafilia et al. 2020), S1 on weak labels (the Sen1Floods11 basel
 et al. 2023 beat), S1 on hand labels, S2 / S2+S1 / S2+metadata teachers and soft / hard /
 edge-weighted students (Garg et al. 2023, arXiv 2302.08180; metadata only in the teacher:
 Bernhard et al., ECAI 2024), CromSS joint S1+S2 training with selection and consistency (Liu et al., TGRS 2025) and its
-fixed-partner simplifications (named ``*_fixed_partner``).
+fixed-partner simplifications (named ``*_fixed_partner``),
+generated (radar, soft label) pairs of a diffusion model trained per seed on the hand training
+split (DAKTer, Moon et al., arXiv 2412.08116).
 """
 
 from __future__ import annotations
@@ -92,6 +94,10 @@ ROWS: dict[str, Row] = {r.name: r for r in (
         "(student vs the fixed teacher)", ("teacher_s2", "teacher_s2s1"), revision=1),
     Row("student_soft_confweight_fixed_partner", "cromss", "student_soft + pool pixels weighted by the fixed "
         "teacher's entangled confidence", ("teacher_s2", "teacher_s2s1"), revision=1),
+    Row("s1_hand_gen", "generative", "s1_hand + DAKTer generated pairs: hand CE + soft KD on generated pairs only",
+        revision=2),
+    Row("student_soft_gen", "generative", "student_soft + DAKTer generated pairs (KD on pool and generated pairs)",
+        ("teacher_s2", "teacher_s2s1"), revision=2),
 )}
 TRAINED: frozenset[str] = frozenset(n for n in ROWS if not n.startswith("otsu"))
 
@@ -441,6 +447,85 @@ def _student_fixed_partner(ctx: Context, out: Path, *, select: bool) -> dict:
     return res
 
 
+#: DAKTer rows: KD weight of generated pairs and their share of a student's samples (``student_soft_gen``)
+GEN_KD_WEIGHT: float = 1.0
+
+
+def _gen_settings(ctx: Context):
+    """The generator budget of the DAKTer rows, from the shared budget: ``budget.steps`` steps of
+    ``batch_size`` crops of at most 64 px (about 2 min on 2 cores at the default budget), sampled
+    at the training crop size with 10 DDIM steps, ``samples_per_epoch / 12`` pairs (at least 4).
+    """
+    from floodnb.generate.settings import GenerateSettings
+
+    b = ctx.budget
+    return GenerateSettings(crop=min(64, b.crop), epochs=1, steps_per_epoch=b.steps, batch_size=b.batch_size,
+                            lr=2e-3, seed=ctx.seed, width=16, depth=2, sample_steps=10,
+                            n_samples=max(4, b.samples_per_epoch // 12))
+
+
+def _generated(ctx: Context):
+    """Generated pairs of this seed (generator trained once per seed and budget, cached under
+    ``<out>/generators/``; shared by both DAKTer rows).
+    """
+    from floodnb.experiment.config import params_hash
+    from floodnb.generate.sample import Generated, load_generator
+    from floodnb.generate.workflow import train_on
+
+    settings = _gen_settings(ctx)
+    key = {"settings": settings.to_dict(), "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", "")),
+           "revision": ROWS["s1_hand_gen"].revision}
+    folder = ctx.out_dir / "generators" / f"dakter-{params_hash(key)}"
+    npz = folder / f"generated_{ctx.budget.crop}px.npz"
+    if not npz.exists():
+        train_on(ctx.hand, folder, settings, progress=ctx.progress)
+        gen = load_generator(folder / "best.safetensors")
+        gen.sample(settings.n_samples, size=ctx.budget.crop, steps=settings.sample_steps, seed=ctx.seed,
+                   progress=ctx.progress).save(npz)
+    return Generated.load(npz), folder
+
+
+def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
+    """``s1_hand_gen`` / ``student_soft_gen``: the student recipe with DAKTer's generated pairs as (part of) the pool.
+
+    Hand chips and the "pool" are mixed per batch exactly as for the other students
+    (:class:`~floodnb.distill.mixing.HandPoolData`, ``Budget.hand_fraction`` hand samples in every batch)
+    and combined per pixel (:func:`~floodnb.distill.losses.hand_pool_loss`). The pool is the generated
+    pairs alone (``s1_hand_gen``: hand CE + KD on generated soft labels) or the teacher-labelled pool and
+    the generated pairs in equal shares (``student_soft_gen``); generated samples carry
+    ``soft_weight = GEN_KD_WEIGHT``. What was generated is recorded in ``out/generated.json``.
+    """
+    from torch.utils.data import ConcatDataset
+
+    from floodnb.distill.inputs import dataset_len
+    from floodnb.distill.student import train_student
+    from floodnb.generate.augment import GeneratedPairs
+    from floodnb.io_utils import atomic_write_json
+
+    b = ctx.budget
+    generated, folder = _generated(ctx)
+    gen = GeneratedPairs(generated, soft_weight=GEN_KD_WEIGHT)
+    teacher, pool = "", gen
+    if with_pool:
+        teacher = ctx.distill_teacher()
+        real_pool = ctx.pool_ds(soft=ctx.pool_probs(teacher))
+        n = dataset_len(real_pool)
+        pool = ConcatDataset([ctx.fixed(real_pool, n), ctx.fixed(gen, n)])
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "generated.json", {
+        "generator": str(folder), "pairs": len(generated), "kd_weight": GEN_KD_WEIGHT, "teacher": teacher or None,
+        "pool": "teacher pool + generated pairs, equal shares" if with_pool else "generated pairs only",
+        "paper": "DAKTer, Moon et al., arXiv 2412.08116"})
+    run = train_student(hand=ctx.hand_split("train", train=True), pool=pool, valid=ctx.hand_split("valid"),
+                        mode="soft", temperature=b.temperature, hand_fraction=b.hand_fraction,
+                        steps_per_epoch=b.steps_per_epoch, hand_weight=b.hand_weight, distill_weight=b.distill_weight,
+                        out_dir=out, model=b.model, config=ctx.config(), evaluate_on=ctx.evaluate_on(),
+                        reference="truth_water", model_kw=ctx.model_kw)
+    res = _summaries(run)
+    res["teacher"] = teacher
+    return res
+
+
 RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "otsu_chip": lambda ctx, out: _otsu(ctx, out, "chip"),
     "otsu_event": lambda ctx, out: _otsu(ctx, out, "event"),
@@ -461,6 +546,8 @@ RUNNERS: dict[str, Callable[[Context, Path], dict]] = {
     "student_meta_shuffled": lambda ctx, out: _student(ctx, out, mode="soft", teacher="teacher_s2_meta_shuffled"),
     "student_soft_select_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=True),
     "student_soft_confweight_fixed_partner": lambda ctx, out: _student_fixed_partner(ctx, out, select=False),
+    "s1_hand_gen": lambda ctx, out: _gen_row(ctx, out, with_pool=False),
+    "student_soft_gen": lambda ctx, out: _gen_row(ctx, out, with_pool=True),
 }
 assert set(RUNNERS) == set(ROWS)
 
