@@ -15,7 +15,11 @@ labelled and model input present). The metric is the water IoU of the global con
 * ``metrics[method][split]`` = :func:`floodnb.metrics.summarize` + ``confusion_matrix`` (2x2),
   ``chips``, ``mean_chip_water_iou``, ``reference``;
 * a per-chip table with columns chip_id, event, split, method, water_iou, water_precision,
-  water_recall, valid_pixels, ... (the dashboard's ``per_chip.csv``).
+  water_recall, valid_pixels, ... and the areas of :data:`floodnb.area.AREA_COLUMNS` (km²: predicted
+  and reference water, JRC permanent water, flood = water AND NOT permanent, over the scored pixels;
+  :func:`floodnb.area.catalog_chip_areas`) — the dashboard's ``per_chip.csv``;
+* :func:`event_area_table` sums those areas per method, split and event; :func:`area_record` per
+  method and split, for the stage record.
 
 :func:`write_chip_prediction` writes a model's water probability (float32, NaN = no data; or
 ``compact`` uint8 percent, 255 = no data) and class (int8, -1 = no data) as GeoTIFFs on the chip's
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from floodnb.area import AREA_COLUMNS, AREA_DEFINITIONS, catalog_chip_areas, event_areas
 from floodnb.bands import LABEL_NODATA, WATER
 from floodnb.chip_ids import is_chip_id
 from floodnb.geotiff import write_geotiff
@@ -56,10 +61,13 @@ class MethodScores:
         self.method, self.reference = method, reference
         self.acc: dict[str, ConfusionAccumulator] = {}
 
-    def update(self, pred: np.ndarray, ref: np.ndarray, *, chip_id: str, split: str, event: str) -> None:
-        """Add one chip: ``pred``/``ref`` ``(H, W)`` int in {-1, 0, 1} (-1 and IGNORE_INDEX ignored)."""
+    def update(self, pred: np.ndarray, ref: np.ndarray, *, chip_id: str, split: str, event: str, **extra) -> None:
+        """Add one chip: ``pred``/``ref`` ``(H, W)`` int in {-1, 0, 1} (-1 and IGNORE_INDEX ignored);
+        ``extra`` (e.g. the chip's areas) goes into its row of the per-chip table.
+        """
         acc = self.acc.setdefault(split, ConfusionAccumulator())
-        acc.update(np.asarray(pred), np.asarray(ref), chip_id=chip_id, event=event, split=split, method=self.method)
+        acc.update(np.asarray(pred), np.asarray(ref), chip_id=chip_id, event=event, split=split, method=self.method,
+                   **extra)
 
     def metrics(self) -> dict:
         """``{split: summary + confusion_matrix + reference}``."""
@@ -93,8 +101,9 @@ def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str,
             raise ValueError(f"chip {row['chip_id']}: reference {reference!r} needs {var!r}; "
                              f"chip has {list(chip.data_vars)}")
         pred = np.asarray(otsu_label(np.asarray(chip["s1"].values, dtype=np.float32)))
-        scores.update(pred, chip[var].values, chip_id=str(row["chip_id"]), split=str(row["split"]),
-                      event=str(row["event"]))
+        ref = chip[var].values
+        scores.update(pred, ref, chip_id=str(row["chip_id"]), split=str(row["split"]), event=str(row["event"]),
+                      **catalog_chip_areas(row, pred, ref))
         if predictions_dir is not None:
             write_chip_prediction(predictions_dir, str(row["chip_id"]), None, pred, grid_from=row["s1_path"])
     return scores
@@ -133,7 +142,9 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
             pred[~valid] = LABEL_NODATA
             for i, cid in enumerate(batch["chip_id"]):
                 row = rows.loc[cid]
-                scores.update(pred[i], batch[key][i].numpy(), chip_id=str(cid), split=split, event=str(row["event"]))
+                ref = batch[key][i].numpy()
+                scores.update(pred[i], ref, chip_id=str(cid), split=split, event=str(row["event"]),
+                              **catalog_chip_areas({**row.to_dict(), "chip_id": cid}, pred[i], ref))
                 if predictions_dir is not None:
                     grid = row["s1_path"] if isinstance(row["s1_path"], str) else row["s2_path"]
                     write_chip_prediction(predictions_dir, str(cid), np.where(valid[i], water[i], np.nan), pred[i],
@@ -199,5 +210,21 @@ def summary_table(metrics: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["METRIC_NAME", "MethodScores", "combine", "model_scores", "otsu_scores", "summary_table",
-           "write_chip_prediction"]
+def event_area_table(per_chip: pd.DataFrame) -> pd.DataFrame:
+    """Areas (km², :data:`floodnb.area.AREA_COLUMNS`) summed per method, split and event, with ``chips``."""
+    by = [c for c in ("method", "split", "event") if c in per_chip.columns]
+    return event_areas(per_chip, by=by)
+
+
+def area_record(per_chip: pd.DataFrame) -> dict:
+    """``{method: {split: {area column: km² or None}}}`` plus ``definitions``, for the stage record."""
+    totals = event_areas(per_chip, by=("method", "split"))
+    out: dict = {"definitions": dict(AREA_DEFINITIONS)}
+    for _, r in totals.iterrows():
+        out.setdefault(str(r["method"]), {})[str(r["split"])] = {
+            "chips": int(r["chips"]), **{c: None if pd.isna(r[c]) else float(r[c]) for c in AREA_COLUMNS}}
+    return out
+
+
+__all__ = ["METRIC_NAME", "MethodScores", "area_record", "combine", "event_area_table", "model_scores",
+           "otsu_scores", "summary_table", "write_chip_prediction"]

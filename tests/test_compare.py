@@ -132,3 +132,62 @@ def test_combine_and_summary_table():
     summary = compare.summary_table(metrics)
     assert sorted(zip(summary["method"], summary["split"])) == [("a", "test"), ("b", "bolivia"), ("b", "test")]
     assert summary.loc[(summary["method"] == "b") & (summary["split"] == "test"), "water_iou"].item() == 0.5
+
+
+def test_per_chip_areas_match_the_written_prediction_and_sum_per_event(tmp_path, catalog):
+    from floodnb.area import AREA_COLUMNS, chip_areas, row_areas_km2
+    from floodnb.data.io import read_arrays
+
+    ckpt = _checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "pred"
+    scores = compare.model_scores("student", ckpt, catalog, splits=("test",), reference="label", batch_size=2,
+                                  predictions_dir=out, progress=False)
+    _, table = compare.combine([scores])
+    assert set(AREA_COLUMNS) <= set(table.columns)
+    for _, r in table.iterrows():
+        row = catalog.set_index("chip_id").loc[r["chip_id"]]
+        arrays, grid = read_arrays(row, roles=("label", "jrc"))
+        with rasterio.open(out / f"{r['chip_id']}_pred.tif") as p:
+            want = chip_areas(p.read(1), row_km2=row_areas_km2(grid.crs, grid.transform, grid.shape[0]),
+                              ref=arrays["label"], permanent=arrays["jrc"])
+        for c in AREA_COLUMNS:
+            assert r[c] == pytest.approx(want[c]), c
+    events = compare.event_area_table(table)
+    assert events["water_km2"].sum() == pytest.approx(table["water_km2"].sum())
+    assert events["chips"].sum() == len(table)
+    rec = compare.area_record(table)
+    assert rec["student"]["test"]["valid_km2"] == pytest.approx(table["valid_km2"].sum())
+    assert rec["student"]["test"]["flood_km2"] == pytest.approx(table["flood_km2"].sum())
+    assert "flood_km2" in rec["definitions"]
+    no_jrc = compare.area_record(table.assign(flood_km2=np.nan))
+    assert no_jrc["student"]["test"]["flood_km2"] is None
+
+
+def test_otsu_chip_areas_use_the_jrc_layer(sim_root):
+    cat = build_catalog(sim_root)
+    scores = compare.otsu_scores(cat, splits=("test",), reference="label", progress=False)
+    table = scores.table()
+    assert table["permanent_km2"].notna().all() and table["flood_km2"].notna().all()
+    assert (table["flood_km2"] <= table["water_km2"] + 1e-12).all()
+    assert (table["ref_flood_km2"] <= table["ref_water_km2"] + 1e-12).all()
+    assert table["permanent_km2"].sum() > 0  # the simulator's rivers are permanent water
+
+
+def test_evaluate_command_records_areas_per_chip_and_split(sim_root, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from floodnb.area import AREA_COLUMNS
+    from floodnb.cli import main
+
+    ckpt = _checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "e"
+    assert main(["evaluate", str(ckpt), "--data-root", str(sim_root), "--split", "test", "--out-dir", str(out),
+                 "--no-progress"]) == 0
+    assert "km² reference" in capsys.readouterr().out
+    table = pd.read_csv(out / "eval_per_chip.csv")
+    assert set(AREA_COLUMNS) <= set(table.columns) and table["permanent_km2"].notna().all()
+    saved = json.loads((out / "eval_metrics.json").read_text())["splits"]["test"]["areas_km2"]
+    for c in AREA_COLUMNS:
+        assert saved[c] == pytest.approx(table[c].sum()), c

@@ -4,6 +4,10 @@ Outputs (``--out-dir``) are ``eval_metrics.json`` and ``eval_per_chip.csv``: the
 evaluating into a training run's folder never overwrites the run's ``metrics.json`` /
 ``per_chip.csv``. Chips of a split that lack the model's inputs are skipped and named; chips the
 split CSVs name but that are not on disk are named too (on screen and in ``eval_metrics.json``).
+
+With ``--data-root`` every chip also gets its areas in km² (predicted and reference water, JRC
+permanent water and flood = water minus permanent where the data has ``JRCWaterHand``;
+:mod:`floodnb.area`), summed per split on screen and in ``eval_metrics.json`` (``areas_km2``).
 """
 
 from __future__ import annotations
@@ -60,12 +64,17 @@ def run(args: argparse.Namespace) -> int:
     missing = missing_chips(source, splits) if args.store is None else {}
     reference = "truth_water" if args.reference == "truth" else "label"
     metrics, table = evaluate(model, data, spec=spec, reference=reference, batch_size=args.batch_size,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, chip_info=_area_hook(source))
+    areas = _split_areas(table)
     for split, m in metrics.items():
         m["missing_chips"] = missing.get(split, [])
+        if split in areas:
+            m["areas_km2"] = areas[split]
         print(f"{split:8s} water IoU (global) {m['water_iou']:.4f}   mIoU {m['miou']:.4f}   precision "
               f"{m['water_precision']:.4f}   recall {m['water_recall']:.4f}   mean per-chip water IoU "
               f"{m['mean_chip_water_iou']:.4f}   ({m['chips']} chips, reference {reference})")
+        if "areas_km2" in m:
+            print(f"{split:8s} {_area_text(m['areas_km2'])}")
         if m["skipped_chips"]:
             print(f"{split:8s} skipped {len(m['skipped_chips'])} chip(s) lacking the model's inputs: "
                   f"{', '.join(m['skipped_chips'])}")
@@ -83,3 +92,36 @@ def run(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
         print(f"wrote {out / METRICS_FILE} and {out / PER_CHIP_FILE}")
     return 0
+
+
+def _area_hook(source):
+    """Per-chip areas (:func:`floodnb.area.catalog_chip_areas`) for a catalog source; None for a store
+    (packed chips keep no file paths to take the grid and the JRC layer from).
+    """
+    import pandas as pd
+
+    if not isinstance(source, pd.DataFrame):
+        return None
+    from floodnb.area import catalog_chip_areas
+
+    rows = source.drop_duplicates("chip_id").set_index("chip_id", drop=False)
+    return lambda cid, pred, ref: catalog_chip_areas(rows.loc[cid], pred, ref)
+
+
+def _split_areas(table) -> dict:
+    """``{split: {area column: km² or None}}`` summed over a per-chip table (empty without areas)."""
+    import pandas as pd
+
+    from floodnb.area import AREA_COLUMNS, event_areas
+
+    if "water_km2" not in table.columns or "split" not in table.columns:
+        return {}
+    sums = event_areas(table, by=("split",)).set_index("split")
+    return {str(s): {c: None if pd.isna(r[c]) else float(r[c]) for c in AREA_COLUMNS} for s, r in sums.iterrows()}
+
+
+def _area_text(a: dict) -> str:
+    text = f"water {a['water_km2']:.4f} km² predicted vs {a['ref_water_km2']:.4f} km² reference"
+    if a["flood_km2"] is not None:
+        text += f"; flood (minus JRC permanent water) {a['flood_km2']:.4f} vs {a['ref_flood_km2']:.4f} km²"
+    return text + f" (over {a['valid_km2']:.4f} km² scored)"

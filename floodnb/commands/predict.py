@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write flood-extent polygons (GPKG + GeoJSON); always on for several scenes")
     parser.add_argument("--min-area", type=float, default=0.0, metavar="M2",
                         help="drop polygons smaller than this many m² (default 0)")
+    parser.add_argument("--permanent-water", default=None, metavar="FILE",
+                        help="one scene: permanent-water GeoTIFF (1 permanent, 0 not, -1/nodata unknown, as "
+                             "Sen1Floods11 JRCWaterHand; reprojected to the scene's grid if needed): the summary "
+                             "adds flood km² (water minus permanent water) and polygons get kind flood/permanent")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing outputs (default: skip scenes whose outputs exist and were made "
                              "with the same checkpoint and settings, recorded in <scene>_water.done.json; "
@@ -148,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
     many = (len(scenes) > 1 or args.scenes_file or args.stac or args.scheduler or args.workers is not None
             or args.threads_per_worker is not None)
     if many:
+        if args.permanent_water:
+            raise ValueError(f"--permanent-water {args.permanent_water} applies to a single scene; got "
+                             f"{len(scenes)} scene(s) or a cluster option")
         return _run_many(args, scenes)
     return _run_single(args, scenes[0])
 
@@ -191,7 +198,7 @@ def _single_settings(args: argparse.Namespace, checkpoint_id: str) -> dict:
     """What the outputs of one scene depend on; recorded in its marker (same keys as many-scene mode)."""
     return {"checkpoint": checkpoint_id, "tile": args.tile, "overlap": args.overlap, "threshold": args.threshold,
             "write_prob": not args.no_prob, "prob_dtype": args.prob_dtype, "polygons": bool(args.polygons),
-            "min_area_m2": args.min_area, "s1_units": args.s1_units}
+            "min_area_m2": args.min_area, "s1_units": args.s1_units, "permanent_water": args.permanent_water}
 
 
 def _up_to_date(marker, wanted: list, settings: dict, scene: str) -> bool:
@@ -220,15 +227,18 @@ def _up_to_date(marker, wanted: list, settings: dict, scene: str) -> bool:
 
 
 def _run_single(args: argparse.Namespace, inp: str) -> int:
+    import math
     import time
     from pathlib import Path
 
     import torch
 
+    from floodnb.area import AREA_DEFINITIONS
     from floodnb.commands import check_out_dir
     from floodnb.io_utils import atomic_write_json
     from floodnb.models import load_checkpoint
     from floodnb.predict import extent_polygons, predict_raster, write_polygons
+    from floodnb.predict.permanent import check_permanent, scene_areas
     from floodnb.scale.dask_predict import MARKER_SUFFIX, _checkpoint_id
 
     if args.threads > 0:
@@ -247,24 +257,47 @@ def _run_single(args: argparse.Namespace, inp: str) -> int:
         print(f"{inp}: outputs in {out_dir} made with the same checkpoint and settings, skipped "
               "(--overwrite to redo)")
         return 0
+    if args.permanent_water:
+        check_permanent(args.permanent_water, **_scene_grid(inp))
     marker.unlink(missing_ok=True)  # from here on the old record no longer describes the files
     res = predict_raster(loaded, inp, out, tile=args.tile, overlap=args.overlap, batch=args.batch,
                          threshold=args.threshold, prob_path=prob, write_prob=prob is not None,
                          prob_dtype=args.prob_dtype, overwrite=True, s1_units=args.s1_units)
+    areas = scene_areas(res.class_path, permanent=args.permanent_water)
     line = (f"{inp}: {res.height}x{res.width} px, {res.n_water} water / {res.n_valid} valid px, "
-            f"{res.seconds:.1f} s -> {res.class_path}")
-    n_poly, water_km2 = 0, 0.0
+            f"{res.seconds:.1f} s -> {res.class_path}\n{_area_line(areas)}")
+    n_poly = 0
     if args.polygons:
-        gdf = extent_polygons(res.class_path, min_area_m2=args.min_area)
+        gdf = extent_polygons(res.class_path, min_area_m2=args.min_area, permanent=args.permanent_water)
         gpkg, _ = write_polygons(gdf, poly)
-        n_poly, water_km2 = len(gdf), float(gdf["area_m2"].sum()) / 1e6
-        line += f", {n_poly} polygons ({water_km2:.3f} km²) -> {gpkg}"
+        n_poly = len(gdf)
+        line += f"\n{n_poly} polygons ({gdf['area_km2'].sum():.3f} km² of polygons >= {args.min_area} m²) -> {gpkg}"
     row = {"scene": stem, "source": str(inp), "status": "done", "class_path": str(out),
            "prob_path": None if prob is None else str(prob), "polygons_path": str(polys[0]) if polys else None,
            "height": res.height, "width": res.width, "n_valid": int(res.n_valid), "n_water": int(res.n_water),
-           "n_polygons": n_poly, "water_km2": water_km2, "seconds": res.seconds, "error": None}
+           "n_polygons": n_poly, **{k: None if math.isnan(v) else v for k, v in areas.items()},
+           "seconds": res.seconds, "error": None}
     atomic_write_json(marker, {"scene": stem, "source": str(inp), "settings": settings,
                                "outputs": [str(p) for p in wanted], "result": row,
+                               "area_definitions": AREA_DEFINITIONS,
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     print(line)
     return 0
+
+
+def _scene_grid(inp: str) -> dict:
+    """``crs``, ``transform``, ``shape`` of a scene GeoTIFF (the class map's grid)."""
+    from floodnb.area import raster_grid
+
+    crs, transform, shape = raster_grid(inp)
+    return {"crs": crs, "transform": transform, "shape": shape}
+
+
+def _area_line(areas: dict) -> str:
+    """Summary line: predicted water km² (of the valid area), and flood / permanent km² when known."""
+    import math
+
+    text = f"water {areas['water_km2']:.4f} km² of {areas['valid_km2']:.4f} km² with data"
+    if not math.isnan(areas["flood_km2"]):
+        text += f"; flood {areas['flood_km2']:.4f} km², permanent water {areas['permanent_km2']:.4f} km²"
+    return text

@@ -14,7 +14,7 @@ spec becomes model input through :class:`floodnb.models.inputs.InputPlan` (re-ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,8 @@ from floodnb.metrics import ConfusionAccumulator
 from floodnb.models.inputs import InputPlan, plan_from_spec
 from floodnb.references import REFERENCE_KEYS, REFERENCES, reference_key
 
+#: per-chip hook ``(chip_id, pred (H, W), ref (H, W)) -> extra table columns``
+ChipInfo = Callable[[str, np.ndarray, np.ndarray], Mapping]
 __all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evaluate", "evaluate_label_maps",
            "evaluate_model", "iterate_predictions", "missing_chips", "plan_from_spec", "predict_probs",
            "reference_key"]
@@ -59,14 +61,17 @@ def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, bat
 
 
 def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, reference: str = "label", batch_size: int = 8,
-                   device: str = "cpu", progress: bool = False, split: str | None = None) -> tuple[dict, pd.DataFrame]:
+                   device: str = "cpu", progress: bool = False, split: str | None = None,
+                   chip_info: ChipInfo | None = None) -> tuple[dict, pd.DataFrame]:
     """Metrics dict and per-chip DataFrame of ``model`` on ``data`` against ``reference``.
 
     Returns ``(summary, table)``: ``summary`` has ``water_iou`` (global, primary), ``miou``,
     ``water_precision``, ``water_recall``, ``accuracy``, ``mean_chip_water_iou``, pixel and chip
     counts, ``reference``, and ``chips_skipped`` / ``skipped_chips`` (``"<chip> (no s1)"``: chips
     the dataset left out for lacking a model input, its ``skipped`` attribute); ``table`` one row
-    per chip (chip_id, split, water_iou, ...).
+    per chip (chip_id, split, water_iou, ...) plus the columns ``chip_info(chip_id, pred, ref)``
+    returns for it (``pred``/``ref`` ``(H, W)`` numpy, -1 / ignore index = nodata; e.g.
+    :func:`floodnb.area.catalog_chip_areas`).
     """
     key = reference_key(reference)
     acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
@@ -80,8 +85,9 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
         ids = chip_ids(batch)
         for i, cid in enumerate(ids):
             no_input = int((~batch["valid"][i]).sum()) if "valid" in batch else 0
-            acc.update(pred[i].cpu().numpy(), batch[key][i].cpu().numpy(), chip_id=cid,
-                       **({"split": split} if split is not None else {}), no_input_pixels=no_input)
+            p, r = pred[i].cpu().numpy(), batch[key][i].cpu().numpy()
+            acc.update(p, r, chip_id=cid, **({"split": split} if split is not None else {}), no_input_pixels=no_input,
+                       **(chip_info(cid, p, r) if chip_info is not None else {}))
     summary = {**acc.summary(), "reference": reference}
     skipped = dict(getattr(data, "skipped", None) or {})
     summary["chips_skipped"] = len(skipped)
@@ -109,7 +115,7 @@ def missing_chips(catalog: pd.DataFrame, splits: Sequence[str]) -> dict[str, lis
 
 def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
              plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
-             progress: bool = True) -> tuple[dict, pd.DataFrame]:
+             progress: bool = True, chip_info: ChipInfo | None = None) -> tuple[dict, pd.DataFrame]:
     """Evaluate a model (or a checkpoint path) on one dataset, on ``{split: dataset}`` or on a catalog.
 
     A catalog DataFrame (:func:`floodnb.data.catalog.build_catalog`) is split into its
@@ -118,6 +124,7 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
     ``model``: an ``nn.Module`` (then give ``spec`` or ``plan``) or a checkpoint path (spec read
     from it). Returns ``(metrics, per_chip)``: with a mapping, ``metrics = {split: summary}`` and
     the per-chip table has a ``split`` column; with one dataset, ``metrics`` is its summary.
+    ``chip_info``: extra per-chip columns (:func:`evaluate_model`).
     """
     if not isinstance(model, nn.Module):
         from floodnb.models import load_checkpoint
@@ -142,12 +149,12 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
         metrics, tables = {}, []
         for split, data in datasets.items():
             m, t = evaluate_model(model, data, plan, reference=reference, batch_size=batch_size, device=device,
-                                  progress=progress, split=split)
+                                  progress=progress, split=split, chip_info=chip_info)
             metrics[split] = m
             tables.append(t)
         return metrics, pd.concat(tables, ignore_index=True)
     return evaluate_model(model, datasets, plan, reference=reference, batch_size=batch_size, device=device,
-                          progress=progress)
+                          progress=progress, chip_info=chip_info)
 
 
 def check_dataset(spec, data) -> None:
