@@ -82,10 +82,10 @@ def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
         splits[split].append(cid)
         # prediction: the lake shifted right by a chip-dependent amount -> distinct IoUs
         shift = 1 + 3 * i
-        pred = np.roll(water, shift, axis=1).astype(np.uint8)
+        pred = np.roll(water, shift, axis=1).astype(np.int8)  # as compare.write_chip_prediction: int8, -1 nodata
         prob = np.where(pred == 1, 0.9, 0.1).astype(np.float32)
         pdir = run_dir / "05_evaluate" / "predictions"
-        _write(pdir / f"{cid}_pred.tif", pred, transform, nodata=255)
+        _write(pdir / f"{cid}_pred.tif", pred, transform, nodata=-1)
         _write(pdir / f"{cid}_prob.tif", prob, transform)
         tpred = np.roll(water, 1, axis=0).astype(np.int8)  # the teacher: shifted down one row instead
         _write(pdir / "teacher" / f"{cid}_pred.tif", tpred, transform, nodata=-1)

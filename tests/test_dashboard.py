@@ -249,3 +249,42 @@ def test_serve_refuses_wildcard_address_without_origin(run_dir):
         serve_dashboard(run_dir, address="0.0.0.0", port=0, basemap="none", start=False)
     args = build_parser().parse_args(["dashboard", str(run_dir), "--basic-auth", "pw", "--port", "5999"])
     assert args.address == "127.0.0.1" and args.basic_auth == "pw" and args.port == 5999
+
+
+def test_exports_chip_event_and_table(run_dir):
+    import io
+    import json
+
+    import rasterio
+
+    from floodnb.viz.dashboard import Dashboard, load_run
+
+    d = Dashboard(load_run(run_dir), basemap="none")
+    ex = d.exports
+    cid = d.chip_id
+    assert ex.buttons["tif"].filename == f"{cid}_student_prediction.tif" and not ex.buttons["tif"].disabled
+    with rasterio.open(io.BytesIO(ex.buttons["tif"].callback().getvalue())) as ds:
+        got = ds.read(1)
+    with rasterio.open(run_dir / "05_evaluate" / "predictions" / f"{cid}_pred.tif") as ds:
+        assert np.array_equal(got, ds.read(1))
+    gj = json.loads(ex.buttons["geojson"].callback().getvalue())
+    assert gj["type"] == "FeatureCollection" and gj["features"]
+    assert {f["properties"]["kind"] for f in gj["features"]} == {"water"}  # the fixture has no JRC layer
+    assert ex.buttons["gpkg"].callback().getvalue()[:16] == b"SQLite format 3\x00"
+
+    event = d._full.loc[d._full["chip_id"] == cid, "event"].iloc[0]
+    ex.scope.value = "event"
+    n_event = int((d._full["event"] == event).sum())
+    assert len(ex.chip_ids()) == n_event >= 2 and ex.buttons["tif"].filename.startswith(f"{event}_student")
+    with rasterio.open(io.BytesIO(ex.buttons["tif"].callback().getvalue())) as ds:
+        assert ds.width > got.shape[1]  # the event's chips side by side in one mosaic
+
+    d.event_filter.value = event
+    csv = pd.read_csv(io.BytesIO(ex.buttons["csv"].callback().getvalue()))
+    assert set(csv["event"]) == {event} and "valid_pixels" in csv.columns and "true_noise_rate" not in csv.columns
+
+    d.method = "teacher"  # the export follows the model selector
+    ex.scope.value = "chip"
+    assert ex.buttons["tif"].filename == f"{cid}_teacher_prediction.tif"
+    with rasterio.open(io.BytesIO(ex.buttons["tif"].callback().getvalue())) as ds:
+        assert not np.array_equal(ds.read(1), got)

@@ -41,6 +41,7 @@ from floodnb.runs import layout as run_layout
 from floodnb.viz import dashboard_text as text
 from floodnb.viz import maplayers as ml
 from floodnb.viz.chip_arrays import ChipArrays, load_chip_arrays, pixel_values, scale_bar
+from floodnb.viz.dashboard_exports import ExportPanel
 from floodnb.viz.mapfigure import chip_map, colorbar_html, colorbars_shown, set_visibility
 from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported for existing imports)
     EVAL_DIR,
@@ -139,6 +140,7 @@ class Dashboard(param.Parameterized):
         self._build_table()
         self.chip_info = pn.pane.HTML("", sizing_mode="stretch_width", name="chip-metrics")
         self.pixel_info = pn.pane.HTML(text.pixel_html(None), sizing_mode="stretch_width", name="pixel-values")
+        self.exports = ExportPanel(self, width=RIGHT_W - 20)
         self.param.watch(self._on_method, "method")
         self.param.watch(self._on_basemap, "basemap")
         self.param.watch(self._on_threshold, "threshold")
@@ -299,6 +301,7 @@ class Dashboard(param.Parameterized):
         self.table.selection = []
         self.table.value = self._filtered()
         self.summary.object = self._summary()
+        self.exports.update()
 
     def _on_method(self, event) -> None:
         self._full = chip_table(self.run, method=event.new)
@@ -414,6 +417,7 @@ class Dashboard(param.Parameterized):
         self.chip_info.object = self._chip_html(chip_id, entry)
         self.pixel_info.object = text.pixel_html(None)
         self._update_colorbars(binary)
+        self.exports.update()
         if entry.notes:
             self._warn("; ".join(entry.notes))
         else:
@@ -466,7 +470,7 @@ class Dashboard(param.Parameterized):
         return pn.Column(header, pn.Row(sidebar, self.map_tabs, right), name="floodnb-dashboard", margin=0)
 
     def _extra_tabs(self) -> list:
-        return []
+        return [("Export", self.exports.view)]
 
 
 def build_dashboard(run_dir: str | Path, *, data_root: str | Path | None = None, chip: str | None = None,

@@ -20,7 +20,7 @@ TITLES: dict[str, str] = {
     "noise_rate": "noise rate", "rank": "noise rank",
 }
 _FLOAT3 = ("water_iou", "water_precision", "water_recall", "noise_rate", "miou", "accuracy")
-_FLOAT2 = ("water_km2", "ref_water_km2", "permanent_km2", "flood_km2")
+_FLOAT2 = ("water_km2", "ref_water_km2", "permanent_km2", "flood_km2", "ref_flood_km2", "valid_km2")
 
 
 def fmt(v) -> str:
@@ -57,6 +57,8 @@ def chip_html(row: pd.Series, catalog_row: pd.Series, *, method: str | None, pre
               ("reference water (km²)", row.get("ref_water_km2")),
               ("permanent water, JRC (km²)", row.get("permanent_km2")),
               ("flood = water − permanent (km²)", row.get("flood_km2")),
+              ("reference flood (km²)", row.get("ref_flood_km2")),
+              ("valid area (km²)", row.get("valid_km2")),
               ("label-noise rate (this chip)", row.get("noise_rate")),
               ("noise rank (1 = noisiest)", row.get("rank")),
               ("map layer 'Prediction'", prediction_note)]

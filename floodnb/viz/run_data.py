@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from floodnb.area import AREA_COLUMNS
 from floodnb.chip_ids import is_chip_id
 from floodnb.runs import layout as run_layout
 
@@ -105,8 +106,6 @@ INTERNAL_COLUMNS: tuple[str, ...] = ("true_noise_rate", "status", "noise_score",
 #: chip panel and the CSV export; event and split have their own filters). Areas (km²) come from
 #: :mod:`floodnb.area` when the run has them.
 DISPLAY_COLUMNS: tuple[str, ...] = ("chip_id", "water_iou", "water_km2", "flood_km2", "noise_rate")
-#: per-chip area columns (km²): predicted water, reference water, JRC permanent water, flood
-AREA_COLUMNS: tuple[str, ...] = ("water_km2", "ref_water_km2", "permanent_km2", "flood_km2")
 #: integer counts that a merge with missing rows would turn into floats
 COUNT_COLUMNS: tuple[str, ...] = ("valid_pixels", "rank")
 
