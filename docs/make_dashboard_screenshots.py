@@ -4,7 +4,8 @@
 
 Writes ``dashboard_1280x720.png`` (the whole page at 1280 x 720: map in view), ``dashboard_layers.png``
 (hand label, weak labels, disagreement and noise layers on, with their legend and colour bars) and
-``dashboard_side_by_side.png`` (prediction vs hand label). No network is used: the basemap is off.
+``dashboard_side_by_side.png`` (prediction vs hand label) and ``dashboard_export.png`` (the offline
+HTML of ``floodnb dashboard RUN --export``). No network is used: the basemap is off.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from _run_fixture import make_run_dir  # noqa: E402
 from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, _start, _stop, _wait_up  # noqa: E402
 
 from floodnb.viz.maplayers import LAYER_KEYS  # noqa: E402
+from floodnb.viz.static_export import export_html  # noqa: E402
 
 
 def _settle(page, seconds: float = 1.5) -> None:
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                 page.get_by_text("Side by side", exact=True).first.click()
                 _settle(page)
                 page.screenshot(path=str(out / "dashboard_side_by_side.png"))
+                html = export_html(run_dir, Path(tmp) / "share.html", progress=False)
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
+                page.goto(html.as_uri())
+                _settle(page)
+                page.screenshot(path=str(out / "dashboard_export.png"))
                 browser.close()
         finally:
             _stop(proc)

@@ -73,8 +73,8 @@ def chip_html(row: pd.Series, catalog_row: pd.Series, *, method: str | None, pre
     return f"<table class='chip-metrics' style='font-size:0.85em'>{body}</table>{extra}"
 
 
-def summary_html(name: str, methods: tuple[str, ...], metrics: dict, n_chips: int) -> str:
-    """Run name, chip count and the water IoU per model and split (global confusion matrix)."""
+def summary_html(name: str, methods: tuple[str, ...], metrics: dict, n_chips: int, *, live: bool = True) -> str:
+    """Chip count and the water IoU per model and split (global confusion matrix); ``live``: table hint."""
     parts = []
     for m in methods:
         per_split = metrics.get(m, {})
@@ -83,7 +83,7 @@ def summary_html(name: str, methods: tuple[str, ...], metrics: dict, n_chips: in
                              if isinstance(v, dict) and "water_iou" in v)
             if vals:
                 parts.append(f"<b>{html.escape(m)}</b>: {vals}")
-    head = f"{n_chips} chips, worst water IoU first (click a row to show the chip)"
+    head = f"{n_chips} chips, worst water IoU first" + (" (click a row to show the chip)" if live else "")
     if parts:
         head += ". Water IoU per split (global confusion matrix): " + "; ".join(parts)
     return f"<small>{head}</small>"
