@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class ChipArrays:
 
     chip_id: str
     method: str | None
-    chip: object  # xr.Dataset from floodnb.data.io.load_chip
+    chip: Any  # xr.Dataset from floodnb.data.io.load_chip
     pred: np.ndarray | None
     prob: np.ndarray | None
     noise: np.ndarray | None

@@ -352,12 +352,13 @@ class Dashboard(param.Parameterized):
         x0, y0, x1, y1 = entry.merc
         out = {}
         for key in keys:
-            img = _EMPTY if rgba[key] is None else ml.rgba_to_uint32(rgba[key])
+            layer = rgba[key]
+            img = _EMPTY if layer is None else ml.rgba_to_uint32(layer)
             out[key] = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
             title = ml.SPECS[key].title
             if key in ("prediction", "probability"):
                 title = f"{title} ({self._prediction_note(entry)})"
-            if rgba[key] is None and key != "prediction":
+            if layer is None and key != "prediction":
                 title = f"{title} (not available for this chip)"
             self.toggles[key].label = title
             self._stale.discard(key)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, Legend, LegendItem, Range1d
+from bokeh.models import ColumnDataSource, Range1d
+from bokeh.models.annotations import Legend, LegendItem
 from bokeh.palettes import Greys256, Magma256, Viridis256
 from bokeh.plotting import figure
 
@@ -41,7 +43,7 @@ COLORBARS: dict[str, tuple[str, tuple[str, ...], float, float]] = {
 class ChipMap:
     """A chip map: the figure, its layer renderers and legend items."""
 
-    figure: object
+    figure: Any  # bokeh.plotting.figure
     renderers: dict = field(default_factory=dict)
     legend_items: dict = field(default_factory=dict)  # layer key -> [LegendItem]
     scale_source: ColumnDataSource | None = None
@@ -65,6 +67,7 @@ def chip_map(sources: dict[str, ColumnDataSource], *, glyph: str = "image_rgba",
     cm = ChipMap(fig)
     for spec in ml.LAYER_SPECS:
         src = sources[spec.key]
+        r: Any
         if glyph == "image_rgba":
             r = fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=src,
                                global_alpha=spec.alpha, name=f"layer-{spec.key}")
@@ -94,7 +97,8 @@ def _add_legend(cm: ChipMap) -> None:
             cm.legend_items[spec.key].append(item)
             items.append(item)
     leg = Legend(items=items, location="top_right", label_text_font_size="8pt", glyph_height=12, glyph_width=12,
-                 spacing=0, padding=4, background_fill_alpha=0.8, name="map-legend")
+                 spacing=0, background_fill_alpha=0.8, name="map-legend")
+    leg.padding = 4  # type: ignore[assignment]  # bokeh stub: Property, an int at runtime
     cm.figure.add_layout(leg)
 
 

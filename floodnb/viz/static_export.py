@@ -91,7 +91,8 @@ for (const k of keys) {
 def _document(payloads: list[dict], *, title: str, summary: str):
     """The Bokeh layout of the export (map, chip menu, layer boxes, colour bars, info) with its CustomJS."""
     from bokeh.layouts import column, row
-    from bokeh.models import CheckboxGroup, ColumnDataSource, CustomJS, Div, NumericInput, Select
+    from bokeh.models import ColumnDataSource, CustomJS
+    from bokeh.models.widgets import CheckboxGroup, Div, NumericInput, Select
 
     sources = {k: ColumnDataSource(dict(url=[""], x=[0.0], y=[0.0], w=[1.0], h=[1.0])) for k in ml.LAYER_KEYS}
     cm = chip_map(sources, glyph="image_url", size=EXPORT_MAP_PX, name="export-map")
