@@ -352,3 +352,35 @@ def test_exported_html_renders_offline_and_switches_chips(run_dir, browser, chip
         assert watch.errors == [], f"console errors: {watch.errors}"
     finally:
         ctx.close()
+
+
+def test_served_under_a_path_prefix_as_behind_a_reverse_proxy(run_dir, browser, chip_order, tmp_path):
+    from floodnb.viz.serve import serve_dashboard
+
+    with pytest.raises(ValueError, match="prefix must look like"):
+        serve_dashboard(run_dir, prefix="floods/", basemap="none", start=False)
+    proc, url = _start(run_dir, tmp_path / "prefix.log", "--prefix", "/floods", "--use-xheaders")
+    try:
+        _wait_up(proc, url, tmp_path / "prefix.log")
+        u = urlparse(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert resp.status == 404  # nothing outside the prefix
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        watch = Watch(page)
+        # the browser asks the site root for its icon, which lies outside the prefix (a proxy answers it)
+        page.route("**/favicon.ico", lambda route: route.fulfill(status=204, body=b""))
+        page.goto(url + "/floods/")
+        try:
+            page.wait_for_selector("canvas", state="attached", timeout=30000)
+            _wait_for(lambda: chip_order[0] in _chip_info(page), what="the dashboard under /floods/")
+            _wait_for(lambda: _water_px(_map_pixels(page)) > 300, what="map layers under the prefix")
+            assert watch.external == [] and watch.errors == [], (watch.external, watch.errors)
+        finally:
+            ctx.close()
+    finally:
+        _stop(proc)

@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["auto", "OpenStreetMap", "Esri World Imagery", "none"],
                         help="map tiles under the layers (auto: OpenStreetMap if reachable, else none)")
     parser.add_argument("--show", action="store_true", help="open the dashboard in a web browser")
+    parser.add_argument("--prefix", default="", metavar="/PATH",
+                        help="serve under this URL path (behind a reverse proxy forwarding https://host/PATH/)")
+    parser.add_argument("--use-xheaders", action="store_true",
+                        help="trust X-Forwarded-* headers from a reverse proxy in front of the dashboard")
     parser.add_argument("--export", default=None, metavar="FILE.html",
                         help="write one self-contained HTML file instead of serving: JavaScript embedded, every "
                              "chip's layers pre-rendered, works offline (e.g. sent by email)")
@@ -109,5 +113,6 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, address=args.address, port=args.port, basic_auth=login_secret(args),
         cookie_secret=args.cookie_secret, websocket_origin=args.allow_websocket_origin,
         data_root=args.data_root, method=args.method, basemap=args.basemap, show=args.show,
+        prefix=args.prefix, use_xheaders=args.use_xheaders,
     )
     return 0
