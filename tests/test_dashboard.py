@@ -288,3 +288,26 @@ def test_exports_chip_event_and_table(run_dir):
     assert ex.buttons["tif"].filename == f"{cid}_teacher_prediction.tif"
     with rasterio.open(io.BytesIO(ex.buttons["tif"].callback().getvalue())) as ds:
         assert not np.array_equal(ds.read(1), got)
+
+
+def test_static_export_is_one_file_without_external_scripts(run_dir, tmp_path):
+    import re
+
+    from floodnb.cli import main
+    from floodnb.viz.static_export import export_html
+
+    with pytest.raises(ValueError, match="ending in .html"):
+        export_html(run_dir, tmp_path / "x.txt", progress=False)
+    with pytest.raises(ValueError, match="max_chips"):
+        export_html(run_dir, tmp_path / "x.html", max_chips=0, progress=False)
+    out = export_html(run_dir, tmp_path / "share.html", max_chips=2, progress=False)
+    page = out.read_text(encoding="utf-8")
+    assert not re.findall(r"<script[^>]+src=", page) and not re.findall(r"<link[^>]+href=\"http", page)
+    assert page.count("data:image/png;base64,") >= 2 * 3  # S1, prediction, ... of each chip embedded
+    from floodnb.viz.dashboard import chip_table, load_run
+
+    chip_ids = list(chip_table(load_run(run_dir), method="student")["chip_id"])
+    worst = chip_ids[:2]
+    assert all(c in page for c in worst) and chip_ids[-1] not in page
+    assert main(["dashboard", str(run_dir), "--export", str(tmp_path / "cli.html"), "--export-chips", "1"]) == 0
+    assert (tmp_path / "cli.html").stat().st_size < out.stat().st_size
