@@ -220,6 +220,8 @@ def test_side_by_side_maps_share_ranges_and_fill_their_layers(run_dir):
     assert left.figure.x_range is d.figure.x_range is right.figure.x_range
     assert right.renderers["label"].visible and right.renderers["s1"].visible
     assert not right.renderers["prediction"].visible and left.renderers["prediction"].visible
+    assert _image(d, "label").shape == (1, 1)  # not computed while the side-by-side tab is closed
+    d.map_tabs.active = 1
     assert _image(d, "label").shape == (32, 32)  # filled for the right map although off on the main map
     d.compare_choice["right"].value = "s2_true"
     assert right.renderers["s2_true"].visible and not right.renderers["s1"].visible

@@ -207,10 +207,14 @@ class Dashboard(param.Parameterized):
         base = {"s1"} if ml.SPECS[choice].group != "Imagery" else set()
         return {k: k in base | {choice} for k in ml.LAYER_KEYS}
 
+    def _compare_shown(self) -> bool:
+        tabs = getattr(self, "map_tabs", None)
+        return tabs is not None and tabs.active == 1
+
     def _needed(self) -> tuple[str, ...]:
-        """Layers some map draws now (main map toggles and both side-by-side choices)."""
+        """Layers some map draws now (main map toggles; both side-by-side choices while that tab is open)."""
         on = {k for k in ml.LAYER_KEYS if self.toggles[k].value}
-        for side in self.compare:
+        for side in self.compare if self._compare_shown() else ():
             on |= {k for k, v in self._compare_visible(side).items() if v}
         return tuple(k for k in ml.LAYER_KEYS if k in on)
 
@@ -461,6 +465,8 @@ class Dashboard(param.Parameterized):
             name="compare")
         self.map_tabs = pn.Tabs(("Map", pn.Column(self.map_pane, self.colorbars, margin=0)), ("Side by side", compare),
                                 dynamic=False, margin=0)
+        self.map_tabs.param.watch(lambda e: [self._on_compare(s) for s in self.compare] if e.new == 1 else None,
+                                  "active")
         self.summary = pn.pane.HTML(self._summary(), sizing_mode="stretch_width", margin=(0, 5))
         self.info_tabs = pn.Tabs(("Selected chip", pn.Column(self.chip_info, height=215, scroll=True)),
                                  ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=False, height=255,

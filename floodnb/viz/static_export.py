@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,13 @@ from floodnb.viz.run_data import chip_table, load_run
 
 #: the map's frame size in the exported page (px)
 EXPORT_MAP_PX = 560
+
+
+#: ``<script src>``/``<link href>`` tags of Panel's extensions (Tabulator, ...), which Bokeh adds to every
+#: page once Panel has loaded them in this process; the export uses Bokeh models only and a file has no
+#: server to load them from
+_PANEL_ASSET = re.compile(r'<script[^>]*\ssrc="static/extensions/panel/[^"]*"[^>]*></script>\s*'
+                          r'|<link[^>]*\shref="static/extensions/panel/[^"]*"[^>]*>\s*')
 
 
 def png_data_url(rgba: np.ndarray) -> str:
@@ -157,7 +165,7 @@ def export_html(run_dir: str | Path, out: str | Path, *, data_root: str | Path |
     payloads = _chip_payloads(run, table, ids, method, progress)
     summary = text.summary_html(run.name, run.methods, run.metrics, len(table), live=False)
     layout = _document(payloads, title=f"floodnb — run {html.escape(run.name)}", summary=summary)
-    page = file_html(layout, resources=INLINE, title=f"floodnb — {run.name}")
+    page = _PANEL_ASSET.sub("", file_html(layout, resources=INLINE, title=f"floodnb — {run.name}"))
     with atomic_path(out) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
     return out
