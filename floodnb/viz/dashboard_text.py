@@ -14,10 +14,11 @@ import math
 import numpy as np
 import pandas as pd
 
-#: table header titles (column -> short title); other columns keep their names
+#: table header titles (column -> short title, the table is narrow: IoU = water IoU, "water" / "flood" =
+#: predicted water / flood area in km² (said in the summary line), "noise" = label-noise rate)
 TITLES: dict[str, str] = {
-    "chip_id": "chip", "water_iou": "water IoU", "water_km2": "water km²", "flood_km2": "flood km²",
-    "noise_rate": "noise rate", "rank": "noise rank",
+    "chip_id": "chip", "water_iou": "IoU", "water_km2": "water", "flood_km2": "flood",
+    "noise_rate": "noise", "rank": "noise rank",
 }
 _FLOAT3 = ("water_iou", "water_precision", "water_recall", "noise_rate", "miou", "accuracy")
 _FLOAT2 = ("water_km2", "ref_water_km2", "permanent_km2", "flood_km2", "ref_flood_km2", "valid_km2")
@@ -83,7 +84,7 @@ def summary_html(name: str, methods: tuple[str, ...], metrics: dict, n_chips: in
                              if isinstance(v, dict) and "water_iou" in v)
             if vals:
                 parts.append(f"<b>{html.escape(m)}</b>: {vals}")
-    head = f"{n_chips} chips, worst water IoU first" + (" (click a row to show the chip)" if live else "")
+    head = f"{n_chips} chips, worst water IoU first" + (" (click a row to show the chip; areas in km²)" if live else "")
     if parts:
         head += ". Water IoU per split (global confusion matrix): " + "; ".join(parts)
     return f"<small>{head}</small>"
