@@ -152,6 +152,11 @@ class Dashboard(param.Parameterized):
             self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
         self.view = self._layout()
 
+    @property
+    def full_table(self) -> pd.DataFrame:
+        """The selected model's chip table before the event/split/search filters."""
+        return self._full
+
     # ---------------------------------------------------------------- maps
     def _build_maps(self) -> None:
         self.sources: dict[str, ColumnDataSource] = {k: ColumnDataSource(_empty_image()) for k in ml.LAYER_KEYS}

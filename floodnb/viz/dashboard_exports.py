@@ -61,15 +61,15 @@ class ExportPanel:
             return []
         ids = [d.chip_id]
         if self.scope.value == "event":
-            event = d._full.loc[d._full["chip_id"] == d.chip_id, "event"].iloc[0]
-            ids = [str(c) for c in d._full.loc[d._full["event"] == event, "chip_id"]]
+            event = d.full_table.loc[d.full_table["chip_id"] == d.chip_id, "event"].iloc[0]
+            ids = [str(c) for c in d.full_table.loc[d.full_table["event"] == event, "chip_id"]]
         return [c for c in ids if "pred" in prediction_files(d.run, d.method, c)]
 
     def _stem(self) -> str:
         d = self.dash
         model = d.method or run_layout.PREDICTIONS_DEFAULT_METHOD
         if self.scope.value == "event" and d.chip_id is not None:
-            event = d._full.loc[d._full["chip_id"] == d.chip_id, "event"].iloc[0]
+            event = d.full_table.loc[d.full_table["chip_id"] == d.chip_id, "event"].iloc[0]
             return f"{event}_{model}"
         return f"{d.chip_id}_{model}"
 
