@@ -469,12 +469,12 @@ class Dashboard(param.Parameterized):
             pn.Row(pn.pane.Bokeh(self.compare["left"].figure), pn.pane.Bokeh(self.compare["right"].figure)),
             name="compare")
         self.map_tabs = pn.Tabs(("Map", pn.Column(self.map_pane, self.colorbars, margin=0)), ("Side by side", compare),
-                                dynamic=False, margin=0)
+                                dynamic=True, margin=0)
         self.map_tabs.param.watch(lambda e: [self._on_compare(s) for s in self.compare] if e.new == 1 else None,
                                   "active")
         self.summary = pn.pane.HTML(self._summary(), sizing_mode="stretch_width", margin=(0, 5))
         self.info_tabs = pn.Tabs(("Selected chip", pn.Column(self.chip_info, height=215, scroll=True)),
-                                 ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=False, height=255,
+                                 ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=True, height=255,
                                  width=RIGHT_W - 10)
         right = pn.Column(self.message, self.info_tabs,
                           pn.Row(self.event_filter, self.split_filter, self.search, margin=0),
