@@ -36,6 +36,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _run_fixture import make_run_dir  # noqa: E402
 
+#: rows on the dashboard table's first page (floodnb.viz.dashboard: page_size)
+PAGE_ROWS = 8
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -112,9 +114,9 @@ async def _measure(url: str, order: list[str], sessions: int) -> list[dict]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            single = [await _session(browser, url, order[0], order[1 + k % (len(order) - 1)], 1 + k % (len(order) - 1))
-                      for k in range(3)]
-            rows = [1 + k % min(len(order) - 1, 10) for k in range(sessions)]
+            span = min(len(order), PAGE_ROWS) - 1  # rows on the table's first page
+            single = [await _session(browser, url, order[0], order[1 + k % span], 1 + k % span) for k in range(3)]
+            rows = [1 + k % span for k in range(sessions)]
             many = await asyncio.gather(*[_session(browser, url, order[0], order[r], r) for r in rows])
         finally:
             await browser.close()

@@ -21,8 +21,11 @@ labelled and model input present). The metric is the water IoU of the global con
 * :func:`event_area_table` sums those areas per method, split and event; :func:`area_record` per
   method and split, for the stage record.
 
-:func:`write_chip_prediction` writes a model's water probability (float32, NaN = no data) and
-class (int8, -1 = no data) as GeoTIFFs on the chip's grid: ``<chip_id>_prob.tif`` / ``_pred.tif``.
+:func:`write_chip_prediction` writes a model's water probability (float32, NaN = no data; or
+``compact`` uint8 percent, 255 = no data) and class (int8, -1 = no data) as GeoTIFFs on the chip's
+grid: ``<chip_id>_prob.tif`` / ``_pred.tif``. Each method's files go to
+:func:`floodnb.runs.layout.predictions_dir` (the student's directly in ``predictions/``, the
+others' in ``predictions/<method>/``), so the dashboard's model selector switches the map too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from floodnb.references import reference_key
 REFERENCE_VAR: dict[str, tuple[str, str]] = {r: (reference_key(r, "chip"), reference_key(r))
                                              for r in ("truth_water", "label")}
 #: Chip ids usable as file names (``<Event>_<id>``, as in :mod:`floodnb.viz.dashboard`).
+#: no-data value of a ``compact`` (uint8 percent) probability GeoTIFF
+PROB_NODATA_U8 = 255
 METRIC_NAME = "water_iou (water-class IoU of the global confusion matrix over valid pixels)"
 
 
@@ -73,8 +78,13 @@ class MethodScores:
         return pd.concat([a.table() for a in self.acc.values()], ignore_index=True) if self.acc else pd.DataFrame()
 
 
-def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str, progress: bool = True) -> MethodScores:
-    """Score per-chip Otsu on VH over the ``splits`` chips of ``catalog`` (method name ``otsu``)."""
+def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str, progress: bool = True,
+                predictions_dir: str | Path | None = None) -> MethodScores:
+    """Score per-chip Otsu on VH over the ``splits`` chips of ``catalog`` (method name ``otsu``).
+
+    With ``predictions_dir`` every chip's class is written there (:func:`write_chip_prediction`,
+    no probability: Otsu has none).
+    """
     from tqdm.auto import tqdm
 
     from floodnb.data.io import load_chip
@@ -94,17 +104,19 @@ def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str,
         ref = chip[var].values
         scores.update(pred, ref, chip_id=str(row["chip_id"]), split=str(row["split"]), event=str(row["event"]),
                       **catalog_chip_areas(row, pred, ref))
+        if predictions_dir is not None:
+            write_chip_prediction(predictions_dir, str(row["chip_id"]), None, pred, grid_from=row["s1_path"])
     return scores
 
 
 def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, splits: Sequence[str],
                  reference: str, batch_size: int = 8, predictions_dir: str | Path | None = None,
-                 progress: bool = True) -> MethodScores:
+                 compact: bool = False, progress: bool = True) -> MethodScores:
     """Score a checkpoint on the ``splits`` chips of ``catalog`` against ``reference``.
 
     Inputs are read with the checkpoint's normalisers (and metadata / weak-label channel when its
     spec asks for them). With ``predictions_dir`` every chip's probability and class are written
-    there (:func:`write_chip_prediction`).
+    there (:func:`write_chip_prediction`; ``compact``: probability as uint8 percent).
     """
     from floodnb.distill import datasets as ds
     from floodnb.distill.evaluate import iterate_predictions, plan_from_spec
@@ -136,16 +148,19 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
                 if predictions_dir is not None:
                     grid = row["s1_path"] if isinstance(row["s1_path"], str) else row["s2_path"]
                     write_chip_prediction(predictions_dir, str(cid), np.where(valid[i], water[i], np.nan), pred[i],
-                                          grid_from=grid)
+                                          grid_from=grid, compact=compact)
     return scores
 
 
-def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray, pred: np.ndarray, *,
-                          grid_from: str | Path) -> tuple[Path, Path]:
-    """Write ``prob (H, W)`` float32 (NaN = no data) and ``pred (H, W)`` int8 (-1 = no data) GeoTIFFs.
+def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray | None, pred: np.ndarray, *,
+                          grid_from: str | Path, compact: bool = False) -> tuple[Path | None, Path]:
+    """Write ``prob (H, W)`` in [0, 1] (NaN = no data) and ``pred (H, W)`` int8 (-1 = no data) GeoTIFFs.
 
     Files ``<folder>/<chip_id>_prob.tif`` and ``_pred.tif`` take CRS and transform from the
-    GeoTIFF ``grid_from`` (the chip's S1 file), whose size must match. Written atomically.
+    GeoTIFF ``grid_from`` (the chip's S1 file), whose size must match. The probability is float32
+    (NaN = no data), or with ``compact`` uint8 percent 0..100 (255 = no data, a quarter of the
+    size); ``prob=None`` writes the class only (returned probability path ``None``). Written
+    atomically, deflate-compressed.
     """
     import rasterio
 
@@ -154,16 +169,19 @@ def write_chip_prediction(folder: str | Path, chip_id: str, prob: np.ndarray, pr
     folder = Path(folder)
     with rasterio.open(grid_from) as src:
         crs, transform, shape = src.crs, src.transform, (src.height, src.width)
-    if np.shape(prob) != shape or np.shape(pred) != shape:
-        raise ValueError(f"{chip_id}: prediction shape {np.shape(prob)} differs from the chip grid {shape} "
-                         f"of {grid_from}")
-    out = []
-    for suffix, arr, dtype, nodata in (("_prob.tif", prob, "float32", float("nan")),
-                                       ("_pred.tif", pred, "int8", LABEL_NODATA)):
-        path = folder / f"{chip_id}{suffix}"
-        out.append(write_geotiff(path, np.asarray(arr).astype(dtype), crs=crs, transform=transform, nodata=nodata,
-                                 compress="deflate"))
-    return out[0], out[1]
+    if (prob is not None and np.shape(prob) != shape) or np.shape(pred) != shape:
+        raise ValueError(f"{chip_id}: prediction shape {np.shape(pred if prob is None else prob)} differs from "
+                         f"the chip grid {shape} of {grid_from}")
+    prob_path = None
+    if prob is not None:
+        p = np.asarray(prob, dtype=np.float32)
+        arr, dtype, nodata = ((np.where(np.isfinite(p), np.round(np.clip(p, 0, 1) * 100), PROB_NODATA_U8), "uint8",
+                               PROB_NODATA_U8) if compact else (p, "float32", float("nan")))
+        prob_path = write_geotiff(folder / f"{chip_id}_prob.tif", np.asarray(arr).astype(dtype), crs=crs,
+                                  transform=transform, nodata=nodata, compress="deflate")
+    pred_path = write_geotiff(folder / f"{chip_id}_pred.tif", np.asarray(pred).astype("int8"), crs=crs,
+                              transform=transform, nodata=LABEL_NODATA, compress="deflate")
+    return prob_path, pred_path
 
 
 def combine(scores: Iterable[MethodScores]) -> tuple[dict, pd.DataFrame]:

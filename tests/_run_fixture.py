@@ -3,7 +3,11 @@
 Writes a data root in the official Sen1Floods11 layout (hand-labelled chips: S1Hand, S2Hand,
 LabelHand, S1OtsuLabelHand, split CSVs, event metadata) and, beside it, a run directory with
 the files ``floodnb run`` leaves (run.json, noise table and maps, per-chip metrics,
-metrics.json, prediction GeoTIFFs). Each chip holds a round lake whose size and position
+metrics.json, the student's prediction GeoTIFFs in ``predictions/`` and the teacher's (compact
+uint8 probability) in ``predictions/teacher/``, as notebook 05 writes them). The noise table
+carries the columns the noise stage adds (``valid_pixels``, simulator-only ``true_noise_rate``,
+``noise_score``) so the dashboard's column clean-up is exercised; ``areas=True`` adds per-chip
+km² columns as :mod:`floodnb.area` does. Each chip holds a round lake whose size and position
 differ per chip, and the prediction misses a chip-dependent share of it, so chips have
 distinct water IoUs and images.
 """
@@ -38,7 +42,7 @@ def _write(path: Path, data: np.ndarray, transform, *, nodata=None, descriptions
 
 
 def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
-                 noise_maps: bool = True) -> Path:
+                 noise_maps: bool = True, areas: bool = False) -> Path:
     """Write ``base/data`` (data root) and ``base/runs/demo`` (the run); return the run dir."""
     rng = np.random.default_rng(seed)
     root = Path(base) / "data"
@@ -47,6 +51,7 @@ def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
     chips, splits = [], {"train": [], "valid": [], "test": [], "bolivia": []}
     acc = ConfusionAccumulator()
     noise_rows = []
+    area_rows: dict[str, dict[str, float]] = {}
     yy, xx = np.mgrid[0:size, 0:size]
     for i in range(n_chips):
         event = events[i % len(events)]
@@ -77,11 +82,17 @@ def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
         splits[split].append(cid)
         # prediction: the lake shifted right by a chip-dependent amount -> distinct IoUs
         shift = 1 + 3 * i
-        pred = np.roll(water, shift, axis=1).astype(np.uint8)
+        pred = np.roll(water, shift, axis=1).astype(np.int8)  # as compare.write_chip_prediction: int8, -1 nodata
         prob = np.where(pred == 1, 0.9, 0.1).astype(np.float32)
         pdir = run_dir / "05_evaluate" / "predictions"
-        _write(pdir / f"{cid}_pred.tif", pred, transform, nodata=255)
+        _write(pdir / f"{cid}_pred.tif", pred, transform, nodata=-1)
         _write(pdir / f"{cid}_prob.tif", prob, transform)
+        tpred = np.roll(water, 1, axis=0).astype(np.int8)  # the teacher: shifted down one row instead
+        _write(pdir / "teacher" / f"{cid}_pred.tif", tpred, transform, nodata=-1)
+        _write(pdir / "teacher" / f"{cid}_prob.tif", np.where(tpred == 1, 95, 5).astype(np.uint8), transform,
+               nodata=255)
+        area_rows[cid] = {"water_km2": 1e-4 * pred.sum(), "ref_water_km2": 1e-4 * (label == 1).sum(),
+                          "permanent_km2": 1e-5 * pred.sum(), "flood_km2": 0.9e-4 * pred.sum()}
         acc.update(pred.astype(np.int16), label, chip_id=cid, event=event, split=split, method="student")
         disagree = (otsu != label) & (label >= 0)
         score = np.clip(disagree * 0.8 + rng.random(water.shape) * 0.15, 0, 1).astype(np.float32)
@@ -89,7 +100,8 @@ def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
             _write(run_dir / "02_weak_labels_and_noise" / "noise_maps" / f"{cid}_noise.tif", score, transform)
         noise_rows.append({"chip_id": cid, "event": event, "split": split,
                            "noise_rate": float(disagree.sum() / max(1, (label >= 0).sum())),
-                           "cromss_confidence": float(1 - score.mean())})
+                           "cromss_confidence": float(1 - score.mean()), "valid_pixels": int((label >= 0).sum()),
+                           "true_noise_rate": float(disagree.mean()), "noise_score": "disagree_s2_index"})
         chips.append(cid)
     sdir = layout.splits_dir(root)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +114,9 @@ def make_run_dir(base: Path, *, n_chips: int = 4, size: int = 64, seed: int = 0,
     layout.metadata_path(root).write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
 
     per_chip = pd.DataFrame(acc.rows)
+    if areas:  # km² per chip, 10 m pixels = 1e-4 km²; a made-up permanent share of a tenth
+        for col in ("water_km2", "ref_water_km2", "permanent_km2", "flood_km2"):
+            per_chip[col] = per_chip["chip_id"].map(lambda c, k=col: area_rows[c][k])
     teacher = per_chip.copy()
     teacher["method"] = "teacher"
     teacher["water_iou"] = np.clip(teacher["water_iou"] + 0.05, 0, 1)

@@ -90,6 +90,35 @@ def test_write_chip_prediction_refuses_bad_names_and_shapes(tmp_path, catalog):
         assert np.allclose(a.read(1), 0.7) and (b.read(1) == 1).all()
 
 
+def test_compact_and_class_only_predictions_go_to_per_model_folders(tmp_path, catalog):
+    from floodnb.runs.layout import predictions_dir
+
+    row = catalog.iloc[0]
+    with rasterio.open(row["s1_path"]) as src:
+        shape = (src.height, src.width)
+    prob = np.full(shape, 0.734, np.float32)
+    prob[0, 0] = np.nan
+    pred = np.ones(shape, np.int8)
+    base = tmp_path / "predictions"
+    assert predictions_dir(base, "student") == base and predictions_dir(base, "otsu") == base / "otsu"
+    with pytest.raises(ValueError, match="plain name"):
+        predictions_dir(base, "../x")
+    p, q = compare.write_chip_prediction(predictions_dir(base, "teacher"), "E_1", prob, pred,
+                                         grid_from=row["s1_path"], compact=True)
+    with rasterio.open(p) as a:
+        assert p.parent.name == "teacher" and a.dtypes[0] == "uint8" and a.nodata == compare.PROB_NODATA_U8
+        got = a.read(1)
+    assert got[0, 0] == 255 and got[0, 1] == 73
+    none, q = compare.write_chip_prediction(base / "otsu", "E_1", None, pred, grid_from=row["s1_path"])
+    assert none is None and q.is_file() and not (base / "otsu" / "E_1_prob.tif").exists()
+    scores = compare.otsu_scores(catalog, splits=("test",), reference="label", progress=False,
+                                 predictions_dir=predictions_dir(base, "otsu"))
+    written = {f.name for f in (base / "otsu").glob("*_pred.tif")}
+    test_ids = set(catalog.loc[catalog["split"] == "test", "chip_id"])
+    assert scores.metrics()["test"]["chips"] == len(test_ids)
+    assert written == {f"{c}_pred.tif" for c in test_ids} | {"E_1_pred.tif"}
+
+
 def test_combine_and_summary_table():
     a, b = compare.MethodScores("a", reference="label"), compare.MethodScores("b", reference="label")
     a.update(np.array([[1, 0]]), np.array([[1, 0]]), chip_id="E_1", split="test", event="E")

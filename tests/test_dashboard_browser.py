@@ -286,3 +286,101 @@ def test_basic_auth_rejects_wrong_password_and_admits_right_one(servers, browser
         assert watch.external == [], f"requests to other hosts: {watch.external}"
     finally:
         ctx.close()
+
+
+def test_layout_fits_1280x720_and_model_selector_switches_the_map(servers, browser, chip_order):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = ctx.new_page()
+    watch = Watch(page)
+    try:
+        page.goto(servers["open"] + "/")
+        page.wait_for_selector("canvas", state="attached", timeout=30000)
+        _wait_for(lambda: chip_order[0] in _chip_info(page), what="the worst chip's metrics")
+        student = _wait_for(lambda: (lambda im: im if _water_px(im) > 300 else None)(_map_pixels(page)),
+                            what="the student's prediction on the map")
+        box = page.locator("canvas").first.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["x"] >= 0
+        assert box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, box  # the whole map in view
+        assert page.evaluate("window.scrollY") == 0
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # nothing overflows sideways
+
+        page.locator("select").first.select_option("teacher")
+        _wait_for(lambda: "teacher" in _chip_info(page), what="the teacher's metrics")
+        teacher = _wait_for(lambda: (lambda im: im if np.abs(im - student).mean() > 1 else None)(_map_pixels(page)),
+                            what="the teacher's prediction on the map")
+        assert _water_px(teacher) > 300
+        assert watch.external == [], f"requests to other hosts: {watch.external}"
+        assert watch.errors == [], f"console errors: {watch.errors}"
+    finally:
+        ctx.close()
+
+
+def test_exported_html_renders_offline_and_switches_chips(run_dir, browser, chip_order, tmp_path):
+    out = tmp_path / "share.html"
+    res = subprocess.run([sys.executable, "-m", "floodnb.cli", "dashboard", str(run_dir), "--export", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "works offline" in res.stdout and out.is_file()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    watch = Watch(page)
+    blocked: list[str] = []
+
+    def only_local(route):  # the e-mailed file must not need any network
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    try:
+        page.goto(out.as_uri())
+        page.wait_for_selector("canvas", state="attached", timeout=30000)
+        page.get_by_text("water IoU (this chip").first.wait_for(timeout=20000)
+        _wait_for(lambda: chip_order[0] in _chip_info(page), what="the worst chip's metrics")
+        first = _wait_for(lambda: (lambda im: im if _water_px(im) > 300 and _grey_px(im) > 3000 else None)(
+            _map_pixels(page)), what="S1 and prediction pixels in the exported map")
+        page.locator("select").first.select_option(chip_order[2])
+        _wait_for(lambda: chip_order[2] in _chip_info(page), what="the chosen chip's metrics")
+        moved = _wait_for(lambda: (lambda im: im if np.abs(im - first).mean() > 3 else None)(_map_pixels(page)),
+                          what="the exported map to show another chip")
+        assert _water_px(moved) > 300
+        page.locator("input[type=checkbox]").first.click()  # S1 VV off
+        _wait_for(lambda: _grey_px(_map_pixels(page)) < _grey_px(moved) // 4, what="the S1 layer to disappear")
+        assert blocked == [] and watch.external == [], f"network requests: {blocked} {watch.external}"
+        assert watch.errors == [], f"console errors: {watch.errors}"
+    finally:
+        ctx.close()
+
+
+def test_served_under_a_path_prefix_as_behind_a_reverse_proxy(run_dir, browser, chip_order, tmp_path):
+    from floodnb.viz.serve import serve_dashboard
+
+    with pytest.raises(ValueError, match="prefix must look like"):
+        serve_dashboard(run_dir, prefix="floods/", basemap="none", start=False)
+    proc, url = _start(run_dir, tmp_path / "prefix.log", "--prefix", "/floods", "--use-xheaders")
+    try:
+        _wait_up(proc, url, tmp_path / "prefix.log")
+        u = urlparse(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        assert resp.status == 404  # nothing outside the prefix
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        watch = Watch(page)
+        # the browser asks the site root for its icon, which lies outside the prefix (a proxy answers it)
+        page.route("**/favicon.ico", lambda route: route.fulfill(status=204, body=b""))
+        page.goto(url + "/floods/")
+        try:
+            page.wait_for_selector("canvas", state="attached", timeout=30000)
+            _wait_for(lambda: chip_order[0] in _chip_info(page), what="the dashboard under /floods/")
+            _wait_for(lambda: _water_px(_map_pixels(page)) > 300, what="map layers under the prefix")
+            assert watch.external == [] and watch.errors == [], (watch.external, watch.errors)
+        finally:
+            ctx.close()
+    finally:
+        _stop(proc)

@@ -70,6 +70,16 @@ def test_floodnb_run_fast_end_to_end(tmp_path):
     table = chip_table(run, method="student")
     assert table["water_iou"].notna().sum() == len(student_chips)
     assert build_dashboard(run_dir, basemap="none") is not None
+    # every compared model's prediction was saved, so the model selector switches the map too
+    from floodnb.runs.layout import predictions_dir
+    from floodnb.viz.dashboard import Dashboard
+
+    for method in METHODS:
+        chips = per_chip.loc[per_chip["method"] == method, "chip_id"]
+        assert all((predictions_dir(pred_dir, method) / f"{c}_pred.tif").is_file() for c in chips), method
+    assert not [c for c in table.columns if c.endswith(("_x", "_y"))] and "true_noise_rate" not in table.columns
+    d = Dashboard(run, method="otsu", basemap="none")
+    assert d.toggles["prediction"].label == "Prediction (otsu)" and d._load(d.chip_id).pred is not None
 
     # rerun: every stage is reported as skipped, nothing reruns
     again = _run(tmp_path)

@@ -1,4 +1,4 @@
-"""``floodnb dashboard RUN_DIR``: serve the Panel dashboard of a finished run.
+"""``floodnb dashboard RUN_DIR``: serve the Panel dashboard of a finished run (or ``--export`` it to one HTML file).
 
 Login secrets never need to appear on the command line (where ``ps`` shows them to every user
 of the machine): ``--basic-auth-file`` names a file holding the password (or a JSON map of
@@ -49,6 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["auto", "OpenStreetMap", "Esri World Imagery", "none"],
                         help="map tiles under the layers (auto: OpenStreetMap if reachable, else none)")
     parser.add_argument("--show", action="store_true", help="open the dashboard in a web browser")
+    parser.add_argument("--prefix", default="", metavar="/PATH",
+                        help="serve under this URL path (behind a reverse proxy forwarding https://host/PATH/)")
+    parser.add_argument("--use-xheaders", action="store_true",
+                        help="trust X-Forwarded-* headers from a reverse proxy in front of the dashboard")
+    parser.add_argument("--export", default=None, metavar="FILE.html",
+                        help="write one self-contained HTML file instead of serving: JavaScript embedded, every "
+                             "chip's layers pre-rendered, works offline (e.g. sent by email)")
+    parser.add_argument("--export-chips", type=int, default=50, metavar="N",
+                        help="with --export: the N worst chips (default 50)")
 
 
 def login_secret(args: argparse.Namespace) -> str | None:
@@ -91,11 +100,19 @@ def login_secret(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export is not None:
+        from floodnb.viz.static_export import export_html
+
+        path = export_html(args.run_dir, args.export, data_root=args.data_root, method=args.method,
+                           max_chips=args.export_chips)
+        print(f"floodnb dashboard: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)")
+        return 0
     from floodnb.viz.serve import serve_dashboard
 
     serve_dashboard(
         args.run_dir, address=args.address, port=args.port, basic_auth=login_secret(args),
         cookie_secret=args.cookie_secret, websocket_origin=args.allow_websocket_origin,
         data_root=args.data_root, method=args.method, basemap=args.basemap, show=args.show,
+        prefix=args.prefix, use_xheaders=args.use_xheaders,
     )
     return 0

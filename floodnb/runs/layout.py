@@ -82,3 +82,18 @@ def dashboard_run_dir(run_dir: str | Path | None) -> Path:
         return Path(env)
     default = repo_root() / "runs" / "default"
     return default if run_json_path(default).is_file() else repo_root() / "runs" / "interactive"
+
+
+#: model whose per-chip predictions sit directly in :data:`PREDICTIONS` (runs before per-model
+#: folders saved only this one); every other model's go to ``PREDICTIONS/<method>/``
+PREDICTIONS_DEFAULT_METHOD = "student"
+
+
+def predictions_dir(base: str | Path, method: str) -> Path:
+    """Folder of ``method``'s per-chip prediction GeoTIFFs under ``base`` (a run's or evaluate
+    stage's ``predictions`` folder): ``base`` for :data:`PREDICTIONS_DEFAULT_METHOD`, else
+    ``base/<method>``. ``method`` must be a plain name (letters, digits, ``_``, ``-``).
+    """
+    if not method or not all(c.isalnum() or c in "_-" for c in method):
+        raise ValueError(f"method {method!r} must be a plain name (letters, digits, '_', '-') to name a folder")
+    return Path(base) if method == PREDICTIONS_DEFAULT_METHOD else Path(base) / method

@@ -4,42 +4,45 @@
 
     runs/<name>/run.json                                   data_root, params, stages
     runs/<name>/02_weak_labels_and_noise/noise_chips.csv   chip_id, event, split, noise_rate, <scores>, rank
-    runs/<name>/02_weak_labels_and_noise/noise_maps/<chip_id>_noise.tif   per-pixel noise score 0..1
+    runs/<name>/02_weak_labels_and_noise/noise_maps/<chip_id>_noise.tif   per-pixel noise map 0..1
     runs/<name>/05_evaluate/per_chip.csv                   chip_id, event, split, method, water_iou, ...
     runs/<name>/05_evaluate/metrics.json                   {method: {split: {water_iou, miou, ...}}}
-    runs/<name>/05_evaluate/predictions/<chip_id>_pred.tif predicted class on the chip grid
+    runs/<name>/05_evaluate/predictions[/<method>]/<chip_id>_pred.tif, _prob.tif   each model's prediction
 
 Chip imagery (S1 dB, S2, hand label, weak labels) is read from the data root recorded in
-``run.json`` through :func:`floodnb.data.catalog.build_catalog` and
-:func:`floodnb.data.io.load_chip`. Files are only ever opened by looking a chip id up in these
-tables: nothing a browser sends becomes part of a path.
+``run.json`` (:mod:`floodnb.viz.chip_arrays`). Files are only ever opened by looking a chip id
+and a model up in these tables: nothing a browser sends becomes part of a path.
 
-The map (Bokeh, Web Mercator) stacks the layers of :data:`floodnb.viz.maplayers.LAYER_SPECS`
-over an optional tile basemap; each layer has a toggle and an opacity slider. Offline the tiles
-stay blank while overlays, axes and tools keep working. Only visible layers are computed and
-sent to the browser; a layer turned on later is filled then. The primary metric is water IoU
-(Bonafilia et al. 2020), per chip here and from the global confusion matrix per split in the
-header, labelled as such.
+Layout (fits 1280 x 720 with the map always in view): a sidebar (model, probability threshold,
+basemap, layers grouped in collapsible cards, each with a toggle, a colour swatch and an opacity
+slider), the map (Bokeh, Web Mercator; on-map legend, colour bars, scale bar; a "Side by side"
+tab with two linked maps, e.g. prediction vs hand label or S1 vs S2) and a right column (selected
+chip, pixel values read by clicking the map, exports, filters by event/split/chip id, the chip
+table). The model selector switches both the table's metrics and the Prediction/probability
+layers (each model's saved prediction; a model without saved predictions says so in the layer's
+title). Offline the basemap tiles stay blank while everything else works. Only visible layers are
+computed and sent to the browser; a layer turned on later is filled then.
 """
 
 from __future__ import annotations
 
 import functools
 import html
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Range1d, WMTSTileSource
-from bokeh.plotting import figure
+from bokeh.events import Tap
+from bokeh.models import ColumnDataSource, WMTSTileSource
 
-from floodnb.bands import LABEL_NODATA
-from floodnb.chip_ids import is_chip_id
 from floodnb.runs import layout as run_layout
+from floodnb.viz import dashboard_text as text
 from floodnb.viz import maplayers as ml
+from floodnb.viz.chip_arrays import ChipArrays, load_chip_arrays, pixel_values, scale_bar
+from floodnb.viz.dashboard_exports import ExportPanel
+from floodnb.viz.mapfigure import chip_map, colorbar_html, colorbars_shown, set_visibility
 from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported for existing imports)
     EVAL_DIR,
     METRICS_FILE,
@@ -48,6 +51,7 @@ from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported
     PER_CHIP_TABLE,
     RunData,
     chip_table,
+    hidden_columns,
     load_run,
 )
 
@@ -90,28 +94,30 @@ def resolve_basemap(basemap: str) -> str:
     return basemap
 
 
-MAP_PX = 620
+
+#: screen sizes (px) chosen so header + map fit a 1280 x 720 viewport
+MAP_PX, COMPARE_PX, SIDEBAR_W, RIGHT_W, BODY_H = 470, 250, 250, 440, 660
 _EMPTY = np.zeros((1, 1), np.uint32)
+_ALL = "all"
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.3f}"
-    return html.escape(str(v))
+def _empty_image() -> dict:
+    return dict(image=[_EMPTY], x=[0.0], y=[0.0], dw=[1.0], dh=[1.0])
 
 
 class Dashboard(param.Parameterized):
-    """One session's dashboard: widgets, the Bokeh map and the callbacks between them.
+    """One session's dashboard: widgets, the Bokeh maps and the callbacks between them.
 
-    ``view`` is the servable Panel layout; :meth:`select_chip` moves the map to a chip
-    (the table's row selection calls it too). ``sources[key]`` holds the image of layer ``key``.
+    ``view`` is the servable Panel layout; :meth:`select_chip` moves the maps to a chip (the
+    table's row selection calls it too). ``sources[key]`` holds the image of layer ``key``,
+    shared by the main map and the two side-by-side maps.
     """
 
     method: param.Selector[str | None] = param.Selector(default=None, objects=[None],
-                                                       doc="model whose per-chip metrics fill the table")
+                                                       doc="model whose metrics fill the table and whose "
+                                                           "prediction the map shows")
     basemap: param.Selector[str] = param.Selector(default="OpenStreetMap", objects=list(BASEMAPS))
+    threshold = param.Number(default=0.5, bounds=(0.0, 1.0), doc="water-probability layer: drawn where >= this")
 
     def __init__(self, run: RunData, *, chip: str | None = None, method: str | None = None,
                  basemap: str = "auto"):
@@ -125,21 +131,20 @@ class Dashboard(param.Parameterized):
         super().__init__(method=preferred, basemap=basemap)
         self.run = run
         self.chip_id: str | None = None
-        self._chip_cache: dict[str, dict] = {}
+        self._chip_cache: dict[tuple[str, str | None], ChipArrays] = {}
         self._stale: set[str] = set()
+        self._full = chip_table(run, method=self.method)
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
-        self._build_map()
+        self._build_maps()
         self._build_controls()
-        self.table = pn.widgets.Tabulator(
-            chip_table(run, method=self.method), selectable=1, disabled=True, show_index=False,
-            pagination="local", page_size=12, sizing_mode="stretch_width", height=420,
-            formatters=self._formatters(),
-        )
-        self.table.param.watch(self._on_selection, "selection")
+        self._build_table()
+        self.chip_info = pn.pane.HTML("", sizing_mode="stretch_width", name="chip-metrics")
+        self.pixel_info = pn.pane.HTML(text.pixel_html(None), sizing_mode="stretch_width", name="pixel-values")
+        self.exports = ExportPanel(self, width=RIGHT_W - 20)
         self.param.watch(self._on_method, "method")
         self.param.watch(self._on_basemap, "basemap")
-        self.chip_info = pn.pane.HTML("", sizing_mode="stretch_width", name="chip-metrics")
-        known = chip is not None and chip in set(self.table.value["chip_id"])
+        self.param.watch(self._on_threshold, "threshold")
+        known = chip is not None and chip in set(self._full["chip_id"])
         start = chip if known else (str(self.table.value["chip_id"].iloc[0]) if len(self.table.value) else None)
         if start is not None:
             self.select_chip(start)
@@ -147,27 +152,35 @@ class Dashboard(param.Parameterized):
             self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
         self.view = self._layout()
 
-    # ---------------------------------------------------------------- map
-    def _build_map(self) -> None:
-        fig = figure(x_axis_type="mercator", y_axis_type="mercator", x_range=Range1d(start=0, end=1),
-                     y_range=Range1d(start=0, end=1), frame_width=MAP_PX, frame_height=MAP_PX,
-                     tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
-                     toolbar_location="above", name="chip-map")
-        fig.xaxis.axis_label = "longitude"
-        fig.yaxis.axis_label = "latitude"
-        self.tiles = fig.add_tile(WMTSTileSource(url=OSM_TILES,
-                                                 attribution=_ATTRIBUTION["OpenStreetMap"]))
+    @property
+    def full_table(self) -> pd.DataFrame:
+        """The selected model's chip table before the event/split/search filters."""
+        return self._full
+
+    # ---------------------------------------------------------------- maps
+    def _build_maps(self) -> None:
+        self.sources: dict[str, ColumnDataSource] = {k: ColumnDataSource(_empty_image()) for k in ml.LAYER_KEYS}
+        self.map = chip_map(self.sources, size=MAP_PX)
+        self.figure, self.renderers = self.map.figure, self.map.renderers
+        self.tiles = self.figure.add_tile(WMTSTileSource(url=OSM_TILES, attribution=_ATTRIBUTION["OpenStreetMap"]))
+        self.figure.renderers.insert(0, self.figure.renderers.pop())  # tiles under every layer
         self._apply_basemap(self.basemap)
-        self.sources: dict[str, ColumnDataSource] = {}
-        self.renderers = {}
-        for spec in ml.LAYER_SPECS:
-            src = ColumnDataSource(dict(image=[_EMPTY], x=[0.0], y=[0.0], dw=[1.0], dh=[1.0]))
-            r = fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=src,
-                               global_alpha=spec.alpha, name=f"layer-{spec.key}")
-            r.visible = spec.visible
-            self.sources[spec.key], self.renderers[spec.key] = src, r
-        self.figure = fig
-        self.map_pane = pn.pane.Bokeh(fig, name="map")
+        self.compare = {side: chip_map(self.sources, size=COMPARE_PX, name=f"compare-{side}", toolbar=False,
+                                       scale_source=self.map.scale_source)
+                        for side in ("left", "right")}
+        for cm in self.compare.values():
+            cm.figure.x_range, cm.figure.y_range = self.figure.x_range, self.figure.y_range
+            cm.figure.axis.visible = False
+        for fig in (self.figure, *(cm.figure for cm in self.compare.values())):
+            fig.on_event(Tap, self._on_tap)
+        self.map_pane = pn.pane.Bokeh(self.figure, name="map")
+        self.colorbars = pn.pane.HTML("", margin=(0, 5, 0, 60), name="colorbars")
+        self.compare_choice = {
+            side: pn.widgets.Select(label=f"{side} map", options={s.title: s.key for s in ml.LAYER_SPECS},
+                                    value=default, width=COMPARE_PX)
+            for side, default in (("left", "prediction"), ("right", "label"))}
+        for side, sel in self.compare_choice.items():
+            sel.param.watch(lambda e, sd=side: self._on_compare(sd), "value")
 
     def _on_doc(self, fn) -> None:
         """Run ``fn`` (which changes Bokeh models) where the browser will see it.
@@ -193,29 +206,127 @@ class Dashboard(param.Parameterized):
     def _on_basemap(self, event) -> None:
         self._on_doc(functools.partial(self._apply_basemap, event.new))
 
+    def _compare_visible(self, side: str) -> dict[str, bool]:
+        """Layers the side-by-side map ``side`` draws: its chosen layer, over S1 VV for overlays."""
+        choice = self.compare_choice[side].value
+        base = {"s1"} if ml.SPECS[choice].group != "Imagery" else set()
+        return {k: k in base | {choice} for k in ml.LAYER_KEYS}
+
+    def _compare_shown(self) -> bool:
+        tabs = getattr(self, "map_tabs", None)
+        return tabs is not None and tabs.active == 1
+
+    def _needed(self) -> tuple[str, ...]:
+        """Layers some map draws now (main map toggles; both side-by-side choices while that tab is open)."""
+        on = {k for k in ml.LAYER_KEYS if self.toggles[k].value}
+        for side in self.compare if self._compare_shown() else ():
+            on |= {k for k, v in self._compare_visible(side).items() if v}
+        return tuple(k for k in ml.LAYER_KEYS if k in on)
+
+    def _on_compare(self, side: str) -> None:
+        data = {}
+        if self.chip_id is not None:
+            stale = tuple(k for k, v in self._compare_visible(side).items() if v and k in self._stale)
+            data = self._layer_data(self.chip_id, stale) if stale else {}
+        binary = self._entry_binary()
+
+        def apply():
+            for k, d in data.items():
+                self.sources[k].data = d
+            set_visibility(self.compare[side], self._compare_visible(side), noise_binary=binary)
+
+        self._on_doc(apply)
+
+    def _on_tap(self, event) -> None:
+        if self.chip_id is None:
+            return
+        entry = self._load(self.chip_id)
+        self.pixel_info.object = text.pixel_html(pixel_values(entry, float(event.x), float(event.y)))
+        self.info_tabs.active = 1
+
     # ---------------------------------------------------------------- controls
+    def _layer_row(self, spec: ml.LayerSpec) -> pn.Row:
+        cb = pn.widgets.Checkbox(label=spec.title, value=spec.visible, width=162, margin=(4, 2, 0, 4))
+        sl = pn.widgets.FloatSlider(start=0.0, end=1.0, step=0.05, value=spec.alpha, show_value=False,
+                                    width=40, margin=(2, 2, 0, 2))
+        colors = [c for _, c in spec.swatches] or ["linear-gradient(90deg,#000,#fff)"]
+        swatch = "".join(f"<span style='display:inline-block;width:9px;height:12px;background:{c}'></span>"
+                         for c in colors)
+        cb.param.watch(lambda e, k=spec.key: self._on_toggle(k, e.new), "value")
+        sl.param.watch(lambda e, k=spec.key: self._on_doc(functools.partial(self._set_alpha, k, e.new)), "value")
+        self.toggles[spec.key], self.opacity[spec.key] = cb, sl
+        tip = html.escape(spec.legend, quote=True)
+        return pn.Row(cb, pn.pane.HTML(f"<div title='{tip}'>{swatch}</div>", width=22, margin=(6, 0, 0, 0)), sl,
+                      margin=0)
+
+    def _set_alpha(self, key: str, alpha: float) -> None:
+        for cm in (self.map, *self.compare.values()):
+            cm.renderers[key].glyph.global_alpha = alpha
+
     def _build_controls(self) -> None:
         self.toggles: dict[str, pn.widgets.Checkbox] = {}
         self.opacity: dict[str, pn.widgets.FloatSlider] = {}
-        rows = []
-        for spec in ml.LAYER_SPECS:
-            cb = pn.widgets.Checkbox(label=spec.title, value=spec.visible, margin=(6, 5, 0, 5))
-            sl = pn.widgets.FloatSlider(label="opacity", start=0.0, end=1.0, step=0.05, value=spec.alpha,
-                                        show_value=False, width=120, margin=(0, 5, 4, 25))
-            cb.param.watch(lambda e, k=spec.key: self._on_toggle(k, e.new), "value")
-            sl.param.watch(lambda e, k=spec.key: self._on_doc(
-                functools.partial(setattr, self.renderers[k].glyph, "global_alpha", e.new)), "value")
-            self.toggles[spec.key], self.opacity[spec.key] = cb, sl
-            rows.append(pn.Column(cb, sl, pn.pane.HTML(f"<small>{html.escape(spec.legend)}</small>",
-                                                       margin=(0, 5, 6, 25)), margin=0))
-        self.layer_controls = pn.Column(*rows, name="layers")
-        self.method_select = pn.widgets.Select.from_param(self.param.method, label="Model (table metrics)", width=270)
-        self.basemap_select = pn.widgets.Select.from_param(self.param.basemap, label="Basemap", width=270)
+        self.layer_cards = {}
+        for group in ml.GROUPS:
+            rows = [self._layer_row(s) for s in ml.LAYER_SPECS if s.group == group]
+            self.layer_cards[group] = pn.Card(*rows, header=pn.pane.HTML(f"<b>{group}</b>", margin=(0, 4)),
+                                              collapsed=group == "Diagnostics", width=SIDEBAR_W - 12,
+                                              margin=(2, 2), name=f"layers-{group}")
+        self.layer_controls = pn.Column(*self.layer_cards.values(), name="layers", margin=0)
+        self.method_select = pn.widgets.Select.from_param(self.param.method, label="Model (table and map)",
+                                                          width=SIDEBAR_W - 20)
+        self.threshold_slider = pn.widgets.FloatSlider.from_param(
+            self.param.threshold, label="Water-probability threshold", step=0.05, width=SIDEBAR_W - 20)
+        self.basemap_select = pn.widgets.Select.from_param(self.param.basemap, label="Basemap", width=SIDEBAR_W - 20)
+
+    def _build_table(self) -> None:
+        events = sorted(str(e) for e in self._full["event"].dropna().unique())
+        splits = sorted(str(s) for s in self._full["split"].dropna().unique())
+        self.event_filter = pn.widgets.Select(label="event", options=[_ALL, *events], value=_ALL, width=120)
+        self.split_filter = pn.widgets.Select(label="split", options=[_ALL, *splits], value=_ALL, width=100)
+        self.search = pn.widgets.TextInput(label="chip id", placeholder="search…", width=170)
+        for w in (self.event_filter, self.split_filter):
+            w.param.watch(self._on_filter, "value")
+        self.search.param.watch(self._on_filter, "value_input")
+        self.table = pn.widgets.Tabulator(
+            self._filtered(), selectable=1, disabled=True, show_index=False, pagination="local", page_size=8,
+            width=RIGHT_W - 10, height=300, layout="fit_columns", widths={"chip_id": 130},
+            formatters=text.formatters(),
+            titles=dict(text.TITLES), hidden_columns=hidden_columns(self._full))
+        self.table.param.watch(self._on_selection, "selection")
+
+    def _filtered(self) -> pd.DataFrame:
+        t = self._full
+        if self.event_filter.value != _ALL:
+            t = t[t["event"] == self.event_filter.value]
+        if self.split_filter.value != _ALL:
+            t = t[t["split"] == self.split_filter.value]
+        q = (self.search.value_input or "").strip().lower()
+        if q:
+            t = t[t["chip_id"].str.lower().str.contains(q, regex=False)]
+        return t.reset_index(drop=True)
+
+    def _on_filter(self, event) -> None:
+        self.table.selection = []
+        self.table.value = self._filtered()
+        self.summary.object = self._summary()
+        self.exports.update()
 
     def _on_method(self, event) -> None:
-        self.table.value = chip_table(self.run, method=event.new)
+        self._full = chip_table(self.run, method=event.new)
+        self.table.selection = []
+        self.table.value = self._filtered()
+        self.table.hidden_columns = hidden_columns(self._full)
         if self.chip_id is not None:
-            self.chip_info.object = self._chip_html(self.chip_id)
+            self.select_chip(self.chip_id)
+
+    def _on_threshold(self, event) -> None:
+        for entry in self._chip_cache.values():
+            entry.layers.pop("probability", None)
+        self._stale.add("probability")
+        if "probability" in self._needed() and self.chip_id is not None:
+            data = self._layer_data(self.chip_id, ("probability",))
+            self._on_doc(lambda: self.sources["probability"].update(data=data["probability"]))
 
     def _on_selection(self, event) -> None:
         if not event.new:
@@ -225,71 +336,40 @@ class Dashboard(param.Parameterized):
             self.select_chip(str(self.table.value["chip_id"].iloc[idx]))
 
     # ---------------------------------------------------------------- chip data
-    def _run_file(self, rel_dir: str, chip_id: str, suffix: str) -> Path | None:
-        """``<run_dir>/<rel_dir>/<chip_id><suffix>`` for a chip id from the tables, if it exists."""
-        if not is_chip_id(chip_id):
-            raise ValueError(f"chip id {chip_id!r} is not a '<Event>_<id>' name")
-        folder = (self.run.run_dir / rel_dir).resolve()
-        path = (folder / f"{chip_id}{suffix}").resolve()
-        if path.parent != folder:
-            raise ValueError(f"chip id {chip_id!r} would leave {folder}")
-        return path if path.is_file() else None
+    def _load(self, chip_id: str) -> ChipArrays:
+        key = (chip_id, self.method)
+        if key not in self._chip_cache:
+            if len(self._chip_cache) >= 4:
+                self._chip_cache.pop(next(iter(self._chip_cache)))
+            self._chip_cache[key] = load_chip_arrays(self.run, chip_id, method=self.method)
+        return self._chip_cache[key]
 
-    def _load(self, chip_id: str) -> dict:
-        if chip_id in self._chip_cache:
-            return self._chip_cache[chip_id]
-        import rasterio
+    def _entry_binary(self) -> bool | None:
+        if self.chip_id is None:
+            return None
+        noise = self._load(self.chip_id).noise
+        return None if noise is None else ml.noise_is_binary(noise)
 
-        from floodnb.data.io import load_chip
-
-        row = self.run.catalog.loc[chip_id]
-        chip = load_chip(row)
-        shape = (chip.sizes["y"], chip.sizes["x"])
-        pred = noise = None
-        notes = []
-        p = self._run_file(run_layout.PREDICTIONS, chip_id, "_pred.tif")
-        if p is not None:
-            with rasterio.open(p) as ds:
-                a = ds.read(1, masked=True)
-            pred = np.where(np.ma.getmaskarray(a), LABEL_NODATA, np.ma.getdata(a)).astype(np.int16)
-            if pred.shape != shape:
-                notes.append(f"prediction {p.name} has shape {pred.shape}, chip has {shape}: not shown")
-                pred = None
-        n = self._run_file(run_layout.NOISE_MAPS, chip_id, "_noise.tif")
-        if n is not None:
-            with rasterio.open(n) as ds:
-                a = ds.read(1, masked=True).astype(np.float32)
-            noise = np.ma.filled(a, np.nan)
-            if noise.shape != shape:
-                notes.append(f"noise map {n.name} has shape {noise.shape}, chip has {shape}: not shown")
-                noise = None
-        crs = chip.rio.crs if hasattr(chip, "rio") else None
-        xs, ys = chip["x"].values, chip["y"].values
-        rx = abs(float(xs[1] - xs[0])) if len(xs) > 1 else 1.0
-        ry = abs(float(ys[1] - ys[0])) if len(ys) > 1 else 1.0
-        bounds = (float(xs.min()) - rx / 2, float(ys.min()) - ry / 2,
-                  float(xs.max()) + rx / 2, float(ys.max()) + ry / 2)
-        entry: dict[str, Any] = dict(chip=chip, pred=pred, noise=noise, notes=notes,
-                     merc=ml.mercator_bounds(bounds, crs if crs is not None else "EPSG:4326"), layers={})
-        if len(self._chip_cache) >= 4:
-            self._chip_cache.pop(next(iter(self._chip_cache)))
-        self._chip_cache[chip_id] = entry
-        return entry
+    def _prediction_note(self, entry: ChipArrays) -> str:
+        model = self.method or run_layout.PREDICTIONS_DEFAULT_METHOD
+        return model if entry.pred is not None else f"{model}: no prediction saved in this run"
 
     def _layer_data(self, chip_id: str, keys: tuple[str, ...]) -> dict[str, dict]:
         """Image data of layers ``keys`` of a chip for the Bokeh sources (computed, not applied)."""
         entry = self._load(chip_id)
-        todo = tuple(k for k in keys if k not in entry["layers"])
-        if todo:
-            entry["layers"].update(ml.chip_layers(entry["chip"], pred=entry["pred"], noise=entry["noise"], keys=todo))
-        x0, y0, x1, y1 = entry["merc"]
+        rgba = entry.rgba(keys, threshold=float(self.threshold))
+        x0, y0, x1, y1 = entry.merc
         out = {}
         for key in keys:
-            rgba = entry["layers"][key]
-            img = _EMPTY if rgba is None else ml.rgba_to_uint32(rgba)
+            layer = rgba[key]
+            img = _EMPTY if layer is None else ml.rgba_to_uint32(layer)
             out[key] = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
-            spec = next(s for s in ml.LAYER_SPECS if s.key == key)
-            self.toggles[key].label = spec.title if rgba is not None else f"{spec.title} (not available for this chip)"
+            title = ml.SPECS[key].title
+            if key in ("prediction", "probability"):
+                title = f"{title} ({self._prediction_note(entry)})"
+            if layer is None and key != "prediction":
+                title = f"{title} (not available for this chip)"
+            self.toggles[key].label = title
             self._stale.discard(key)
         return out
 
@@ -297,120 +377,112 @@ class Dashboard(param.Parameterized):
         data = {}
         if visible and key in self._stale and self.chip_id is not None:
             data = self._layer_data(self.chip_id, (key,))
+        binary = self._entry_binary()
 
         def apply():
             for k, d in data.items():
                 self.sources[k].data = d
-            self.renderers[key].visible = visible
+            set_visibility(self.map, {key: visible}, noise_binary=binary)
 
         self._on_doc(apply)
+        self._update_colorbars(binary)
+
+    def _update_colorbars(self, binary: bool | None) -> None:
+        shown = {k: self.toggles[k].value for k in ml.LAYER_KEYS}
+        self.colorbars.object = colorbar_html(colorbars_shown(shown, noise_binary=binary is not False))
 
     def select_chip(self, chip_id: str) -> None:
-        """Show chip ``chip_id`` (a value of the table's ``chip_id`` column) on the map."""
-        if chip_id not in set(self.table.value["chip_id"]):
+        """Show chip ``chip_id`` (a value of the run's chip table) on the maps."""
+        if chip_id not in set(self._full["chip_id"]):
             raise ValueError(f"chip {chip_id!r} is not in this run's table")
         try:
             entry = self._load(chip_id)
-            visible = tuple(k for k in ml.LAYER_KEYS if self.toggles[k].value)
-            data = self._layer_data(chip_id, visible)
+            needed = self._needed()
+            data = self._layer_data(chip_id, needed)
         except (OSError, ValueError) as exc:
             self._warn(f"cannot show chip {chip_id}: {exc}")
             return
         self.chip_id = chip_id
-        hidden = set(ml.LAYER_KEYS) - set(visible)
+        hidden = set(ml.LAYER_KEYS) - set(needed)
         self._stale |= hidden  # filled when turned on
-        x0, y0, x1, y1 = entry["merc"]
+        x0, y0, x1, y1 = entry.merc
         cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.55
+        bar = scale_bar(entry.merc, entry.lat)
+        binary = None if entry.noise is None else ml.noise_is_binary(entry.noise)
 
         def apply():
             for k, d in data.items():
                 self.sources[k].data = d
             for k in hidden:  # drop the previous chip's image
-                self.sources[k].data = dict(image=[_EMPTY], x=[0.0], y=[0.0], dw=[1.0], dh=[1.0])
+                self.sources[k].data = _empty_image()
             self.figure.x_range.update(start=cx - half, end=cx + half)
             self.figure.y_range.update(start=cy - half, end=cy + half)
             self.figure.title.text = chip_id
+            self.map.scale_source.data = bar
+            set_visibility(self.map, {k: self.toggles[k].value for k in ml.LAYER_KEYS}, noise_binary=binary)
+            for side, cm in self.compare.items():
+                set_visibility(cm, self._compare_visible(side), noise_binary=binary)
 
         self._on_doc(apply)
-        self.chip_info.object = self._chip_html(chip_id)
-        if entry["notes"]:
-            self._warn("; ".join(entry["notes"]))
+        self.chip_info.object = self._chip_html(chip_id, entry)
+        self.pixel_info.object = text.pixel_html(None)
+        self._update_colorbars(binary)
+        self.exports.update()
+        if entry.notes:
+            self._warn("; ".join(entry.notes))
         else:
             self.message.visible = False
 
-    def _warn(self, text: str) -> None:
-        self.message.object = html.escape(text, quote=False)
+    def _warn(self, message: str) -> None:
+        self.message.object = html.escape(message, quote=False)
         self.message.visible = True
 
     # ---------------------------------------------------------------- text
-    def _chip_html(self, chip_id: str) -> str:
-        row = self.table.value[self.table.value["chip_id"] == chip_id].iloc[0]
-        cat = self.run.catalog.loc[chip_id]
-        items = [("chip", chip_id), ("event", row.get("event")), ("split", row.get("split"))]
-        for col, label in (("s1_date", "S1 date"), ("s2_date", "S2 date")):
-            if col in cat.index:
-                items.append((label, cat[col]))
-        method = self.method if self.method is not None else "–"
-        items += [(f"water IoU (this chip, {method})", row.get("water_iou")),
-                  ("water precision (this chip)", row.get("water_precision")),
-                  ("water recall (this chip)", row.get("water_recall")),
-                  ("valid pixels", row.get("valid_pixels")),
-                  ("label-noise rate (this chip)", row.get("noise_rate")),
-                  ("noise rank (1 = noisiest)", row.get("rank"))]
-        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                       f"<td>{_fmt(v)}</td></tr>" for k, v in items if v is not None)
-        split = row.get("split")
+    def _chip_html(self, chip_id: str, entry: ChipArrays) -> str:
+        row = self._full[self._full["chip_id"] == chip_id].iloc[0]
         glob = self.run.metrics.get(self.method, {}) if self.method is not None else {}
-        ctx = glob.get(split, {}) if isinstance(glob, dict) and isinstance(split, str) else {}
-        extra = ""
-        if isinstance(ctx, dict) and "water_iou" in ctx:
-            extra = (f"<p><small>water IoU ({html.escape(str(split))} split, global confusion matrix, "
-                     f"{html.escape(str(method))}): {_fmt(ctx['water_iou'])}</small></p>")
-        return f"<table class='chip-metrics'>{body}</table>{extra}"
+        return text.chip_html(row, self.run.catalog.loc[chip_id], method=self.method,
+                              prediction_note=self._prediction_note(entry), split_metrics=glob)
 
-    def _summary_html(self) -> str:
-        parts = []
-        for m in self.run.methods:
-            per_split = self.run.metrics.get(m, {})
-            if isinstance(per_split, dict):
-                vals = ", ".join(f"{html.escape(s)} {_fmt(v['water_iou'])}" for s, v in per_split.items()
-                                 if isinstance(v, dict) and "water_iou" in v)
-                if vals:
-                    parts.append(f"<b>{html.escape(m)}</b>: {vals}")
-        head = (f"<p>Run <b>{html.escape(self.run.name)}</b> — {len(self.table.value)} chips. "
-                "Table sorted worst water IoU first (click a header to re-sort, a row to show the chip).</p>")
-        if parts:
-            head += "<p>water IoU per split (global confusion matrix): " + "; ".join(parts) + "</p>"
-        return head
-
-    def _formatters(self) -> dict:
-        from bokeh.models.widgets.tables import NumberFormatter
-
-        return {c: NumberFormatter(format="0.000") for c in
-                ("water_iou", "water_precision", "water_recall", "noise_rate", "miou", "accuracy")}
+    def _summary(self) -> str:
+        return text.summary_html(self.run.name, self.run.methods, self.run.metrics, len(self.table.value))
 
     # ---------------------------------------------------------------- layout
     def _layout(self):
-        """Header, sidebar (model, basemap, layers) and main area (map + chip metrics, table).
+        """Header; sidebar (model, threshold, basemap, layer cards); map tabs; right column (chip, table).
 
-        A plain Panel layout on purpose: Panel's templates pull web fonts from a CDN.
+        Fixed heights keep the map in view at 1280 x 720: the sidebar and the right column scroll
+        on their own. A plain Panel layout on purpose: Panel's templates pull web fonts from a CDN.
         """
         header = pn.pane.HTML(
-            f"<div style='font-size:1.5em;font-weight:600'>floodnb — run {html.escape(self.run.name)}</div>"
-            "<div style='opacity:0.85'>Sentinel-1 flood map review: pick a chip in the table, "
-            "compare layers on the map</div>",
-            styles={"background": "#1f5fbf", "color": "white", "padding": "10px 18px"},
-            sizing_mode="stretch_width", margin=0)
-        sidebar = pn.Column(self.method_select, self.basemap_select, pn.pane.Markdown("### Layers"),
-                            self.layer_controls, width=300, name="sidebar")
-        main = pn.Column(
-            self.message, pn.pane.HTML(self._summary_html(), sizing_mode="stretch_width"),
-            pn.Row(self.map_pane, pn.Column(pn.pane.Markdown("### Selected chip"), self.chip_info,
-                                            width=360)),
-            pn.pane.Markdown("### Chips — worst water IoU first"), self.table,
-            sizing_mode="stretch_width")
-        return pn.Column(header, pn.Row(sidebar, main, sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width", name="floodnb-dashboard")
+            f"<span style='font-size:1.2em;font-weight:600'>floodnb — run {html.escape(self.run.name)}</span>"
+            "<span style='opacity:0.85'>&nbsp;&nbsp;Sentinel-1 flood map review</span>",
+            styles={"background": "#1f5fbf", "color": "white", "padding": "6px 14px"},
+            sizing_mode="stretch_width", height=36, margin=0)
+        sidebar = pn.Column(self.method_select, self.threshold_slider, self.basemap_select,
+                            pn.pane.HTML("<b>Layers</b> <small>(hover a swatch for its meaning)</small>",
+                                         margin=(4, 5, 0, 5)),
+                            self.layer_controls, width=SIDEBAR_W, height=BODY_H, scroll=True, name="sidebar")
+        compare = pn.Column(
+            pn.pane.HTML("<small>Two linked maps: pan or zoom one, the other follows.</small>", margin=(2, 5)),
+            pn.Row(self.compare_choice["left"], self.compare_choice["right"]),
+            pn.Row(pn.pane.Bokeh(self.compare["left"].figure), pn.pane.Bokeh(self.compare["right"].figure)),
+            name="compare")
+        self.map_tabs = pn.Tabs(("Map", pn.Column(self.map_pane, self.colorbars, margin=0)), ("Side by side", compare),
+                                dynamic=True, margin=0)
+        self.map_tabs.param.watch(lambda e: [self._on_compare(s) for s in self.compare] if e.new == 1 else None,
+                                  "active")
+        self.summary = pn.pane.HTML(self._summary(), sizing_mode="stretch_width", margin=(0, 5))
+        self.info_tabs = pn.Tabs(("Selected chip", pn.Column(self.chip_info, height=215, scroll=True)),
+                                 ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=True, height=255,
+                                 width=RIGHT_W - 10)
+        right = pn.Column(self.message, self.info_tabs,
+                          pn.Row(self.event_filter, self.split_filter, self.search, margin=0),
+                          self.summary, self.table, width=RIGHT_W, height=BODY_H, scroll=True, name="right")
+        return pn.Column(header, pn.Row(sidebar, self.map_tabs, right), name="floodnb-dashboard", margin=0)
+
+    def _extra_tabs(self) -> list:
+        return [("Export", self.exports.view)]
 
 
 def build_dashboard(run_dir: str | Path, *, data_root: str | Path | None = None, chip: str | None = None,
@@ -419,10 +491,11 @@ def build_dashboard(run_dir: str | Path, *, data_root: str | Path | None = None,
 
     ``data_root`` overrides the one in ``run.json``; ``chip`` picks the first chip shown (looked
     up in the run's table; unknown ids show a warning); ``method`` the model whose metrics fill
-    the table (default: the student if present); ``basemap`` one of :data:`BASEMAPS`, or
-    "auto": OpenStreetMap when its tiles are reachable from this machine, else none (offline the
-    map works the same, without tiles; the basemap menu can still switch them on).
-    Works served (``.servable()``, :func:`floodnb.viz.serve.serve_dashboard`) and in a notebook.
+    the table and whose prediction the map shows (default: the student if present); ``basemap``
+    one of :data:`BASEMAPS`, or "auto": OpenStreetMap when its tiles are reachable from this
+    machine, else none (offline the map works the same, without tiles; the basemap menu can
+    still switch them on). Works served (``.servable()``, :func:`floodnb.viz.serve.serve_dashboard`)
+    and in a notebook.
     """
     return Dashboard(load_run(run_dir, data_root=data_root), chip=chip, method=method,
                      basemap=basemap).view

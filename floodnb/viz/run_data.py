@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from floodnb.area import AREA_COLUMNS
 from floodnb.chip_ids import is_chip_id
 from floodnb.runs import layout as run_layout
 
-__all__ = ["EVAL_DIR", "METRICS_FILE", "NOISE_DIR", "NOISE_TABLE", "PER_CHIP_TABLE", "RunData", "chip_table",
-           "load_run"]
+__all__ = ["AREA_COLUMNS", "DISPLAY_COLUMNS", "EVAL_DIR", "INTERNAL_COLUMNS", "METRICS_FILE", "NOISE_DIR",
+           "NOISE_TABLE", "PER_CHIP_TABLE", "RunData", "chip_table", "hidden_columns", "load_run", "prediction_files"]
 
 NOISE_DIR = run_layout.NOISE
 EVAL_DIR = run_layout.EVALUATE
@@ -99,27 +100,47 @@ def load_run(run_dir: str | Path, *, data_root: str | Path | None = None) -> Run
                    catalog=catalog, per_chip=per_chip, noise=noise, metrics=metrics, methods=methods)
 
 
+#: columns never shown or exported: simulator-only truth and bookkeeping of the noise stage
+INTERNAL_COLUMNS: tuple[str, ...] = ("true_noise_rate", "status", "noise_score", "method")
+#: columns of the dashboard's table, in order, when present (the rest stay in the row for the
+#: chip panel and the CSV export; event and split have their own filters). Areas (km²) come from
+#: :mod:`floodnb.area` when the run has them.
+DISPLAY_COLUMNS: tuple[str, ...] = ("chip_id", "water_iou", "water_km2", "flood_km2", "noise_rate")
+#: integer counts that a merge with missing rows would turn into floats
+COUNT_COLUMNS: tuple[str, ...] = ("valid_pixels", "rank")
+
+
 def chip_table(run: RunData, *, method: str | None) -> pd.DataFrame:
     """One row per chip: metrics of ``method`` joined with the noise table, worst water IoU first.
 
     Chips without metrics (e.g. the weak pool, scored for noise only) follow, highest noise
-    rate first. Only chips present in the data root's catalog are listed.
+    rate first. Only chips present in the data root's catalog are listed. Columns both tables
+    hold (``valid_pixels``, ...) come from the metrics table (the noise table's fill in chips
+    without metrics), so no ``_x``/``_y`` merge leftovers appear; :data:`INTERNAL_COLUMNS` are
+    dropped; counts are nullable integers.
     """
     pc = run.per_chip
     if method is not None:
         if method not in run.methods:
             raise ValueError(f"method {method!r} not in {PER_CHIP_TABLE}; expected one of {run.methods}")
         pc = pc[pc["method"] == method]
-    pc = pc.drop(columns=[c for c in ("method",) if c in pc.columns])
-    noise = run.noise.drop(columns=[c for c in ("event", "split") if c in run.noise.columns and c in pc.columns])
+    pc = pc.drop(columns=[c for c in INTERNAL_COLUMNS if c in pc.columns])
+    noise = run.noise.drop(columns=[c for c in INTERNAL_COLUMNS if c in run.noise.columns])
     if len(pc) and len(noise):
-        table = pc.merge(noise, on="chip_id", how="outer")
+        shared = [c for c in noise.columns if c in pc.columns and c != "chip_id"]
+        table = pc.merge(noise, on="chip_id", how="outer", suffixes=("", "__noise"))
+        for c in shared:
+            table[c] = table[c].where(table[c].notna(), table[f"{c}__noise"])
+        table = table.drop(columns=[f"{c}__noise" for c in shared])
     else:
         table = pc if len(pc) else noise
     table = table[table["chip_id"].isin(run.catalog.index)].copy()
     for col in ("event", "split"):
         if col not in table.columns or table[col].isna().any():
             table[col] = run.catalog.loc[table["chip_id"], col].to_numpy() if col in run.catalog else ""
+    for col in COUNT_COLUMNS:
+        if col in table.columns and pd.api.types.is_numeric_dtype(table[col]):
+            table[col] = table[col].round().astype("Int64")
     sort_cols, asc = [], []
     if "water_iou" in table.columns:
         sort_cols.append("water_iou")
@@ -130,5 +151,28 @@ def chip_table(run: RunData, *, method: str | None) -> pd.DataFrame:
     if sort_cols:
         table = table.sort_values(sort_cols, ascending=asc, na_position="last", kind="stable")
     first = [c for c in ("chip_id", "event", "split", "water_iou", "water_precision", "water_recall",
-                         "noise_rate", "rank", "valid_pixels") if c in table.columns]
+                         *AREA_COLUMNS, "noise_rate", "rank", "valid_pixels") if c in table.columns]
     return table[first + [c for c in table.columns if c not in first]].reset_index(drop=True)
+
+
+def hidden_columns(table: pd.DataFrame) -> list[str]:
+    """Columns of ``table`` the dashboard's table hides (all but :data:`DISPLAY_COLUMNS`)."""
+    return [c for c in table.columns if c not in DISPLAY_COLUMNS]
+
+
+def prediction_files(run: RunData, method: str | None, chip_id: str) -> dict[str, Path]:
+    """Saved prediction files of ``method`` for ``chip_id``: ``{"pred": ..., "prob": ...}`` (those that exist).
+
+    Looked up in :func:`floodnb.runs.layout.predictions_dir` of the run's predictions folder;
+    ``chip_id`` must be a safe chip name (it becomes part of a file name) and ``method`` one of
+    the run's methods. Empty when the run saved nothing for that model.
+    """
+    if not is_chip_id(chip_id):
+        raise ValueError(f"chip id {chip_id!r} is not a '<Event>_<id>' name")
+    if method is None:
+        method = run_layout.PREDICTIONS_DEFAULT_METHOD
+    elif method not in run.methods:
+        raise ValueError(f"method {method!r} not in {PER_CHIP_TABLE}; expected one of {run.methods}")
+    folder = run_layout.predictions_dir(run.run_dir / run_layout.PREDICTIONS, method)
+    found = {k: folder / f"{chip_id}_{k}.tif" for k in ("pred", "prob")}
+    return {k: p for k, p in found.items() if p.is_file()}

@@ -82,13 +82,15 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
                     basic_auth: str | None = None, cookie_secret: str | None = None,
                     websocket_origin: list[str] | None = None, data_root: str | Path | None = None,
                     method: str | None = None, basemap: str = "auto", show: bool = False,
-                    start: bool = True, verbose: bool = True):
+                    start: bool = True, verbose: bool = True, prefix: str = "", use_xheaders: bool = False):
     """Serve the dashboard of ``run_dir`` at ``http://address:port/``; returns the Bokeh server.
 
     ``port=0`` picks a free port (read it from ``server.port``). ``start=True`` runs the IO loop
     and blocks until interrupted; ``start=False`` returns the started-but-not-looping server (for
-    embedding). Raises FileNotFoundError/ValueError naming the run files or arguments at fault
-    before anything is served.
+    embedding). ``prefix`` (e.g. ``/floods``) serves every route under that path, for a reverse
+    proxy that forwards ``https://host/floods/`` here; ``use_xheaders`` trusts the proxy's
+    ``X-Forwarded-*`` headers (client address, scheme). Raises FileNotFoundError/ValueError naming
+    the run files or arguments at fault before anything is served.
     """
     import panel as pn
 
@@ -99,6 +101,8 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
         raise ValueError(f"address must be a host name or IP address, got {address!r}")
     if not 0 <= int(port) <= 65535:
         raise ValueError(f"port must be 0 (pick a free one) or 1..65535, got {port}")
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/") or "//" in prefix or ".." in prefix):
+        raise ValueError(f"prefix must look like '/name' (leading '/', no trailing '/'), got {prefix!r}")
     basemap = resolve_basemap(basemap)  # probe tiles once, not per session
     if basic_auth is not None and not str(basic_auth):
         raise ValueError("basic_auth must be a non-empty password or a JSON file of user -> password")
@@ -121,6 +125,10 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
 
     app = _session_app(run, method=method, basemap=basemap)
     kwargs: dict = {"extra_patterns": [component_route()]}
+    if prefix:
+        kwargs["prefix"] = prefix
+    if use_xheaders:
+        kwargs["use_xheaders"] = True
     if basic_auth is not None:
         kwargs.update(basic_auth=str(basic_auth), cookie_secret=cookie_secret or secrets.token_hex(32),
                       basic_login_template=str(LOGIN_TEMPLATE))
@@ -128,7 +136,7 @@ def serve_dashboard(run_dir: str | Path, *, address: str = "127.0.0.1", port: in
         {"/": app}, address=address, port=port, websocket_origin=websocket_origin, show=False,
         start=False, title=f"floodnb — {run.name}", verbose=False, **kwargs,
     )
-    url = f"http://{address}:{server.port}/"
+    url = f"http://{address}:{server.port}{prefix}/"
     if verbose:
         print(f"floodnb dashboard: serving run {run.run_dir} at {url}", flush=True)
     server.start()
