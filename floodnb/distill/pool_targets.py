@@ -32,7 +32,7 @@ def teacher_spec(teacher):
 
 def teacher_pool_targets(teacher, pool_chips, *, out_path: str | Path, weak_role: str | None = "s1_otsu",
                          s1_units: str = "auto", batch_size: int = 8, device: str = "cpu", progress: bool = True,
-                         mask_clouds: bool = True) -> np.memmap:
+                         mask_clouds: bool = True, precision: str = "float32") -> np.memmap:
     """Teacher probabilities ``(N, K, H, W)`` float16 (read-only memmap) of every chip of ``pool_chips``.
 
     ``teacher``: checkpoint path, ``TrainedRun`` or ``(model, spec)``. ``pool_chips``: catalog
@@ -40,10 +40,10 @@ def teacher_pool_targets(teacher, pool_chips, *, out_path: str | Path, weak_role
     :class:`~floodnb.data.store.ChipStore` of them (row ``i`` <-> output row ``i``), read with
     the teacher's inputs and normalisers; ``weak_role`` is read only for a label-conditioned
     teacher; ``s1_units`` as in :class:`~floodnb.data.torch.ChipDataset`. The rest (``out_path``
-    and its ``.json`` sidecar, cloud masking, NaN where inputs lack data) is
+    and its ``.json`` sidecar, cloud masking, NaN where inputs lack data, ``precision``) is
     :func:`~floodnb.distill.teacher.label_pool`'s.
     """
     spec = teacher_spec(teacher)
     pool = model_dataset(pool_chips, spec, target=None, weak_role=weak_role, s1_units=s1_units)
     return label_pool(teacher, pool, out_path=out_path, batch_size=batch_size, device=device, progress=progress,
-                      mask_clouds=mask_clouds)
+                      mask_clouds=mask_clouds, precision=precision)
