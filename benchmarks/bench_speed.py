@@ -21,7 +21,8 @@ Rows (each measured for every ``--precisions`` entry, precisions interleaved and
 The ratio column is floodnb / bare (1.00 = no overhead); the last lines give bfloat16 / float32
 per row. Threads: ``--threads`` (0: :func:`floodnb.runtime.resolve_threads`). The load average
 (``os.getloadavg``) before and after is printed and written into the markdown table
-(``--markdown``, default ``docs/speed.md``), which the README includes.
+(``--markdown``, default ``docs/speed.md``); ``--readme README.md`` also replaces the README's
+block between ``<!-- bench_speed:start -->`` and ``<!-- bench_speed:end -->`` with it.
 
     python benchmarks/bench_speed.py                      # 10,000² scene: minutes on 2 cores
     python benchmarks/bench_speed.py --scene 4096 --steps 6 --repeats 1    # quicker, smaller scene
@@ -291,6 +292,18 @@ def table(rows: list[tuple], scene: dict, *, threads: int, load: tuple[float, fl
     return "\n".join(lines) + "\n"
 
 
+def put_in_readme(readme: Path, md: str) -> None:
+    """Replace the block between the ``bench_speed`` markers of ``readme`` with ``md`` (ValueError without them)."""
+    from floodnb.io_utils import atomic_write_text
+
+    start, end = "<!-- bench_speed:start -->", "<!-- bench_speed:end -->"
+    text = readme.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"--readme {readme}: no {start} ... {end} block to replace")
+    head, rest = text.split(start, 1)
+    atomic_write_text(readme, head + start + "\n" + md + rest[rest.index(end):])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precisions", default="float32,bfloat16")
@@ -304,6 +317,7 @@ def main() -> int:
     ap.add_argument("--many-size", type=int, default=2048, help="side of each many-scene scene in px")
     ap.add_argument("--data-chips", type=int, default=16)
     ap.add_argument("--markdown", default=str(Path(__file__).resolve().parents[1] / "docs" / "speed.md"))
+    ap.add_argument("--readme", default=None, help="also put the table between the bench_speed markers of this file")
     ap.add_argument("--scene-variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -322,6 +336,8 @@ def main() -> int:
 
     Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(a.markdown, md)
+    if a.readme:
+        put_in_readme(Path(a.readme), md)
     print(f"written {a.markdown}; targets: bfloat16 inference >= 1.4x and training >= 1.2x float32; streamed scene "
           ">= 0.9x bare, peak < 2048 MB")
     return 0

@@ -97,3 +97,57 @@ def test_bfloat16_accuracy_guard_on_tiny_data(tmp_path):
     with pytest.raises(ValueError, match="float16"):
         evaluate(model, test, spec=spec32, progress=False, precision="float16")
     assert np.isfinite(runs["bfloat16"].fit.losses).all()
+
+
+def test_run_parameters_and_notebook_setup_resolve_precision_and_threads(tmp_path, monkeypatch):
+    import argparse
+
+    from floodnb import workflow
+    from floodnb.commands import apply_speed_arguments
+    from floodnb.pipeline import check_params, default_notebooks_dir, notebook_parameters
+    from floodnb.runs.presets import DEFAULT, FAST
+
+    known = notebook_parameters(default_notebooks_dir(), ())
+    assert known["precision"] is None  # notebooks 03-05: None = the preset's
+    check_params({"precision": "float32"}, known)
+    with pytest.raises(ValueError, match="parameter precision='float16' needs a CUDA device"):
+        check_params({"precision": "float16"}, known)
+    with pytest.raises(ValueError, match="parameter precision=3: expected a string"):
+        check_params({"precision": 3}, known)
+    assert DEFAULT.train.precision == FAST.train.precision == "bfloat16"
+    monkeypatch.setenv(runtime.THREADS_ENV, "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    s = workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                       epochs=1, fast=True, progress=False)
+    assert (s.precision, s.threads, s.train_config().precision) == ("bfloat16", 1, "bfloat16")
+    s32 = workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                         epochs=1, fast=True, progress=False, precision="float32")
+    assert workflow.model_dir(s32, "teacher") != workflow.model_dir(s, "teacher")  # other precision, other folder
+    with pytest.raises(ValueError, match="precision='float16' needs a CUDA device"):
+        workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                       epochs=1, fast=True, progress=False, precision="float16")
+    with pytest.raises(ValueError, match="--precision='float16' needs a CUDA device"):
+        apply_speed_arguments(argparse.Namespace(precision="float16", threads=0))
+    with pytest.raises(ValueError, match="--threads -2"):
+        apply_speed_arguments(argparse.Namespace(precision="float32", threads=-2))
+    assert apply_speed_arguments(argparse.Namespace(precision="bfloat16", threads=1)) == ("bfloat16", 1)
+
+
+def test_predictor_precision_keeps_float32_probabilities_close():
+    from floodnb.data.normalize import get_preset
+    from floodnb.models import build_model
+    from floodnb.predict import resolve_predictor
+
+    torch.manual_seed(0)
+    norms = {"s1": get_preset("sen1floods11_s1")}
+    x = np.random.default_rng(0).normal(size=(2, 2, 32, 32)).astype(np.float32)
+    exact = resolve_predictor(build_model("unet_tiny", in_channels=2).eval(), normalizers=norms)
+    fast = resolve_predictor(exact, precision="bfloat16")
+    assert (exact.precision, exact.channels_last) == ("float32", False)
+    assert (fast.precision, fast.channels_last) == ("bfloat16", True) and resolve_predictor(fast) is fast
+    p32, p16 = exact.forward(x), fast.forward(x)
+    assert p16.dtype == np.float32 and np.abs(p32 - p16).max() < 0.05
+    assert ((p32 > 0.5) == (p16 > 0.5)).mean() >= 0.99
+    with pytest.raises(ValueError, match="Predictor.precision='float16' needs a CUDA device"):
+        resolve_predictor(exact, precision="float16")

@@ -217,8 +217,9 @@ def resolve_predictor(
     if isinstance(model, Predictor):
         if precision is None and channels_last is None:
             return model
+        if channels_last is None:
+            channels_last = runtime.prefer_channels_last(precision) if precision is not None else model.channels_last
         precision = model.precision if precision is None else precision
-        channels_last = model.channels_last if channels_last is None else channels_last
         if channels_last:
             model.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return replace(model, precision=precision, channels_last=channels_last)
