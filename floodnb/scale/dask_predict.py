@@ -125,8 +125,8 @@ def _is_finished(plan: ScenePlan, settings: dict) -> bool:
         raise ValueError(f"scene marker {plan.marker} is not a floodnb marker ({exc}); delete it to redo "
                          f"scene {plan.scene!r}") from exc
     if then != settings:
-        diff = {k: (then[k] if k in then else None, v) for k, v in settings.items()
-                if (then[k] if k in then else None) != v}
+        keys = [*settings, *(k for k in then if k not in settings)]  # e.g. a precision only one of them records
+        diff = {k: (then.get(k), settings.get(k)) for k in keys if then.get(k) != settings.get(k)}
         raise ValueError(f"{plan.marker}: scene {plan.scene!r} was finished with other settings "
                          f"{{field: (then, now)}} {diff}; use another output folder or overwrite")
     return all(Path(p).is_file() for p in outputs)
