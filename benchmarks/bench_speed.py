@@ -54,12 +54,12 @@ from floodnb import runtime  # noqa: E402
 KM2_PER_PX = 1e-4  # a 10 m pixel
 
 
-def _model(precision: str) -> torch.nn.Module:
+def _model(precision: str, channels_last: bool | None = None) -> torch.nn.Module:
     from floodnb.models import build_model
 
     torch.manual_seed(0)
     model = build_model("unet_small", in_channels=2, num_classes=2)
-    if runtime.prefer_channels_last(precision):
+    if runtime.prefer_channels_last(precision) if channels_last is None else channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
@@ -122,10 +122,11 @@ def floodnb_train(precision: str, data: Cached, batch: int, out: Path) -> float:
     return (len(stamps) - 1) * batch / (stamps[-1] - stamps[0])
 
 
-def bare_infer(precision: str, x: torch.Tensor, batch: int) -> float:
-    """km²/s of the bare forward pass (+ softmax) over ``x`` in batches."""
-    model = _model(precision).eval()
-    xs = runtime.to_channels_last(x, runtime.prefer_channels_last(precision))
+def bare_infer(precision: str, x: torch.Tensor, batch: int, channels_last: bool | None = None) -> float:
+    """km²/s of the bare forward pass (+ softmax) over ``x`` in batches (``channels_last`` None: floodnb's choice)."""
+    cl = runtime.prefer_channels_last(precision) if channels_last is None else channels_last
+    model = _model(precision, cl).eval()
+    xs = runtime.to_channels_last(x, cl)
     with torch.inference_mode(), runtime.autocast(precision):
         model(xs[:batch])
         t0 = time.perf_counter()
@@ -252,6 +253,9 @@ def measure(a: argparse.Namespace, tmp: Path, threads: int) -> tuple[list[tuple]
     in_f = best_of(lambda p: floodnb_infer(p, data, a.batch), precs, a.repeats)
     in_b = best_of(lambda p: bare_infer(p, x, a.batch), precs, a.repeats)
     rows.append((f"inference, chip batch ({a.batch} x {a.chip}²)", "km²/s", {p: (in_f[p], in_b[p]) for p in precs}))
+    flipped = best_of(lambda p: bare_infer(p, x, a.batch, not runtime.prefer_channels_last(p)), precs, a.repeats)
+    rows.append(("bare forward, other memory format (channels-last <-> NCHW)", "km²/s",
+                 {p: (flipped[p], in_b[p]) for p in precs}))
     bar.update()
     scene = make_scene(tmp / "scene.tif", a.scene)
     sc = scene_row(precs, scene, tmp, threads)
@@ -281,11 +285,13 @@ def table(rows: list[tuple], scene: dict, *, threads: int, load: tuple[float, fl
     if "float32" in precs and len(precs) > 1:
         for p in precs[1:]:
             speed = ", ".join(f"{name.split(' (')[0]} {vals[p][0] / vals['float32'][0]:.2f}×"
-                              for name, _, vals in rows[:4])
+                              for name, _, vals in rows if not name.startswith(("bare", "data")))
             lines.append(f"\n{p} / float32 (floodnb paths): {speed}.")
     mem = ", ".join(f"{p} {scene[p]['peak_mb']:.0f} MB" for p in precs)
     lines.append(f"\nRatio = floodnb / bare model doing the same work in the same run (data path: samples/s of "
-                 f"decoding / chips/s of the bare training step). Peak resident memory of the streamed scene "
+                 f"decoding / chips/s of the bare training step; memory-format row: the bare forward in the format "
+                 f"floodnb does not use / the one it uses, NCHW for float32 and channels-last for bfloat16). "
+                 f"Peak resident memory of the streamed scene "
                  f"prediction: {mem}. torch threads {threads}; load average {load[0]:.2f} before, "
                  f"{load[1]:.2f} after (`os.getloadavg`, {os.cpu_count()} CPUs); "
                  f"`python benchmarks/bench_speed.py {' '.join(sys.argv[1:])}`.")
