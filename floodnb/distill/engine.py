@@ -325,15 +325,11 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     rank, world = ddp.ensure_initialized(config.device)
     is_main = rank == 0
     device = ddp.process_device(config.device)
-    runtime.check_precision(config.precision, device, name="TrainConfig.precision")
     state_path = out / STATE_FILE
     _check_fit(train_data, config, world=world, out=out)
     rank_batch = config.batch_size // world
     st = _read_state(state_path, resume=resume, is_main=is_main)
-    model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
-    if runtime.prefer_channels_last(config.precision):
-        base_model = model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    scaler = runtime.grad_scaler(config.precision, device)
+    base_model, scaler = _prepare_model(model, config, device), runtime.grad_scaler(config.precision, device)
 
     sampler = EpochSampler(dataset_len(train_data), seed=config.seed, rank=rank, world_size=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
@@ -345,8 +341,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     guard = None
     if st is not None:
         pos = _restore(st, state_path=state_path, config=config, identity=identity, model=base_model, opt=opt,
-                       sched=sched, result=result, log_path=out / "train_log.jsonl" if is_main else None,
-                       scaler=scaler)
+                       sched=sched, result=result, log_path=out / "train_log.jsonl" if is_main else None, scaler=scaler)
     elif is_main:
         guard = _FreshRunGuard(out)
     del st
@@ -391,6 +386,17 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         if log is not None:
             log.close()
     return result
+
+
+def _prepare_model(model: nn.Module, config: TrainConfig, device) -> nn.Module:
+    """Set-up phase: ``model`` on ``device`` (synchronised BatchNorm under data-parallel training) and,
+    for reduced precision, in channels-last memory format; ValueError for a precision ``device`` lacks.
+    """
+    runtime.check_precision(config.precision, device, name="TrainConfig.precision")
+    model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
+    if runtime.prefer_channels_last(config.precision):
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 @dataclass

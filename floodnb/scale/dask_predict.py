@@ -380,8 +380,7 @@ def predict_scenes(
     geodesic area), ``<scene>_water.done.json`` (marker). ``tile``/``overlap`` (pixels)/``batch``
     (tiles per forward pass): as :func:`floodnb.predict.predict_raster`; each task is one tile
     row of one scene. ``torch_threads``: torch threads per task (1 = one core per worker thread).
-    ``precision``: forward pass in ``"float32"`` (default) or ``"bfloat16"``
-    (:func:`floodnb.predict.model.resolve_predictor`); recorded in the markers when not float32.
+    ``precision``: ``"float32"`` (default) / ``"bfloat16"`` forward pass, in the markers when not float32.
     ``gdal_cache_mb``: GDAL block cache while writing a scene (MB, as ``predict_raster``).
     ``scenes_in_flight`` / ``rows_ahead``: bounds on concurrent scenes and on tile rows queued per
     scene (memory); default: cluster threads + 1, and enough rows to keep every thread busy.
@@ -399,11 +398,8 @@ def predict_scenes(
     _check_arguments(scenes, tile=tile, overlap=overlap, batch=batch, threshold=threshold, prob_dtype=prob_dtype,
                      min_area_m2=min_area_m2, scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead)
     predictor = resolve_predictor(checkpoint, precision=precision)
-    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
-                "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
-                "min_area_m2": min_area_m2, "s1_units": s1_units}
-    if predictor.precision != "float32":  # float32 markers of earlier releases stay valid
-        settings["precision"] = predictor.precision
+    settings = _settings(checkpoint, predictor, tile=tile, overlap=overlap, threshold=threshold, write_prob=write_prob,
+                         prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2, s1_units=s1_units)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -425,6 +421,14 @@ def predict_scenes(
     table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
     table.attrs["dashboard"] = link
     return table
+
+
+def _settings(checkpoint, predictor, **options) -> dict:
+    """What a scene's outputs depend on (recorded in its marker): checkpoint id, ``options`` and the
+    precision when not float32 (so float32 markers of earlier releases stay valid).
+    """
+    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), **options}
+    return {**settings, "precision": predictor.precision} if predictor.precision != "float32" else settings
 
 
 def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: float, prob_dtype: str,
