@@ -151,3 +151,14 @@ def test_predictor_precision_keeps_float32_probabilities_close():
     assert ((p32 > 0.5) == (p16 > 0.5)).mean() >= 0.99
     with pytest.raises(ValueError, match="Predictor.precision='float16' needs a CUDA device"):
         resolve_predictor(exact, precision="float16")
+
+
+def test_experiment_threads_come_from_the_runtime(tmp_path, monkeypatch):
+    from floodnb.experiment.run import run_experiment
+
+    with pytest.raises(ValueError, match="threads=-1: expected an integer >= 1"):
+        run_experiment(tmp_path / "exp", threads=-1)
+    monkeypatch.setenv(runtime.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="FLOODNB_THREADS='0'"):
+        run_experiment(tmp_path / "exp", threads=0)
+    assert not (tmp_path / "exp").exists()  # refused before any work

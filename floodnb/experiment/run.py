@@ -147,7 +147,7 @@ def _as_result(rec) -> dict:
 def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, sim: SimSpec = DEFAULT_SIM,
                    budget: Budget = DEFAULT_BUDGET, seed: int = 0, rows=None, real_root: str | Path | None = None,
                    readme: str | Path | None = None, progress: bool = True,
-                   command: str = "floodnb.experiment.run_experiment(...)", threads: int = 1) -> pd.DataFrame:
+                   command: str = "floodnb.experiment.run_experiment(...)", threads: int = 0) -> pd.DataFrame:
     """Run (or reuse) the experiment's rows and write results.csv/.md/.png; returns the results table.
 
     ``data_root``: a simulated Sen1Floods11-layout root with truth layers (default: simulate
@@ -157,21 +157,17 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     (:func:`floodnb.experiment.real.transfer_report` of every finished S1 row).
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
     ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
-    while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
-    per process slowed steps ~5x under load; the previous setting is restored afterwards). Rows that
+    while the experiment runs (default 0: ``$FLOODNB_THREADS``, else the CPUs available,
+    :func:`floodnb.runtime.resolve_threads`; on a machine shared with other heavy jobs 1 is more
+    robust: two spinning OpenMP threads per process slowed steps ~5x under load); the previous
+    setting is restored afterwards. Rows that
     fail are recorded with their error (dependants fail too); the others still run.
     """
-    import torch
+    from floodnb.runtime import threads_set
 
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with threads_set(threads) as n:
         return _run(out_dir, data_root=data_root, sim=sim, budget=budget, seed=seed, rows=rows, real_root=real_root,
-                    readme=readme, progress=progress, command=command, threads=threads)
-    finally:
-        torch.set_num_threads(before)
+                    readme=readme, progress=progress, command=command, threads=n)
 
 
 def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seed: int, rows, real_root, readme, progress: bool,
