@@ -15,7 +15,9 @@ Usage::
 
     python benchmarks/bench_run.py [--fast] [--runs-dir /tmp/bench_runs] [--repeats 3]
 
-``--fast`` benchmarks ``floodnb run --fast`` instead (seconds, for a quick check). The run goes
+``--fast`` benchmarks ``floodnb run --fast`` instead (seconds, for a quick check); ``--precision``
+passes ``floodnb run --precision`` (default: the run's own default, bfloat16), so a float32 and a
+bfloat16 run can be compared (their metrics: ``benchmarks/bench_precision.py --runs A B``). The run goes
 into a fresh temporary runs folder unless ``--runs-dir`` is given (a new run name each time).
 """
 
@@ -64,6 +66,8 @@ def main() -> int:
     ap.add_argument("--fast", action="store_true", help="benchmark 'floodnb run --fast'")
     ap.add_argument("--runs-dir", default=None, help="runs folder (default: a fresh temporary folder)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each overhead measurement (median)")
+    ap.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+                    help="floodnb run --precision (default: the run's default)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="floodnb_bench_run_"))
@@ -72,6 +76,8 @@ def main() -> int:
     cmd = [sys.executable, "-m", "floodnb", "run", "--name", name, "--runs-dir", str(runs_dir), "--no-progress"]
     if args.fast:
         cmd.append("--fast")
+    if args.precision:
+        cmd += ["--precision", args.precision]
     print(f"machine: {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
     print("command:", " ".join(cmd))
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -111,8 +111,9 @@ def otsu_scores(catalog: pd.DataFrame, *, splits: Sequence[str], reference: str,
 
 def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, splits: Sequence[str],
                  reference: str, batch_size: int = 8, predictions_dir: str | Path | None = None,
-                 compact: bool = False, progress: bool = True) -> MethodScores:
-    """Score a checkpoint on the ``splits`` chips of ``catalog`` against ``reference``.
+                 compact: bool = False, progress: bool = True, precision: str = "float32") -> MethodScores:
+    """Score a checkpoint on the ``splits`` chips of ``catalog`` against ``reference`` (forward in ``precision``,
+    :mod:`floodnb.runtime`).
 
     Inputs are read with the checkpoint's normalisers (and metadata / weak-label channel when its
     spec asks for them). With ``predictions_dir`` every chip's probability and class are written
@@ -132,7 +133,7 @@ def model_scores(method: str, checkpoint: str | Path, catalog: pd.DataFrame, *, 
     scores = MethodScores(method, reference=reference)
     for split, dset in data.items():
         for batch, probs in iterate_predictions(model, dset, plan, batch_size=batch_size, progress=progress,
-                                                desc=f"{method} {split}"):
+                                                desc=f"{method} {split}", precision=precision):
             if key not in batch:
                 raise ValueError(f"{method}: reference {reference!r} needs sample key {key!r} "
                                  f"(chips {batch['chip_id']})")

@@ -22,8 +22,12 @@ executed notebook is kept and earlier stages' results are untouched.
 
 Parameters are checked before any stage runs (:func:`check_params`): an unknown name, a name
 ``floodnb run`` sets itself (``run_dir``, ``out_dir``) or a value of the wrong type (the type of
-the notebooks' default; ``epochs``/``crop``/``model`` by :data:`NONE_DEFAULT_TYPES`) is a
+the notebooks' default; ``epochs``/``crop``/``model``/``precision`` by :data:`NONE_DEFAULT_TYPES`) is a
 ``ValueError`` naming the parameter and what was expected.
+
+Speed: ``precision`` (None: the preset's, bfloat16 mixed precision; see :mod:`floodnb.runtime`) is
+resolved here and recorded with the other parameters in ``run.json``; torch threads come from
+``$FLOODNB_THREADS`` or the machine in every notebook (``floodnb run --threads N`` sets the variable).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ SIMULATE_STAGE = SIMULATE
 #: parameters set by the pipeline itself, never by the user
 RESERVED_PARAMS: tuple[str, ...] = ("run_dir", "out_dir")
 #: types of parameters whose notebook default is None (resolved by :func:`floodnb.workflow.setup`)
-NONE_DEFAULT_TYPES: dict[str, type] = {"epochs": int, "crop": int, "model": str, "data_root": str}
+NONE_DEFAULT_TYPES: dict[str, type] = {"epochs": int, "crop": int, "model": str, "data_root": str, "precision": str}
 #: integer parameters that must be >= 1
 POSITIVE_PARAMS: tuple[str, ...] = ("epochs", "crop", "batch_size", "map_chips", "recompute_chips", "gallery",
                                     *SIM_PARAMS)
@@ -133,6 +137,10 @@ def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
         if not _type_ok(value, typ) or (positive and value < 1):
             want = _TYPE_WORDS[typ] + (" >= 1" if positive else "") + (" or null" if default is None else "")
             raise ValueError(f"parameter {key}={value!r}: expected {want}")
+        if key == "precision":
+            from floodnb.runtime import check_precision
+
+            check_precision(value, "cpu", name="parameter precision")
         if key == "model":
             from floodnb.models import model_names
 
@@ -303,6 +311,7 @@ def run_pipeline(
     extra = dict(params or {})
     sim = {**preset(fast).sim.params(), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
     epochs = preset(fast).train.epochs if epochs is None else epochs
+    extra["precision"] = extra.get("precision") or preset(fast).train.precision
     invalidated = False  # once a stage reruns, every later stage must rerun too
     if data_root is None:
         data_root, invalidated = _simulate_stage(run, seed=seed, sim=sim)

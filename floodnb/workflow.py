@@ -10,7 +10,9 @@ its defaults:
 * ``data_root=None`` -> the simulated dataset of the run, ``<run_dir>/simulate/`` — the folder
   ``floodnb run`` simulates into — with the sizes of the ``fast`` or default preset
   (:mod:`floodnb.runs.presets`), simulated by :func:`floodnb.runs.simulation.ensure_simulation`;
-* ``epochs/model/crop=None`` -> the training defaults of the ``fast`` or default preset.
+* ``epochs/model/crop/precision=None`` -> the training defaults of the ``fast`` or default preset;
+* ``threads=0`` -> torch threads from ``$FLOODNB_THREADS`` or the machine (:mod:`floodnb.runtime`;
+  ``floodnb run --threads N`` sets the variable for its notebooks).
 
 A run directory without ``run.json`` (a stand-alone notebook run) gets a minimal one recording the
 data root, so the dashboard (:func:`floodnb.viz.dashboard.load_run`) can open it; an existing
@@ -44,13 +46,15 @@ class Settings:
     crop: int | None
     batch_size: int
     simulated: bool
+    precision: str = "float32"
+    threads: int = 1
 
     def train_config(self, *, progress: bool = True):
-        """:class:`floodnb.distill.engine.TrainConfig` of these settings (epochs, batch size, seed)."""
+        """:class:`floodnb.distill.engine.TrainConfig` of these settings (epochs, batch size, seed, precision)."""
         from floodnb.distill.engine import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
-                           checkpoint_every=0, progress=progress)
+                           checkpoint_every=0, progress=progress, precision=self.precision)
 
 
 def ensure_data(run_dir: str | Path, *, fast: bool, seed: int, progress: bool = True) -> Path:
@@ -69,14 +73,19 @@ def ensure_data(run_dir: str | Path, *, fast: bool, seed: int, progress: bool = 
 
 def setup(stage: str, *, data_root: str | Path | None, run_dir: str | Path | None, out_dir: str | Path | None,
           seed: int, epochs: int | None, fast: bool, model: str | None = None, crop: int | None = None,
-          batch_size: int = 8, progress: bool = True) -> Settings:
+          batch_size: int = 8, progress: bool = True, precision: str | None = None, threads: int = 0) -> Settings:
     """Resolve a notebook's parameters into :class:`Settings`, create ``out_dir``, find or simulate the data.
 
     ``stage``: the notebook's name (e.g. ``"03_train_teacher"``). ``crop=0`` means whole chips.
+    ``precision``: None = the preset's; ``threads``: torch threads, set here (0 = from the machine).
     Raises ``FileNotFoundError`` for a ``data_root`` that does not exist, ``ValueError`` for
-    negative/zero epochs, crop or batch size.
+    negative/zero epochs, crop or batch size, an unknown precision or float16 (CUDA only).
     """
+    from floodnb import runtime
+
     d = preset(bool(fast)).train
+    precision = runtime.check_precision(d.precision if precision is None else precision, "cpu")
+    n_threads = runtime.apply_threads(threads)
     epochs = d.epochs if epochs is None else int(epochs)
     crop = d.crop if crop is None else int(crop)
     if epochs < 1:
@@ -98,7 +107,8 @@ def setup(stage: str, *, data_root: str | Path | None, run_dir: str | Path | Non
                                     "(or simulated) data root, or None to simulate one")
     settings = Settings(stage=stage, data_root=root, run_dir=run.resolve(), out_dir=out.resolve(), seed=int(seed),
                         epochs=epochs, fast=bool(fast), model=model or d.model, crop=crop or None,
-                        batch_size=int(batch_size), simulated=simulated or is_simulation(root))
+                        batch_size=int(batch_size), simulated=simulated or is_simulation(root), precision=precision,
+                        threads=n_threads)
     record_run(settings)
     return settings
 
@@ -119,11 +129,12 @@ def reference_for(catalog) -> str:
 
 def model_dir(settings: Settings, name: str, **config) -> Path:
     """Folder ``<out_dir>/<name>-<hash>`` of one trained model; the hash covers ``config`` and the settings'
-    seed, epochs, model, crop and batch size, so a rerun with the same settings resumes (or reuses) its
+    seed, epochs, model, crop, batch size and precision, so a rerun with the same settings resumes (or reuses) its
     run and other settings train in a new folder without touching the old one.
     """
     key = {"seed": settings.seed, "epochs": settings.epochs, "model": settings.model, "crop": settings.crop,
-           "batch_size": settings.batch_size, "data_root": str(settings.data_root), **config}
+           "batch_size": settings.batch_size, "data_root": str(settings.data_root), "precision": settings.precision,
+           **config}
     return settings.out_dir / f"{name}-{params_hash(key)[:8]}"
 
 

@@ -7,6 +7,7 @@ tests; the worker-kill test starts its own cluster of 2 worker processes.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -301,3 +302,19 @@ def test_failed_redo_keeps_previous_outputs_and_marker(tmp_path, ckpt, scenes, c
     assert list(redo["status"]) == ["failed"] and "RuntimeError: model exploded" in redo.loc[0, "error"]
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in final_files(out)} == before
     assert_every_final_file_has_a_marker(out)
+
+
+def test_bfloat16_scenes_record_precision_and_match_float32(tmp_path, ckpt, scenes, client):
+    """Many-scene prediction in bfloat16 (issue 17): the marker records the precision, a float32 rerun in the
+    same folder is refused naming it, and the class maps agree with float32 on >= 99 % of pixels.
+    """
+    out = tmp_path / "bf16"
+    table = predict_scenes(ckpt, scenes[:1], out, scheduler=client, polygons=False, precision="bfloat16", **KW)
+    assert set(table["status"]) == {"done"}
+    marker = json.loads((out / f"scene0{MARKER_SUFFIX}").read_text())
+    assert marker["settings"]["precision"] == "bfloat16"
+    with pytest.raises(ValueError, match=r"scene0_water\.done\.json.*precision"):
+        predict_scenes(ckpt, scenes[:1], out, scheduler=client, polygons=False, **KW)
+    ref = predict_raster(ckpt, scenes[0], tmp_path / "ref" / "scene0.tif", **KW)
+    cls, ref_cls = read1(table.loc[0, "class_path"]), read1(ref.class_path)
+    assert (cls == ref_cls).mean() >= 0.99 and ((cls == 1) == (ref_cls == 1)).mean() >= 0.99

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from floodnb.commands import add_speed_arguments, apply_speed_arguments
+
 #: evaluation outputs: never the names a training run writes (metrics.json, per_chip.csv)
 METRICS_FILE = "eval_metrics.json"
 PER_CHIP_FILE = "eval_per_chip.csv"
@@ -42,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="units of the S1 GeoTIFFs (default auto: float dB as Sen1Floods11, checked); linear power "
                         "and amplitude are converted to dB")
     p.add_argument("--no-progress", action="store_true")
+    add_speed_arguments(p, what="the forward pass")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from floodnb.io_utils import atomic_path, atomic_write_json
     from floodnb.models import load_checkpoint
 
+    precision, _ = apply_speed_arguments(args)
     model, spec = load_checkpoint(args.checkpoint)
     feed = ds.checkpoint_inputs(spec, weak_role=args.weak_role)  # the checkpoint's normalisers, unless a file says
     if args.normalizers:
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     missing = missing_chips(source, splits) if args.store is None else {}
     reference = "truth_water" if args.reference == "truth" else "label"
     metrics, table = evaluate(model, data, spec=spec, reference=reference, batch_size=args.batch_size,
-                              progress=not args.no_progress, chip_info=_area_hook(source))
+                              progress=not args.no_progress, chip_info=_area_hook(source), precision=precision)
     areas = _split_areas(table)
     for split, m in metrics.items():
         m["missing_chips"] = missing.get(split, [])

@@ -28,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real-root", default=None, help="real Sen1Floods11 chips: report Otsu and the best student")
     p.add_argument("--readme", default=None,
                    help="README whose <!-- experiment:start --> ... <!-- experiment:end --> block gets the table")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: robust on shared cores)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default 0: $FLOODNB_THREADS, else the CPUs available; 1 is robust on cores "
+                        "shared with other heavy jobs)")
     p.add_argument("--list-rows", action="store_true", help="print the rows and exit")
     p.add_argument("--no-progress", action="store_true")
 

@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebooks-dir", default=None, help="folder with the pipeline notebooks")
     p.add_argument("--force", action="store_true", help="redo stages that already finished")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
+                   help="training and evaluation precision (default: the preset's, bfloat16 mixed precision: water IoU "
+                        "within 0.01 of float32, faster on CPUs with AVX-512 BF16/AMX); same as -p precision=...")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads of every notebook (default 0: $FLOODNB_THREADS, else the CPUs available)")
 
 
 def _parse_params(args: argparse.Namespace) -> dict:
@@ -68,6 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
     check_out_dir(Path(args.runs_dir) / args.name, "--runs-dir/--name")
     params = _parse_params(args)
+    if args.precision is not None:
+        params["precision"] = args.precision
+    if args.threads < 0:
+        raise ValueError(f"--threads {args.threads}: expected an integer >= 1 (0: from the machine)")
+    if args.threads > 0:
+        import os
+
+        from floodnb.runtime import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(args.threads)  # the notebooks' kernels inherit it
     kw = {k: params.pop(k) for k in ("seed", "epochs", "fast", "data_root") if k in params}
     for k in ("seed", "epochs", "data_root"):
         if getattr(args, k) is not None:

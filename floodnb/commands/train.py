@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import overload
 
+from floodnb.commands import add_speed_arguments
+
 HELP = "train a teacher (S2 / S2+S1), a distilled S1 student or an S1 baseline"
 
 
@@ -73,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="cpu | cuda | auto (cuda when available); under data-parallel training cuda means "
                         "cuda:LOCAL_RANK of each process")
+    add_speed_arguments(p, what="training (forward and loss under autocast; weights and optimizer float32)")
 
 
 def _device(name: str) -> str:
@@ -101,10 +104,14 @@ def run(args: argparse.Namespace) -> int:
         from floodnb.distill.ddp import launch
 
         try:
-            launch(_rank_main, (args,), nproc=args.nproc, device=_device(args.device))
+            launch(_rank_main, (args,), nproc=args.nproc, device=_device(args.device),
+                   threads=args.threads if args.threads > 0 else None)
         except ProcessExitedException as exc:  # a rank exited with an error code (its message is printed)
             return int(exc.exit_code) if exc.exit_code and exc.exit_code > 0 else 1
         return 0
+    from floodnb.commands import apply_speed_arguments
+
+    apply_speed_arguments(args, _device(args.device))
     return _train(args)
 
 
@@ -130,12 +137,14 @@ def _train(args: argparse.Namespace) -> int:
     """
     import shutil
 
+    from floodnb import runtime
     from floodnb.commands import check_out_dir
     from floodnb.distill import ddp
     from floodnb.distill.engine import STATE_FILE
 
     out = check_out_dir(args.out_dir)
     device = _device(args.device)
+    runtime.check_precision(args.precision, device, name="--precision")
     rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
     created = ddp.broadcast_object(not out.exists())
     try:
@@ -225,7 +234,8 @@ def _train_in(args: argparse.Namespace, device: str, rank: int) -> int:
 
     source = ds.load_source(args.data_root, store=args.store)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device)
+                         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, device=device,
+                         precision=args.precision)
     edge = (EdgeOption(width=args.edge_width, inner=args.edge_weight, outer=args.edge_weight)
             if args.edge_width else None)
     cw = tuple(float(x) for x in _csv(args.class_weights)) if args.class_weights else None

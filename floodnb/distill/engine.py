@@ -51,6 +51,12 @@ different (equally valid) averaging. BatchNorm (floodnb's default norm) is synch
 ranks (``sync_batchnorm``): ``SyncBatchNorm`` on CUDA, :class:`floodnb.models.syncbn.DistBatchNorm2d`
 on CPU/gloo; GroupNorm needs nothing.
 
+Precision (``TrainConfig.precision``, :mod:`floodnb.runtime`): ``"bfloat16"`` (CPU, CUDA) or
+``"float16"`` (CUDA) runs the objective (forward and loss) under :func:`torch.autocast`; weights,
+gradients and AdamW state stay float32 (mixed precision, Micikevicius et al. 2018), float16 scales
+the loss with a ``GradScaler`` (its state is saved in ``last.pt``), and reduced precision puts the
+model in channels-last memory format (faster oneDNN convolutions; the saved weights are the same).
+
 A non-finite loss raises :class:`NonFiniteLossError` naming the batch's chips.
 """
 
@@ -74,6 +80,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from floodnb import runtime
 from floodnb.distill import ddp
 from floodnb.distill.inputs import chip_ids, collate, dataset_len, to_device
 from floodnb.models.checkpoint import SPEC_KEY, ModelSpec, atomic_path, atomic_write_text, save_checkpoint
@@ -109,6 +116,7 @@ class TrainConfig:
     progress: bool = True
     device: str = "cpu"  # "cuda" = cuda:LOCAL_RANK of each process under data-parallel training
     sync_batchnorm: bool = True  # data-parallel: BatchNorm statistics over all ranks (CUDA and CPU)
+    precision: str = "float32"  # "float32" | "bfloat16" | "float16" (CUDA): autocast of forward + loss
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -121,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"scheduler={self.scheduler!r}: expected 'cosine' or 'constant'")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.precision not in runtime.PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {', '.join(runtime.PRECISIONS)}")
 
 
 @dataclass
@@ -330,7 +340,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     _check_fit(train_data, config, world=world, out=out)
     rank_batch = config.batch_size // world
     st = _read_state(state_path, resume=resume, is_main=is_main)
-    model = base_model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
+    base_model, scaler = _prepare_model(model, config, device), runtime.grad_scaler(config.precision, device)
 
     sampler = make_sampler(train_data, config, rank=rank, world=world)
     steps_per_epoch = math.ceil(sampler.num_samples / rank_batch)
@@ -342,7 +352,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     guard = None
     if st is not None:
         pos = _restore(st, state_path=state_path, config=config, identity=identity, model=base_model, opt=opt,
-                       sched=sched, result=result, log_path=out / "train_log.jsonl" if is_main else None)
+                       sched=sched, result=result, log_path=out / "train_log.jsonl" if is_main else None, scaler=scaler)
     elif is_main:
         guard = _FreshRunGuard(out)
     del st
@@ -350,7 +360,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
     def save_state() -> None:
         if is_main:
             blob = _state_blob(pos, model=base_model, opt=opt, sched=sched, result=result, config=config,
-                               world=world, identity=identity, spec=spec)
+                               world=world, identity=identity, spec=spec, scaler=scaler)
             with atomic_path(state_path) as tmp:
                 torch.save(blob, tmp)
             if guard is not None:
@@ -371,7 +381,7 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
                     sched=sched, config=config, rank_batch=rank_batch, steps_per_epoch=steps_per_epoch,
                     device=device, world=world, is_main=is_main, log=log, validate=validate,
                     select_metric=select_metric, out=out, spec=spec, save_state=save_state,
-                    step_callback=step_callback)
+                    step_callback=step_callback, scaler=scaler)
         if is_main:
             save_checkpoint(out / "model.safetensors", base_model, spec=_spec_with(
                 spec, config, {"valid_best": result.best_metrics, "best_epoch": result.best_epoch}))
@@ -387,6 +397,17 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
         if log is not None:
             log.close()
     return result
+
+
+def _prepare_model(model: nn.Module, config: TrainConfig, device) -> nn.Module:
+    """Set-up phase: ``model`` on ``device`` (synchronised BatchNorm under data-parallel training) and,
+    for reduced precision, in channels-last memory format; ValueError for a precision ``device`` lacks.
+    """
+    runtime.check_precision(config.precision, device, name="TrainConfig.precision")
+    model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
+    if runtime.prefer_channels_last(config.precision):
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 @dataclass
@@ -407,7 +428,8 @@ def _run_epochs(model: nn.Module, base_model: nn.Module, objective: Objective, t
                 loader: DataLoader, sampler: EpochSampler, *, pos: _Position, result: FitResult, opt, sched,
                 config: TrainConfig, rank_batch: int, steps_per_epoch: int, device, world: int, is_main: bool, log,
                 validate: Callable | None, select_metric: str, out: Path, spec: ModelSpec,
-                save_state: Callable[[], None], step_callback: Callable[..., None] | None) -> None:
+                save_state: Callable[[], None], step_callback: Callable[..., None] | None,
+                scaler: torch.amp.GradScaler | None = None) -> None:
     """Epoch phase: from ``pos`` to ``config.epochs``, every step (:func:`_train_step`), a mid-epoch
     checkpoint every ``config.checkpoint_every`` steps, then :func:`_end_epoch` and a checkpoint.
     """
@@ -422,7 +444,8 @@ def _run_epochs(model: nn.Module, base_model: nn.Module, objective: Objective, t
                    disable=not (config.progress and is_main), leave=False, dynamic_ncols=True)
         for batch in loader:
             value = _train_step(model, base_model, objective, to_device(batch, device), opt=opt, sched=sched,
-                                config=config, pos=pos, result=result, world=world, log=log, bar=bar)
+                                config=config, pos=pos, result=result, world=world, log=log, bar=bar,
+                                device=device, scaler=scaler)
             if config.checkpoint_every and pos.global_step % config.checkpoint_every == 0 and \
                     pos.step < steps_per_epoch:
                 save_state()
@@ -458,7 +481,7 @@ def _check_fit(train_data: Dataset, config: TrainConfig, *, world: int, out: Pat
 
 
 def _restore(st: Mapping, *, state_path: Path, config: TrainConfig, identity: dict, model: nn.Module, opt, sched,
-             result: FitResult, log_path: Path | None) -> _Position:
+             result: FitResult, log_path: Path | None, scaler: torch.amp.GradScaler | None = None) -> _Position:
     """Resume phase: check that the stored run matches (ValueError naming the differing fields),
     load model, optimizer, scheduler and RNG state from ``st``, fill ``result``'s history and
     best epoch, and drop the lines of ``log_path`` (if given) after the stored step. Returns the
@@ -472,6 +495,8 @@ def _restore(st: Mapping, *, state_path: Path, config: TrainConfig, identity: di
     model.load_state_dict(st["model"])
     opt.load_state_dict(st["optimizer"])
     sched.load_state_dict(st["scheduler"])
+    if scaler is not None and "scaler" in st:
+        scaler.load_state_dict(json.loads(st["scaler"]))
     _set_rng_state(st["rng"])
     pos = _Position(epoch=int(st["epoch"]), step=int(st["step"]), global_step=int(st["global_step"]),
                     loss_sum=float(st["loss_sum"]), loss_count=int(st["loss_count"]),
@@ -486,9 +511,10 @@ def _restore(st: Mapping, *, state_path: Path, config: TrainConfig, identity: di
 
 
 def _state_blob(pos: _Position, *, model: nn.Module, opt, sched, result: FitResult, config: TrainConfig, world: int,
-                identity: dict, spec: ModelSpec) -> dict:
+                identity: dict, spec: ModelSpec, scaler: torch.amp.GradScaler | None = None) -> dict:
     """Everything :func:`_restore` needs to continue the run exactly (the ``last.pt`` payload)."""
-    return {
+    extra = {} if scaler is None else {"scaler": json.dumps(scaler.state_dict())}
+    return {**extra,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
         "epoch": pos.epoch, "step": pos.step, "global_step": pos.global_step, "loss_sum": pos.loss_sum,
@@ -501,12 +527,16 @@ def _state_blob(pos: _Position, *, model: nn.Module, opt, sched, result: FitResu
 
 
 def _train_step(model: nn.Module, base_model: nn.Module, objective: Objective, batch: Mapping, *, opt, sched,
-                config: TrainConfig, pos: _Position, result: FitResult, world: int, log, bar) -> float:
-    """Epoch phase, one optimizer step on ``batch``: loss (global mean over ranks), backward,
+                config: TrainConfig, pos: _Position, result: FitResult, world: int, log, bar,
+                device: torch.device | str = "cpu", scaler: torch.amp.GradScaler | None = None) -> float:
+    """Epoch phase, one optimizer step on ``batch``: loss (global mean over ranks; forward and
+    loss under ``config.precision``'s autocast), backward (scaled by ``scaler`` for float16),
     clip, step; advances ``pos``, logs the step (rank 0: ``log`` line and ``bar``). Returns the
     loss. Raises :class:`NonFiniteLossError` naming the step and the batch's chips.
     """
-    loss, parts = objective(model, batch)
+    with runtime.autocast(config.precision, device):
+        loss, parts = objective(model, batch)
+    loss = loss.float()
     # global mean over ranks, agreed before backward (a failing rank must not strand the others)
     value, terms, bad = ddp.step_summary(loss, parts)
     if bad:
@@ -516,10 +546,7 @@ def _train_step(model: nn.Module, base_model: nn.Module, objective: Objective, b
             f"non-finite loss {value} at epoch {pos.epoch + 1}, step {pos.step + 1} (global step "
             f"{pos.global_step + 1}); terms {terms}; chips of the batch: {where}")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if config.grad_clip > 0:
-        nn.utils.clip_grad_norm_(base_model.parameters(), config.grad_clip)
-    opt.step()
+    _backward_step(loss, base_model, opt, config=config, scaler=scaler)
     sched.step()
     pos.step += 1
     pos.global_step += 1
@@ -533,6 +560,25 @@ def _train_step(model: nn.Module, base_model: nn.Module, objective: Objective, b
         bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         bar.update(1)
     return value
+
+
+def _backward_step(loss: torch.Tensor, model: nn.Module, opt: torch.optim.Optimizer, *, config: TrainConfig,
+                   scaler: torch.amp.GradScaler | None) -> None:
+    """Backward pass, optional gradient clipping and optimizer step; with a float16 ``scaler`` the
+    loss is scaled, gradients unscaled before clipping, and a step with inf/NaN gradients skipped.
+    """
+    if scaler is None:
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(opt)
+    scaler.update()
 
 
 def _end_epoch(pos: _Position, model: nn.Module, *, result: FitResult, validate: Callable | None,

@@ -10,6 +10,9 @@ baseline trained on), ``reference="truth_water"`` against the simulator's true w
 (sample key ``truth``); reference names and keys: :mod:`floodnb.references`. A checkpoint's
 spec becomes model input through :class:`floodnb.models.inputs.InputPlan` (re-exported here with
 :func:`~floodnb.models.inputs.plan_from_spec`).
+
+``precision`` (:mod:`floodnb.runtime`): ``"bfloat16"`` / ``"float16"`` (CUDA) run the forward pass
+under autocast with channels-last inputs; probabilities are float32 in every case.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from floodnb import runtime
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.distill.inputs import chip_ids, collate, dataset_len, to_device
 from floodnb.metrics import ConfusionAccumulator
@@ -36,17 +40,21 @@ __all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evalua
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan) -> torch.Tensor:
-    """Class probabilities ``(B, K, H, W)`` float32 of ``model`` on one batch dict."""
+def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan, *, precision: str = "float32") -> torch.Tensor:
+    """Class probabilities ``(B, K, H, W)`` float32 of ``model`` on one batch dict, forward in ``precision``."""
     x, meta = plan(batch)
-    return torch.softmax(model(x, meta).float(), dim=1)
+    with runtime.autocast(precision, x.device):
+        logits = model(runtime.to_channels_last(x, runtime.prefer_channels_last(precision)), meta)
+    return torch.softmax(logits.float(), dim=1)
 
 
 def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, batch_size: int = 8,
-                        device: str = "cpu", progress: bool = False, desc: str = "predict"):
-    """Yield ``(batch, probs (B,K,H,W))`` over ``data`` in order, model in eval mode."""
+                        device: str = "cpu", progress: bool = False, desc: str = "predict",
+                        precision: str = "float32"):
+    """Yield ``(batch, probs (B,K,H,W))`` over ``data`` in order, model in eval mode, forward in ``precision``."""
     from tqdm.auto import tqdm
 
+    runtime.check_precision(precision, device)
     if dataset_len(data) == 0:
         raise ValueError("evaluate: the dataset is empty (0 chips); check the split name and the catalog")
     was_training = model.training
@@ -55,15 +63,15 @@ def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, bat
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             batch = to_device(batch, device)
-            yield batch, predict_probs(model, batch, plan)
+            yield batch, predict_probs(model, batch, plan, precision=precision)
     finally:
         model.train(was_training)
 
 
 def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, reference: str = "label", batch_size: int = 8,
                    device: str = "cpu", progress: bool = False, split: str | None = None,
-                   chip_info: ChipInfo | None = None) -> tuple[dict, pd.DataFrame]:
-    """Metrics dict and per-chip DataFrame of ``model`` on ``data`` against ``reference``.
+                   chip_info: ChipInfo | None = None, precision: str = "float32") -> tuple[dict, pd.DataFrame]:
+    """Metrics dict and per-chip DataFrame of ``model`` on ``data`` against ``reference`` (forward in ``precision``).
 
     Returns ``(summary, table)``: ``summary`` has ``water_iou`` (global, primary), ``miou``,
     ``water_precision``, ``water_recall``, ``accuracy``, ``mean_chip_water_iou``, pixel and chip
@@ -76,7 +84,8 @@ def evaluate_model(model: nn.Module, data: Dataset, plan: InputPlan, *, referenc
     key = reference_key(reference)
     acc = ConfusionAccumulator(num_classes=len(CLASS_NAMES))
     for batch, probs in iterate_predictions(model, data, plan, batch_size=batch_size, device=device,
-                                            progress=progress, desc=f"evaluate {split or ''}".strip()):
+                                            progress=progress, desc=f"evaluate {split or ''}".strip(),
+                                            precision=precision):
         if key not in batch:
             raise ValueError(f"reference {reference!r} needs sample key {key!r}, absent for chips {chip_ids(batch)}")
         pred = probs.argmax(dim=1)
@@ -115,7 +124,8 @@ def missing_chips(catalog: pd.DataFrame, splits: Sequence[str]) -> dict[str, lis
 
 def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str = "label", spec=None,
              plan: InputPlan | None = None, batch_size: int = 8, device: str = "cpu",
-             progress: bool = True, chip_info: ChipInfo | None = None) -> tuple[dict, pd.DataFrame]:
+             progress: bool = True, chip_info: ChipInfo | None = None,
+             precision: str = "float32") -> tuple[dict, pd.DataFrame]:
     """Evaluate a model (or a checkpoint path) on one dataset, on ``{split: dataset}`` or on a catalog.
 
     A catalog DataFrame (:func:`floodnb.data.catalog.build_catalog`) is split into its
@@ -125,7 +135,9 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
     from it). Returns ``(metrics, per_chip)``: with a mapping, ``metrics = {split: summary}`` and
     the per-chip table has a ``split`` column; with one dataset, ``metrics`` is its summary.
     ``chip_info``: extra per-chip columns (:func:`evaluate_model`).
+    ``precision``: see the module doc (``ValueError`` for float16 off CUDA).
     """
+    runtime.check_precision(precision, device)
     if not isinstance(model, nn.Module):
         from floodnb.models import load_checkpoint
 
@@ -149,12 +161,12 @@ def evaluate(model, datasets: Mapping[str, Dataset] | Dataset, *, reference: str
         metrics, tables = {}, []
         for split, data in datasets.items():
             m, t = evaluate_model(model, data, plan, reference=reference, batch_size=batch_size, device=device,
-                                  progress=progress, split=split, chip_info=chip_info)
+                                  progress=progress, split=split, chip_info=chip_info, precision=precision)
             metrics[split] = m
             tables.append(t)
         return metrics, pd.concat(tables, ignore_index=True)
     return evaluate_model(model, datasets, plan, reference=reference, batch_size=batch_size, device=device,
-                          progress=progress, chip_info=chip_info)
+                          progress=progress, chip_info=chip_info, precision=precision)
 
 
 def check_dataset(spec, data) -> None:

@@ -32,7 +32,8 @@ def teacher_spec(teacher):
 
 def teacher_pool_targets(teacher, pool_chips, *, out_path: str | Path, weak_role: str | None = "s1_otsu",
                          s1_units: str = "auto", batch_size: int = 8, device: str = "cpu", progress: bool = True,
-                         mask_clouds: bool = True, shuffle_meta: int | None = None) -> np.memmap:
+                         mask_clouds: bool = True, shuffle_meta: int | None = None,
+                         precision: str = "float32") -> np.memmap:
     """Teacher probabilities ``(N, K, H, W)`` float16 (read-only memmap) of every chip of ``pool_chips``.
 
     ``teacher``: checkpoint path, ``TrainedRun`` or ``(model, spec)``. ``pool_chips``: catalog
@@ -42,11 +43,11 @@ def teacher_pool_targets(teacher, pool_chips, *, out_path: str | Path, weak_role
     teacher; ``s1_units`` and ``shuffle_meta`` (a metadata-conditioned teacher trained with its
     metadata shuffled labels the pool with the pool's metadata shuffled too) as in
     :class:`~floodnb.data.torch.ChipDataset`. The rest (``out_path``
-    and its ``.json`` sidecar, cloud masking, NaN where inputs lack data) is
+    and its ``.json`` sidecar, cloud masking, NaN where inputs lack data, ``precision``) is
     :func:`~floodnb.distill.teacher.label_pool`'s.
     """
     spec = teacher_spec(teacher)
     extra = {} if shuffle_meta is None else {"shuffle_meta": shuffle_meta}
     pool = model_dataset(pool_chips, spec, target=None, weak_role=weak_role, s1_units=s1_units, **extra)
     return label_pool(teacher, pool, out_path=out_path, batch_size=batch_size, device=device, progress=progress,
-                      mask_clouds=mask_clouds)
+                      mask_clouds=mask_clouds, precision=precision)

@@ -302,7 +302,8 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
     if wrap_model is not None:
         model = wrap_model(model)
     validate = (lambda m: evaluate_model(m, valid, plan, reference="label", batch_size=config.batch_size,
-                                         device=config.device)[0]) if valid is not None else None
+                                         device=config.device, precision=config.precision)[0]
+                ) if valid is not None else None
     result = fit(model, objective, train, config=config, out_dir=out, spec=spec, validate=validate,
                  resume=resume, step_callback=step_callback, settings=data_settings(train))
     if dist_info()[0] != 0:
@@ -316,7 +317,7 @@ def train_method(*, method: str, model_name: str, plan: InputPlan, bands: Mappin
     tables = []
     for split, ds in (evaluate_on or {}).items():
         m, t = evaluate_model(best, ds, plan, reference=reference, batch_size=config.batch_size, device=config.device,
-                              progress=config.progress, split=split)
+                              progress=config.progress, split=split, precision=config.precision)
         metrics["splits"][split] = m
         tables.append(t)
     per_chip = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -137,7 +137,7 @@ def _s2_normalizer(pool: Dataset, spec: ModelSpec) -> dict | None:
 
 
 def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int = 8, device: str = "cpu",
-               progress: bool = True, mask_clouds: bool = True) -> np.memmap:
+               progress: bool = True, mask_clouds: bool = True, precision: str = "float32") -> np.memmap:
     """Teacher probabilities for every chip of ``pool``, streamed to ``out_path`` (``.npy``, float16).
 
     ``teacher``: a :class:`TrainedRun`, ``(model, spec)`` or a checkpoint path. Returns the
@@ -150,7 +150,8 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
     masked). When the pool samples carry the simulator's truth (``truth``), the teacher's water
     IoU in clear vs cloud pixels (:class:`~floodnb.distill.pool_quality.PoolQuality`) is written
     to ``<out_path stem>.quality.csv`` and the sidecar (``quality``). Written under a temporary
-    name and renamed when complete, so an interrupted run leaves no partial file.
+    name and renamed when complete, so an interrupted run leaves no partial file. ``precision``:
+    the teacher's forward pass (:func:`~floodnb.distill.evaluate.predict_probs`).
     """
     from floodnb.distill.pool_quality import CLOUD_MASK_METHOD, PoolQuality, cloud_mask_of_batch
 
@@ -180,7 +181,7 @@ def label_pool(teacher, pool: Dataset, *, out_path: str | Path, batch_size: int 
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, k, h, w))
         row = 0
         for batch, probs in iterate_predictions(model, pool, plan, batch_size=batch_size, device=device,
-                                                progress=progress, desc="label pool"):
+                                                progress=progress, desc="label pool", precision=precision):
             if probs.shape[-2:] != (h, w):
                 raise ValueError(f"pool chips must share one size ({h}x{w}); chips {batch['chip_id']} are "
                                  f"{tuple(probs.shape[-2:])}")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -495,7 +495,7 @@ def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
     the generated pairs in equal shares (``student_soft_gen``); generated samples carry
     ``soft_weight = GEN_KD_WEIGHT``. What was generated is recorded in ``out/generated.json``.
     """
-    from torch.utils.data import ConcatDataset
+    from torch.utils.data import ConcatDataset, Dataset
 
     from floodnb.distill.inputs import dataset_len
     from floodnb.distill.student import train_student
@@ -505,7 +505,7 @@ def _gen_row(ctx: Context, out: Path, *, with_pool: bool) -> dict:
     b = ctx.budget
     generated, folder = _generated(ctx)
     gen = GeneratedPairs(generated, soft_weight=GEN_KD_WEIGHT)
-    teacher, pool = "", gen
+    teacher, pool = "", cast("Dataset", gen)
     if with_pool:
         teacher = ctx.distill_teacher()
         real_pool = ctx.pool_ds(soft=ctx.pool_probs(teacher))

@@ -200,7 +200,7 @@ def row_seeds(row: str, seeds: list[int]) -> list[int]:
 def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, sim: SimSpec = DEFAULT_SIM,
                    budget: Budget = DEFAULT_BUDGET, seed: int = 0, seeds: int = 3, rows=None,
                    real_root: str | Path | None = None, readme: str | Path | None = None, progress: bool = True,
-                   command: str = "floodnb.experiment.run_experiment(...)", threads: int = 1,
+                   command: str = "floodnb.experiment.run_experiment(...)", threads: int = 0,
                    n_boot: int = 2000) -> pd.DataFrame:
     """Run (or reuse) the experiment's rows for every seed and write the outputs; returns results.csv's table.
 
@@ -212,26 +212,21 @@ def run_experiment(out_dir: str | Path, *, data_root: str | Path | None = None, 
     sim-to-real report of every seed's S1 rows (:func:`floodnb.experiment.real.transfer_report`).
     ``readme``: a README whose ``<!-- experiment:start/end -->`` block gets results.md.
     ``command``: how it was started (shown in results.md). ``threads``: torch intra-op threads
-    while the experiment runs (default 1: on a shared 2-core machine two spinning OpenMP threads
-    per process slowed steps ~5x under load; the previous setting is restored afterwards).
-    ``n_boot``: bootstrap draws of the paired comparisons. Rows that fail are recorded with their
-    error (dependants of the same seed fail too); the others still run.
+    while the experiment runs (default 0: ``$FLOODNB_THREADS``, else the CPUs available,
+    :func:`floodnb.runtime.resolve_threads`; on a machine shared with other heavy jobs 1 is more
+    robust: two spinning OpenMP threads per process slowed steps ~5x under load); the previous
+    setting is restored afterwards. ``n_boot``: bootstrap draws of the paired comparisons. Rows that
+    fail are recorded with their error (dependants of the same seed fail too); the others still run.
     """
-    import torch
+    from floodnb.runtime import threads_set
 
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     seeds_ = seed_list(seed, seeds)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with threads_set(threads) as n:
         return _run(out_dir, data_root=data_root, sim=sim, budget=budget, seeds=seeds_, rows=rows,
-                    real_root=real_root, readme=readme, progress=progress, command=command, threads=threads,
+                    real_root=real_root, readme=readme, progress=progress, command=command, threads=n,
                     n_boot=n_boot)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(out_dir, *, data_root, sim: SimSpec, budget: Budget, seeds: list[int], rows, real_root, readme,

@@ -57,6 +57,7 @@ def predict_chip(
     tile: int | None = None,
     overlap: int = 64,
     batch: int = 4,
+    precision: str | None = None,
 ) -> xr.Dataset:
     """Predict water on one chip.
 
@@ -64,7 +65,8 @@ def predict_chip(
     or a bare ``nn.Module`` with ``normalizers={role: callable}`` (and ``inputs=``, default
     ``("s1",)``). ``meta``: ``(meta_dim,)`` vector for metadata-conditioned models.
     ``tile=None`` runs the whole chip in one forward pass; a tile size splits larger arrays
-    into overlapping blended tiles (:mod:`floodnb.predict.tiles`).
+    into overlapping blended tiles (:mod:`floodnb.predict.tiles`). ``precision``: ``"float32"``
+    (default) or ``"bfloat16"`` forward pass (:func:`~floodnb.predict.model.resolve_predictor`).
 
     Returns ``xr.Dataset`` on the chip's x/y coordinates and CRS with
 
@@ -76,7 +78,8 @@ def predict_chip(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    predictor = resolve_predictor(model, inputs=inputs, bands=bands, normalizers=normalizers, meta=meta)
+    predictor = resolve_predictor(model, inputs=inputs, bands=bands, normalizers=normalizers, meta=meta,
+                                  precision=precision)
     raw = chip_input(chip, predictor)
     _, h, w = raw.shape
     size = max(h, w) if tile is None else tile

@@ -19,6 +19,9 @@ input adapter training and evaluation use too); normalisers are per-pixel callab
 ``(C, H, W) float32 -> (C, H, W) float32`` (the floodnb presets of :mod:`floodnb.data.normalize`
 are: clip, affine, NaN -> 0); being per-pixel they can be applied to a whole strip of rows before
 cutting it into tiles.
+
+``precision`` (:mod:`floodnb.runtime`): ``"float32"`` or ``"bfloat16"`` (the forward pass under CPU
+autocast, channels-last tiles unless told otherwise); probabilities are float32 either way.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from floodnb import runtime
 from floodnb.bands import CLASS_NAMES, S1_BANDS, S2_BANDS
 from floodnb.models import load_checkpoint
 from floodnb.models.inputs import InputPlan, NormalizerFn, plan_from_spec
@@ -53,6 +57,8 @@ class Predictor:
     * ``water_index``: index of the water class among the model's logits.
     * ``name`` / ``source``: model name and where it came from (checkpoint path or
       ``"in-memory model"``), copied into output attributes.
+    * ``channels_last`` / ``precision``: memory format of the tiles and precision of the forward
+      pass (:mod:`floodnb.runtime`; float16 is refused: predictors run on CPU).
     """
 
     model: nn.Module
@@ -62,6 +68,10 @@ class Predictor:
     name: str
     source: str
     channels_last: bool = False
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        runtime.check_precision(self.precision, "cpu", name="Predictor.precision")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -101,11 +111,12 @@ class Predictor:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
-        if self.meta is not None:
-            meta = torch.from_numpy(np.broadcast_to(self.meta, (t.shape[0], self.meta.shape[0])).copy())
-            logits = self.model(t, meta)
-        else:
-            logits = self.model(t)
+        with runtime.autocast(self.precision, "cpu"):
+            if self.meta is not None:
+                meta = torch.from_numpy(np.broadcast_to(self.meta, (t.shape[0], self.meta.shape[0])).copy())
+                logits = self.model(t, meta)
+            else:
+                logits = self.model(t)
         if logits.ndim != 4 or logits.shape[0] != t.shape[0] or logits.shape[-2:] != t.shape[-2:]:
             raise ValueError(f"model {self.name} returned logits of shape {tuple(logits.shape)} for input "
                              f"{tuple(t.shape)}; expected (B, K, H, W)")
@@ -190,7 +201,8 @@ def resolve_predictor(
     bands: Mapping[str, Sequence[str]] | None = None,
     normalizers: Mapping[str, Normalizer] | None = None,
     meta: Sequence[float] | np.ndarray | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
+    precision: str | None = None,
 ) -> Predictor:
     """Build a :class:`Predictor` from a checkpoint path, a ``(model, spec)`` pair or a bare module.
 
@@ -198,9 +210,19 @@ def resolve_predictor(
     (:func:`~floodnb.models.inputs.plan_from_spec`) and must not be passed. With a bare module,
     ``normalizers`` (role -> callable) is required and ``inputs`` defaults to ``("s1",)``.
     ``meta`` is required exactly when the model is metadata-conditioned (``meta_dim > 0``).
+    ``precision``: ``"float32"`` (default) or ``"bfloat16"``; ``channels_last`` None: on for bfloat16
+    (:func:`floodnb.runtime.prefer_channels_last`). A :class:`Predictor` is returned as it is, or
+    with the given ``precision`` / ``channels_last``.
     """
     if isinstance(model, Predictor):
-        return model
+        if precision is None and channels_last is None:
+            return model
+        if channels_last is None:
+            channels_last = runtime.prefer_channels_last(precision) if precision is not None else model.channels_last
+        precision = model.precision if precision is None else precision
+        if channels_last:
+            model.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return replace(model, precision=precision, channels_last=channels_last)
     module, spec, source = _unpack(model)
     if spec is not None:
         if inputs is not None or bands is not None or normalizers is not None:
@@ -218,9 +240,12 @@ def resolve_predictor(
     if "water" not in classes:
         raise ValueError(f"{source}: model classes {list(classes)} have no 'water' class")
     meta_arr = _meta_vector(meta, meta_dim, name, source)
+    precision = runtime.check_precision(precision or "float32", "cpu")
+    if channels_last is None:
+        channels_last = runtime.prefer_channels_last(precision)
     module = module.eval()
     if channels_last:
         # Module.to's stub lists no memory_format keyword; torch accepts it
         module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Predictor(model=module, plan=plan, meta=meta_arr, water_index=classes.index("water"), name=name,
-                     source=source, channels_last=channels_last)
+                     source=source, channels_last=channels_last, precision=precision)

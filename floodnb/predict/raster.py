@@ -75,7 +75,8 @@ def predict_raster(
     prob_path: str | Path | None = None,
     write_prob: bool = True,
     prob_dtype: str = "uint8",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
+    precision: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
     gdal_cache_mb: int = 128,
@@ -95,7 +96,9 @@ def predict_raster(
     existing output is only replaced with ``overwrite=True``.
 
     ``tile``/``overlap`` (pixels) set the tile grid, ``batch`` the tiles per forward pass.
-    Memory is bounded by the strip height (``tile`` rows), not by the scene size.
+    Memory is bounded by the strip height (``tile`` rows), not by the scene size. ``precision``
+    (``"float32"`` default, ``"bfloat16"``) and ``channels_last``: as
+    :func:`~floodnb.predict.model.resolve_predictor`.
     """
     t0 = time.perf_counter()
     if prob_dtype not in PROB_DTYPES:
@@ -103,7 +106,7 @@ def predict_raster(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     predictor = resolve_predictor(model, inputs=inputs, bands=bands, normalizers=normalizers, meta=meta,
-                                  channels_last=channels_last)
+                                  channels_last=channels_last, precision=precision)
     out_path = Path(out_path)
     prob_out = (Path(prob_path) if prob_path is not None else _default_prob_path(out_path)) if write_prob else None
     _check_outputs(src, out_path, prob_out, overwrite=overwrite)

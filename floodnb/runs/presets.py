@@ -2,7 +2,9 @@
 
 The default run (simulate + five notebooks, unet_small on 128 px crops, 4 epochs) is sized to
 finish in under 10 minutes on 2 CPU cores (``benchmarks/bench_run.py``); the fast one (tests,
-smoke runs) trains unet_tiny for 1 epoch on 64 px chips.
+smoke runs) trains unet_tiny for 1 epoch on 64 px chips. Both train and evaluate in bfloat16 mixed
+precision (:mod:`floodnb.runtime`): the fastest setting on CPU that keeps water IoU within 0.01 of
+float32 (``benchmarks/bench_precision.py``); ``precision="float32"`` gives the exact reference.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ class SimSizes:
 
 @dataclass(frozen=True)
 class TrainDefaults:
-    """What a notebook trains when its ``epochs`` / ``model`` / ``crop`` parameters are None (crop in px)."""
+    """What a notebook trains when its ``epochs`` / ``model`` / ``crop`` / ``precision`` parameters are None
+    (crop in px; precision one of :data:`floodnb.runtime.PRECISIONS`).
+    """
 
     epochs: int
     model: str
     crop: int
+    precision: str = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,10 @@ class Preset:
     sim: SimSizes
 
 
-DEFAULT = Preset(train=TrainDefaults(epochs=4, model="unet_small", crop=128),
+DEFAULT = Preset(train=TrainDefaults(epochs=4, model="unet_small", crop=128, precision="bfloat16"),
                  sim=SimSizes(hand=120, weak=120, size=256))
-FAST = Preset(train=TrainDefaults(epochs=1, model="unet_tiny", crop=64), sim=SimSizes(hand=16, weak=24, size=64))
+FAST = Preset(train=TrainDefaults(epochs=1, model="unet_tiny", crop=64, precision="bfloat16"),
+              sim=SimSizes(hand=16, weak=24, size=64))
 #: names of the simulation-size parameters ``floodnb run`` accepts besides the notebooks' own
 SIM_PARAMS: tuple[str, ...] = tuple(DEFAULT.sim.params())
 

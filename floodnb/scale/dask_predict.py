@@ -125,8 +125,8 @@ def _is_finished(plan: ScenePlan, settings: dict) -> bool:
         raise ValueError(f"scene marker {plan.marker} is not a floodnb marker ({exc}); delete it to redo "
                          f"scene {plan.scene!r}") from exc
     if then != settings:
-        diff = {k: (then[k] if k in then else None, v) for k, v in settings.items()
-                if (then[k] if k in then else None) != v}
+        keys = [*settings, *(k for k in then if k not in settings)]  # e.g. a precision only one of them records
+        diff = {k: (then.get(k), settings.get(k)) for k in keys if then.get(k) != settings.get(k)}
         raise ValueError(f"{plan.marker}: scene {plan.scene!r} was finished with other settings "
                          f"{{field: (then, now)}} {diff}; use another output folder or overwrite")
     return all(Path(p).is_file() for p in outputs)
@@ -362,6 +362,7 @@ def predict_scenes(
     s1_units: str = "auto",
     overwrite: bool = False,
     torch_threads: int = 1,
+    precision: str | None = None,
     gdal_cache_mb: int = 128,
     scenes_in_flight: int | None = None,
     rows_ahead: int | None = None,
@@ -379,6 +380,7 @@ def predict_scenes(
     geodesic area), ``<scene>_water.done.json`` (marker). ``tile``/``overlap`` (pixels)/``batch``
     (tiles per forward pass): as :func:`floodnb.predict.predict_raster`; each task is one tile
     row of one scene. ``torch_threads``: torch threads per task (1 = one core per worker thread).
+    ``precision``: ``"float32"`` (default) / ``"bfloat16"`` forward pass, in the markers when not float32.
     ``gdal_cache_mb``: GDAL block cache while writing a scene (MB, as ``predict_raster``).
     ``scenes_in_flight`` / ``rows_ahead``: bounds on concurrent scenes and on tile rows queued per
     scene (memory); default: cluster threads + 1, and enough rows to keep every thread busy.
@@ -395,10 +397,9 @@ def predict_scenes(
 
     _check_arguments(scenes, tile=tile, overlap=overlap, batch=batch, threshold=threshold, prob_dtype=prob_dtype,
                      min_area_m2=min_area_m2, scenes_in_flight=scenes_in_flight, rows_ahead=rows_ahead)
-    predictor = resolve_predictor(checkpoint)
-    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), "tile": tile, "overlap": overlap,
-                "threshold": threshold, "write_prob": write_prob, "prob_dtype": prob_dtype, "polygons": polygons,
-                "min_area_m2": min_area_m2, "s1_units": s1_units}
+    predictor = resolve_predictor(checkpoint, precision=precision)
+    settings = _settings(checkpoint, predictor, tile=tile, overlap=overlap, threshold=threshold, write_prob=write_prob,
+                         prob_dtype=prob_dtype, polygons=polygons, min_area_m2=min_area_m2, s1_units=s1_units)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -420,6 +421,14 @@ def predict_scenes(
     table = pd.DataFrame([results[n] for n in order], columns=list(RESULT_COLUMNS))
     table.attrs["dashboard"] = link
     return table
+
+
+def _settings(checkpoint, predictor, **options) -> dict:
+    """What a scene's outputs depend on (recorded in its marker): checkpoint id, ``options`` and the
+    precision when not float32 (so float32 markers of earlier releases stay valid).
+    """
+    settings = {"checkpoint": _checkpoint_id(checkpoint, predictor), **options}
+    return {**settings, "precision": predictor.precision} if predictor.precision != "float32" else settings
 
 
 def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: float, prob_dtype: str,

@@ -1,0 +1,174 @@
+"""How fast floodnb runs on this machine: numeric precision and CPU threads, resolved in one place.
+
+* **Precision** (:data:`PRECISIONS`): ``"float32"`` (exact reference), ``"bfloat16"`` (CPU and
+  CUDA; on CPUs with AVX-512 BF16 / AMX and on Ampere+ GPUs much faster) and ``"float16"``
+  (CUDA only). Reduced precision is *mixed* precision: weights and optimizer state stay float32,
+  convolutions run in the reduced type under :func:`torch.autocast` (Micikevicius et al. 2018,
+  "Mixed Precision Training"), and float16 training scales the loss (:func:`grad_scaler`) so
+  small gradients do not underflow. Outputs (probabilities, losses) are float32.
+* **Threads** (:func:`resolve_threads`): torch intra-op threads; an explicit argument wins, then
+  the environment variable :data:`THREADS_ENV` (``FLOODNB_THREADS``), then the CPUs this process
+  may use (:func:`machine_cpus`: CPU affinity, capped by a cgroup CPU quota as in containers).
+* **Memory format** (:func:`prefer_channels_last`): channels-last (NHWC) tensors let the oneDNN
+  bfloat16 convolutions skip layout conversions; measured on this project's U-Nets
+  (``benchmarks/bench_speed.py``) it speeds up bfloat16 and leaves float32 unchanged, so it is on
+  for reduced precision only.
+
+torch is imported inside the functions, so the constants here are cheap to import (the pipeline
+checks parameters with them before any kernel starts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+#: precisions floodnb accepts (exact first)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
+#: environment variable overriding the number of torch threads
+THREADS_ENV = "FLOODNB_THREADS"
+
+
+def device_type(device: str | torch.device) -> str:
+    """``"cpu"`` or ``"cuda"`` (other accelerators by their type name) of ``device`` (``"cuda:1"`` -> ``"cuda"``)."""
+    return str(device).split(":", 1)[0]
+
+
+def check_precision(precision: str, device: str | torch.device = "cpu", *, name: str = "precision") -> str:
+    """``precision`` checked for ``device``; ``ValueError`` naming ``name`` and what is accepted.
+
+    float16 is refused off CUDA: CPU kernels for float16 convolutions are slow and its range
+    needs loss scaling, so bfloat16 is the reduced precision for CPUs.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"{name}={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "float16" and device_type(device) != "cuda":
+        raise ValueError(f"{name}='float16' needs a CUDA device (got device {str(device)!r}); "
+                         "use 'bfloat16' (or 'float32') on CPU")
+    return precision
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The torch dtype convolutions run in under ``precision``."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[check_precision(precision, "cuda")]
+
+
+def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.AbstractContextManager:
+    """Context running ``device``'s matmuls/convolutions in ``precision`` (no-op for float32)."""
+    import torch
+
+    check_precision(precision, device)
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type(device), dtype=compute_dtype(precision))
+
+
+def grad_scaler(precision: str, device: str | torch.device = "cpu") -> torch.amp.GradScaler | None:
+    """A loss scaler for float16 training on CUDA (dynamic scale, float32 master weights), else None.
+
+    bfloat16 has float32's exponent range and needs none.
+    """
+    import torch
+
+    check_precision(precision, device)
+    if precision != "float16":
+        return None
+    return torch.amp.GradScaler(device_type(device))
+
+
+def prefer_channels_last(precision: str) -> bool:
+    """Whether tensors should be channels-last for ``precision`` (see the module doc)."""
+    return precision != "float32"
+
+
+def to_channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """``x`` (4-D) in channels-last memory format when ``enabled``; values unchanged."""
+    import torch
+
+    if enabled and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs allowed by a cgroup CPU quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None if unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        q = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        p = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return max(1, math.ceil(q / p)) if q > 0 and p > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def machine_cpus(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
+    """CPUs this process may run on: its CPU affinity set, capped by a cgroup CPU quota (>= 1)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota(Path(cgroup_root))
+    return max(1, min(n, quota) if quota else n)
+
+
+def resolve_threads(threads: int | None = None, *, name: str = "threads") -> int:
+    """Torch threads to use: ``threads`` when > 0, else ``$FLOODNB_THREADS``, else :func:`machine_cpus`.
+
+    ``threads`` of 0 or None means "from the machine"; a negative value or a ``FLOODNB_THREADS``
+    that is not a positive integer is a ``ValueError`` naming it.
+    """
+    if threads is not None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+            raise ValueError(f"{name}={threads!r}: expected an integer >= 1 (0 or None: from the machine)")
+        if threads > 0:
+            return threads
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"environment variable {THREADS_ENV}={env!r}: expected an integer >= 1")
+        return int(env)
+    return machine_cpus()
+
+
+def apply_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to :func:`resolve_threads` (``threads``) and return the number."""
+    import torch
+
+    n = resolve_threads(threads)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+@contextlib.contextmanager
+def threads_set(threads: int | None) -> Iterator[int]:
+    """Context with torch threads set by :func:`apply_threads`, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield apply_threads(threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def describe(precision: str, threads: int | None = None) -> dict[str, object]:
+    """What a run records about its speed settings: ``{"precision", "threads", "channels_last"}``."""
+    return {"precision": precision, "threads": resolve_threads(threads),
+            "channels_last": prefer_channels_last(precision)}

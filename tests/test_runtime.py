@@ -1,0 +1,164 @@
+"""Precision and threads (floodnb.runtime) and the bfloat16 accuracy guard on tiny data (issue 17)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from floodnb import runtime
+from floodnb.distill.baselines import train_baseline
+from floodnb.distill.engine import TrainConfig
+from floodnb.distill.evaluate import evaluate, iterate_predictions, plan_from_spec
+from floodnb.models import load_checkpoint
+from tests._distill_data import ToyChips
+
+torch.set_num_threads(1)  # tiny convolutions: threads only add contention on the shared 2 cores
+
+
+def test_check_precision_names_what_is_accepted():
+    assert runtime.check_precision("bfloat16", "cpu") == "bfloat16"
+    assert runtime.check_precision("float16", "cuda:1") == "float16"
+    with pytest.raises(ValueError, match=r"--precision='half': expected one of float32, bfloat16, float16"):
+        runtime.check_precision("half", name="--precision")
+    with pytest.raises(ValueError, match=r"precision='float16' needs a CUDA device.*'bfloat16'"):
+        runtime.check_precision("float16", "cpu")
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainConfig(precision="fp8")
+
+
+def test_autocast_runs_convolutions_in_bfloat16_only_when_asked():
+    conv = torch.nn.Conv2d(2, 3, 3)
+    x = torch.randn(1, 2, 8, 8)
+    with runtime.autocast("float32"):
+        assert conv(x).dtype == torch.float32
+    with runtime.autocast("bfloat16", "cpu"):
+        assert conv(x).dtype == torch.bfloat16
+    assert runtime.grad_scaler("bfloat16") is None  # bfloat16 has float32's range: no loss scaling
+    assert runtime.to_channels_last(x, True).is_contiguous(memory_format=torch.channels_last)
+    assert runtime.prefer_channels_last("bfloat16") and not runtime.prefer_channels_last("float32")
+
+
+def test_threads_from_argument_environment_and_cgroup(monkeypatch, tmp_path):
+    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
+    assert runtime.resolve_threads(3) == 3
+    machine = runtime.machine_cpus()
+    assert runtime.resolve_threads(0) == machine == runtime.resolve_threads(None) >= 1
+    monkeypatch.setenv(runtime.THREADS_ENV, "5")
+    assert runtime.resolve_threads(0) == 5 and runtime.resolve_threads(2) == 2
+    monkeypatch.setenv(runtime.THREADS_ENV, "many")
+    with pytest.raises(ValueError, match="FLOODNB_THREADS='many': expected an integer >= 1"):
+        runtime.resolve_threads()
+    with pytest.raises(ValueError, match="threads=-1"):
+        runtime.resolve_threads(-1)
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: at least one thread
+    assert runtime.machine_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no quota: the affinity set
+    assert runtime.machine_cpus(tmp_path) == len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setenv(runtime.THREADS_ENV, "2")
+    before = torch.get_num_threads()
+    with runtime.threads_set(0) as n:
+        assert n == 2 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+
+
+def _water_pred(model, data, spec, precision):
+    plan = plan_from_spec(spec)
+    out = [probs.argmax(1) for _, probs in iterate_predictions(model, data, plan, batch_size=4, precision=precision)]
+    return torch.cat(out).numpy()
+
+
+def test_bfloat16_accuracy_guard_on_tiny_data(tmp_path):
+    """bfloat16 inference agrees with float32 on >= 99 % of pixels; bfloat16 training (same seed)
+    gives a test water IoU within 0.05 of float32 training (0.01 on the simulated test split:
+    benchmarks/bench_precision.py); the precision is recorded in the checkpoint spec.
+    """
+    train, valid, test = ToyChips(n=16, seed=1), ToyChips(n=2, seed=2), ToyChips(n=4, seed=3)
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-2, seed=0, checkpoint_every=0, progress=False,
+                          precision=precision)
+        runs[precision] = train_baseline(kind="s1_hand", train=train, valid=valid, out_dir=tmp_path / precision,
+                                         model="unet_tiny", config=cfg)
+    spec = json.loads(load_checkpoint(tmp_path / "bfloat16" / "best.safetensors")[1].to_json())
+    assert spec["config"]["train"]["precision"] == "bfloat16"
+    model, spec32 = load_checkpoint(tmp_path / "float32" / "best.safetensors")
+    exact, fast = _water_pred(model, test, spec32, "float32"), _water_pred(model, test, spec32, "bfloat16")
+    assert (exact == fast).mean() >= 0.99
+    m32, _ = evaluate(model, test, spec=spec32, reference="truth_water", progress=False)
+    m16, _ = evaluate(model, test, spec=spec32, reference="truth_water", progress=False, precision="bfloat16")
+    assert abs(m32["water_iou"] - m16["water_iou"]) <= 0.01
+    trained16, spec16 = load_checkpoint(tmp_path / "bfloat16" / "best.safetensors")
+    t16, _ = evaluate(trained16, test, spec=spec16, reference="truth_water", progress=False, precision="bfloat16")
+    assert m32["water_iou"] > 0.7  # the guard compares models that learnt something (0.84 here)
+    assert abs(t16["water_iou"] - m32["water_iou"]) <= 0.05
+    with pytest.raises(ValueError, match="float16"):
+        evaluate(model, test, spec=spec32, progress=False, precision="float16")
+    assert np.isfinite(runs["bfloat16"].fit.losses).all()
+
+
+def test_run_parameters_and_notebook_setup_resolve_precision_and_threads(tmp_path, monkeypatch):
+    import argparse
+
+    from floodnb import workflow
+    from floodnb.commands import apply_speed_arguments
+    from floodnb.pipeline import check_params, default_notebooks_dir, notebook_parameters
+    from floodnb.runs.presets import DEFAULT, FAST
+
+    known = notebook_parameters(default_notebooks_dir(), ())
+    assert known["precision"] is None  # notebooks 03-05: None = the preset's
+    check_params({"precision": "float32"}, known)
+    with pytest.raises(ValueError, match="parameter precision='float16' needs a CUDA device"):
+        check_params({"precision": "float16"}, known)
+    with pytest.raises(ValueError, match="parameter precision=3: expected a string"):
+        check_params({"precision": 3}, known)
+    assert DEFAULT.train.precision == FAST.train.precision == "bfloat16"
+    monkeypatch.setenv(runtime.THREADS_ENV, "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    s = workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                       epochs=1, fast=True, progress=False)
+    assert (s.precision, s.threads, s.train_config().precision) == ("bfloat16", 1, "bfloat16")
+    s32 = workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                         epochs=1, fast=True, progress=False, precision="float32")
+    assert workflow.model_dir(s32, "teacher") != workflow.model_dir(s, "teacher")  # other precision, other folder
+    with pytest.raises(ValueError, match="precision='float16' needs a CUDA device"):
+        workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                       epochs=1, fast=True, progress=False, precision="float16")
+    with pytest.raises(ValueError, match="--precision='float16' needs a CUDA device"):
+        apply_speed_arguments(argparse.Namespace(precision="float16", threads=0))
+    with pytest.raises(ValueError, match="--threads -2"):
+        apply_speed_arguments(argparse.Namespace(precision="float32", threads=-2))
+    assert apply_speed_arguments(argparse.Namespace(precision="bfloat16", threads=1)) == ("bfloat16", 1)
+
+
+def test_predictor_precision_keeps_float32_probabilities_close():
+    from floodnb.data.normalize import get_preset
+    from floodnb.models import build_model
+    from floodnb.predict import resolve_predictor
+
+    torch.manual_seed(0)
+    norms = {"s1": get_preset("sen1floods11_s1")}
+    x = np.random.default_rng(0).normal(size=(2, 2, 32, 32)).astype(np.float32)
+    exact = resolve_predictor(build_model("unet_tiny", in_channels=2).eval(), normalizers=norms)
+    fast = resolve_predictor(exact, precision="bfloat16")
+    assert (exact.precision, exact.channels_last) == ("float32", False)
+    assert (fast.precision, fast.channels_last) == ("bfloat16", True) and resolve_predictor(fast) is fast
+    p32, p16 = exact.forward(x), fast.forward(x)
+    assert p16.dtype == np.float32 and np.abs(p32 - p16).max() < 0.05
+    assert ((p32 > 0.5) == (p16 > 0.5)).mean() >= 0.99
+    with pytest.raises(ValueError, match="Predictor.precision='float16' needs a CUDA device"):
+        resolve_predictor(exact, precision="float16")
+
+
+def test_experiment_threads_come_from_the_runtime(tmp_path, monkeypatch):
+    from floodnb.experiment.run import run_experiment
+
+    with pytest.raises(ValueError, match="threads=-1: expected an integer >= 1"):
+        run_experiment(tmp_path / "exp", threads=-1)
+    monkeypatch.setenv(runtime.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="FLOODNB_THREADS='0'"):
+        run_experiment(tmp_path / "exp", threads=0)
+    assert not (tmp_path / "exp").exists()  # refused before any work
