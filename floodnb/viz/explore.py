@@ -7,9 +7,10 @@
 * :func:`split_counts_hv`, :func:`chip_locations_hv`, :func:`backscatter_samples` +
   :func:`backscatter_hist_hv` — the dataset at a glance (chips per event and split, where they
   are, VV/VH dB of water vs dry pixels).
-* :func:`chip_map` — a ``leafmap.foliumap.Map`` with chip footprints and RGBA overlays
-  (:mod:`floodnb.viz.maplayers`) embedded as images: no tile server, no network needed to build
-  or save it (offline only the basemap tiles stay blank).
+* :func:`chip_map` — a ``folium.Map`` with chip footprints and RGBA overlays
+  (:mod:`floodnb.viz.maplayers`) embedded as images and Leaflet inlined
+  (:func:`floodnb.viz.offline.offline_map`): no tile server and no network needed to build,
+  save or open it.
 
 Arrays follow :func:`floodnb.data.io.load_chip`: ``s1 (2, y, x)`` dB, ``s2 (13, y, x)``
 reflectance, labels ``(y, x)`` in {-1, 0, 1}; x/y are lon/lat (EPSG:4326 for Sen1Floods11).
@@ -156,16 +157,18 @@ def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
 
 
 def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None):
-    """A ``leafmap.foliumap.Map`` of chip footprints plus image overlays.
+    """A ``folium.Map`` of chip footprints plus image overlays that works with no network.
 
     ``footprints``: columns chip_id, west, south, east, north (degrees) and optionally split,
     event, water_iou (shown on hover). ``overlays``: dicts ``{"name", "rgba" (H, W, 4) uint8,
     "bounds" (west, south, east, north), "opacity"}`` (e.g. :func:`floodnb.viz.maplayers.class_rgba`
-    of a prediction), each its own layer in the layer control. Images are embedded in the map's
-    HTML; offline the basemap tiles stay blank while overlays and footprints still show.
+    of a prediction), each its own layer in the layer control. Leaflet is inlined and the images
+    are embedded (:func:`floodnb.viz.offline.offline_map`); there are no basemap tiles, which the
+    map says in a note, so the saved HTML and the notebook output draw every layer offline.
     """
     import folium
-    import leafmap.foliumap as leafmap
+
+    from floodnb.viz.offline import offline_map
 
     need = ["chip_id", "west", "south", "east", "north"]
     missing = [c for c in need if c not in footprints.columns]
@@ -175,7 +178,12 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
         raise ValueError("footprints is empty: no chips to map")
     lat = float((footprints["south"] + footprints["north"]).mean() / 2)
     lon = float((footprints["west"] + footprints["east"]).mean() / 2)
-    m = leafmap.Map(center=(lat, lon), zoom=zoom or 9, draw_control=False, measure_control=False)
+    m = offline_map((lat, lon), zoom=zoom or 9)
+    for ov in overlays:
+        w, s, e, n = ov["bounds"]
+        folium.raster_layers.ImageOverlay(np.asarray(ov["rgba"], dtype=np.uint8), bounds=[[s, w], [n, e]],
+                                          name=str(ov["name"]), opacity=float(ov.get("opacity", 0.8)),
+                                          mercator_project=False).add_to(m)
     group = folium.FeatureGroup(name="chip footprints")
     for _, r in footprints.iterrows():
         tip = " | ".join(f"{k}: {r[k]:.3f}" if isinstance(r[k], float) else f"{k}: {r[k]}"
@@ -183,12 +191,7 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
         folium.Rectangle(bounds=[[r["south"], r["west"]], [r["north"], r["east"]]], color="#ff7f0e", weight=1,
                          fill=False, tooltip=tip).add_to(group)
     group.add_to(m)
-    for ov in overlays:
-        w, s, e, n = ov["bounds"]
-        folium.raster_layers.ImageOverlay(np.asarray(ov["rgba"], dtype=np.uint8), bounds=[[s, w], [n, e]],
-                                          name=str(ov["name"]), opacity=float(ov.get("opacity", 0.8)),
-                                          mercator_project=False).add_to(m)
-    folium.LayerControl().add_to(m)
+    folium.LayerControl(collapsed=len(overlays) > 6).add_to(m)
     if zoom is None:
         m.fit_bounds([[float(footprints["south"].min()), float(footprints["west"].min())],
                       [float(footprints["north"].max()), float(footprints["east"].max())]])
