@@ -54,10 +54,12 @@ def _rgb_element(rgb: np.ndarray, bounds, title: str, height: int):
                                                          xlabel="lon", ylabel="lat", tools=["hover"])
 
 
-def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None):
+def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, max_px: int = 128):
     """HoloViews layout of one chip: S1 VV/VH (dB), S2 true/false colour, hand label, weak labels, ``pred``.
 
     Panels whose data the chip lacks are left out. ``pred``: optional ``(y, x)`` predicted class.
+    Chips larger than ``max_px`` on a side are shown thinned by an integer stride (nearest pixel;
+    the figure's data is embedded in the notebook, so this bounds its size).
     """
     import holoviews as hv
     import hvplot.xarray  # noqa: F401  (registers .hvplot)
@@ -65,6 +67,10 @@ def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None):
     from floodnb.viz.stretch import s2_false_color, s2_true_color
 
     w, s, e, n = chip_bounds(chip)
+    step = max(1, -(-max(chip.sizes["y"], chip.sizes["x"]) // max_px))
+    if step > 1:
+        chip = chip.isel(y=slice(None, None, step), x=slice(None, None, step))
+        pred = None if pred is None else np.asarray(pred)[::step, ::step]
     title = str(chip.attrs["chip_id"]) if "chip_id" in chip.attrs else "chip"
     panels = []
     if "s1" in chip:
@@ -156,7 +162,8 @@ def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
     return hv.Layout(plots).cols(2)
 
 
-def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None):
+def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None,
+             max_px: int = 128):
     """A ``folium.Map`` of chip footprints plus image overlays that works with no network.
 
     ``footprints``: columns chip_id, west, south, east, north (degrees) and optionally split,
@@ -165,6 +172,8 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
     of a prediction), each its own layer in the layer control. Leaflet is inlined and the images
     are embedded (:func:`floodnb.viz.offline.offline_map`); there are no basemap tiles, which the
     map says in a note, so the saved HTML and the notebook output draw every layer offline.
+    Overlays larger than ``max_px`` on a side are thinned by an integer stride (nearest pixel),
+    which keeps maps of many chips small.
     """
     import folium
 
@@ -181,7 +190,9 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
     m = offline_map((lat, lon), zoom=zoom or 9)
     for ov in overlays:
         w, s, e, n = ov["bounds"]
-        folium.raster_layers.ImageOverlay(np.asarray(ov["rgba"], dtype=np.uint8), bounds=[[s, w], [n, e]],
+        rgba = np.asarray(ov["rgba"], dtype=np.uint8)
+        step = max(1, -(-max(rgba.shape[:2]) // max_px))
+        folium.raster_layers.ImageOverlay(rgba[::step, ::step], bounds=[[s, w], [n, e]],
                                           name=str(ov["name"]), opacity=float(ov.get("opacity", 0.8)),
                                           mercator_project=False).add_to(m)
     group = folium.FeatureGroup(name="chip footprints")
@@ -254,16 +265,36 @@ def chip_figure(chip, *, path: str | Path | None = None):
                            ListedColormap([CLASS_COLORS[DRY], CLASS_COLORS[WATER]])))
     if not panels:
         raise ValueError(f"chip {title} has no s1, s2 or label variables to show (has {list(chip.data_vars)})")
-    fig = Figure(figsize=(2.6 * len(panels), 2.9))
+    fig = Figure(figsize=(2.6 * len(panels), 3.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    grey = None
     for ax, (name, img, cmap) in zip(axes, panels, strict=True):
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        im = ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        grey = im if cmap == "gray" else grey
         ax.set_title(name, fontsize=8)
         ax.set_axis_off()
+    _chip_legend(fig, axes, grey, labels=any(isinstance(c, ListedColormap) for _, _, c in panels))
     fig.suptitle(title, fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _chip_legend(fig, axes, grey, *, labels: bool) -> None:
+    """Colour bar of the S1 dB ramp (``grey``: an S1 image, or None) and a legend of the label classes."""
+    from matplotlib.patches import Patch
+
+    if grey is not None:
+        lo, hi = S1_DB_RANGE
+        bar = fig.colorbar(grey, ax=list(axes), location="bottom", fraction=0.05, shrink=0.35, pad=0.02)
+        bar.set_ticks([0, 0.5, 1], labels=[f"{lo:g}", f"{(lo + hi) / 2:g}", f"{hi:g}"])
+        bar.set_label("Sentinel-1 backscatter (dB)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    if labels:
+        fig.legend(handles=[Patch(color=CLASS_COLORS[WATER], label="water"),
+                            Patch(color=CLASS_COLORS[DRY], label="dry"),
+                            Patch(facecolor="white", edgecolor="grey", label="no label (cloud / nodata)")],
+                   loc="outside lower right", ncols=3, fontsize=8, frameon=False)
 
 
 def noise_gallery_items(catalog: pd.DataFrame, noise_table: pd.DataFrame, maps_dir: str | Path, *,

@@ -77,7 +77,7 @@ def offline_map(center: tuple[float, float], *, zoom: int = 9, note: str | None 
     # instance attributes shadow folium's CDN lists (leaflet, jquery, bootstrap, awesome-markers)
     m.default_js = []
     m.default_css = []
-    header = m.get_root().header
+    header = m.get_root().header  # type: ignore[attr-defined]  # the root of a Map is a branca Figure
     header.add_child(Element(f"<style>{leaflet_css()}</style>"), name="leaflet_css_inline")
     header.add_child(Element(f"<script>{leaflet_js()}</script>"), name="leaflet_js_inline")
     if note:
