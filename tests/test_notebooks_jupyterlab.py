@@ -42,10 +42,13 @@ SETTINGS = {"@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"wind
                                                                                 "checkForUpdates": False}}
 NB_STATE = "window.jupyterapp && window.jupyterapp.shell.currentWidget"
 KERNEL_IDLE = (f"(() => {{ const nb = {NB_STATE}; const k = nb && nb.sessionContext && nb.sessionContext.session "
-               "&& nb.sessionContext.session.kernel; return !!k && k.status === 'idle'; }})()")
+               "&& nb.sessionContext.session.kernel; return !!k && k.status === 'idle'; })()")
+#: the kernel is idle and every code cell ran, or one raised (run-all stops there)
 ALL_RAN = (f"(() => {{ const nb = {NB_STATE}; const k = nb.sessionContext.session.kernel; "
-           "return k.status === 'idle' && nb.content.widgets.every("
-           "c => c.model.type !== 'code' || c.model.executionCount !== null); })()")
+           "const code = nb.content.widgets.filter(c => c.model.type === 'code'); "
+           "const failed = code.some(c => Array.from({length: c.model.outputs.length}, "
+           "(_, j) => c.model.outputs.get(j).type).includes('error')); "
+           "return k.status === 'idle' && (failed || code.every(c => c.model.executionCount !== null)); })()")
 ERRORS = (f"(() => {{ const nb = {NB_STATE}; const out = []; nb.content.widgets.forEach((c, i) => {{ "
           "if (c.model.type !== 'code') return; const o = c.model.outputs; "
           "for (let j = 0; j < o.length; j++) { const x = o.get(j).toJSON(); "
@@ -126,10 +129,23 @@ def browser():
         b.close()
 
 
+EXEC_MIME = "application/vnd.holoviews_exec.v0+json"
+
+
 def _figures(page) -> list:
-    """Output areas holding a Bokeh figure (hvplot/HoloViews)."""
-    outs = page.locator(".jp-OutputArea-output")
-    return [outs.nth(i) for i in range(outs.count()) if outs.nth(i).locator("[data-root-id]").count()]
+    """Output areas holding a HoloViews/hvplot figure (rendered by the pyviz JupyterLab extension)."""
+    outs = page.locator(f'.jp-OutputArea-output[data-mime-type="{EXEC_MIME}"]')
+    return [outs.nth(i) for i in range(outs.count())]
+
+
+def _drawn(locator, *, least: int, timeout: float = 30.0) -> int:
+    """Drawn pixels of an output once at least ``least`` (Bokeh draws after the output arrives)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = drawn_px(pixels(locator.screenshot()))
+        if n > least or time.monotonic() > deadline:
+            return n
+        time.sleep(0.5)
 
 
 def _maps(page) -> list:
@@ -165,15 +181,14 @@ def test_notebook_runs_offline_in_jupyterlab_and_every_figure_draws(lab, browser
         assert len(figures) >= want_figs and len(maps) >= want_maps, \
             f"{name}: {len(figures)} figures, {len(maps)} maps; expected at least {EXPECTED[name]}"
         for i, fig in enumerate(figures):
-            fig.locator("canvas").first.wait_for(state="attached", timeout=30_000)
-            img = pixels(fig.screenshot())
-            assert drawn_px(img) > 2000, f"{name}: figure {i} is blank ({drawn_px(img)} drawn px)"
+            n = _drawn(fig, least=2000)
+            assert n > 2000, f"{name}: figure {i} is blank ({n} drawn px)"
         for i, m in enumerate(maps):
             frame = m.frame_locator("iframe").first
             frame.locator(".leaflet-image-layer").first.wait_for(state="attached", timeout=30_000)
             assert frame.locator(".floodnb-map-note").count() == 1
-            img = pixels(m.screenshot())
-            assert drawn_px(img) > 5000, f"{name}: map {i} is blank"
+            n = _drawn(m, least=5000)
+            assert n > 5000, f"{name}: map {i} is blank ({n} drawn px)"
         assert net.blocked == [], f"{name}: requests to other hosts: {sorted(set(net.blocked))[:10]}"
     finally:
         page.evaluate(f"{NB_STATE} && {NB_STATE}.sessionContext.shutdown()")

@@ -99,3 +99,22 @@ def test_local_url_rewrites_bokeh_and_panel_cdn():
         "/panel-preview/static/js/bokeh.min.js"
     with pytest.raises(ValueError, match="base_url"):
         offline.local_url("x", "user/")
+
+
+def test_with_png_writes_a_static_copy_with_the_figure_labels(tmp_path):
+    from PIL import Image
+
+    from floodnb.viz import charts
+
+    pc = pd.DataFrame({"chip_id": ["a", "b", "a", "b"], "event": ["e", "e", "e", "e"], "split": ["test"] * 4,
+                       "method": ["student", "student", "s1_weak", "s1_weak"], "water_iou": [0.8, 0.4, 0.6, 0.5]})
+    obj = charts.student_vs_baseline(pc)
+    assert offline.with_png(obj, tmp_path / "scatter.png") is obj
+    img = np.asarray(Image.open(tmp_path / "scatter.png").convert("RGB")).astype(np.int16)
+    assert img.shape[0] > 150 and (img.min(axis=-1) < 200).sum() > 2000  # axes, points and the 1:1 line drawn
+    import holoviews as hv
+
+    assert hv.Store.lookup_options("matplotlib", obj.get(0), "plot").kwargs["xlabel"] == \
+        "water IoU, S1-weak baseline"
+    with pytest.raises(ValueError, match="must end in .png"):
+        offline.with_png(obj, tmp_path / "x.svg")

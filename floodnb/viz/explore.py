@@ -54,7 +54,7 @@ def _rgb_element(rgb: np.ndarray, bounds, title: str, height: int):
                                                          xlabel="lon", ylabel="lat", tools=["hover"])
 
 
-def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, max_px: int = 128):
+def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, max_px: int = 96):
     """HoloViews layout of one chip: S1 VV/VH (dB), S2 true/false colour, hand label, weak labels, ``pred``.
 
     Panels whose data the chip lacks are left out. ``pred``: optional ``(y, x)`` predicted class.
@@ -163,7 +163,7 @@ def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
 
 
 def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None,
-             max_px: int = 128):
+             max_px: int = 96):
     """A ``folium.Map`` of chip footprints plus image overlays that works with no network.
 
     ``footprints``: columns chip_id, west, south, east, north (degrees) and optionally split,

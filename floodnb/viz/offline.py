@@ -23,6 +23,7 @@ import os
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from branca.element import MacroElement
@@ -174,5 +175,40 @@ def notebook_extension(*, base_url: str | None = None) -> None:
     hv.extension("bokeh", logo=False)
 
 
+#: plot options carried from the Bokeh figure to its static PNG
+_CARRIED = ("xlabel", "ylabel", "title", "xlim", "ylim")
+
+
+def with_png(obj, path: str | Path, *, dpi: int = 100):
+    """Write a static PNG of a HoloViews/hvplot object beside it and return the object unchanged.
+
+    The PNG is drawn by HoloViews' matplotlib backend, with the Bokeh figure's axis labels,
+    title and limits carried over, and written atomically (:func:`floodnb.io_utils.atomic_path`):
+    a copy of every interactive notebook figure that any image viewer opens, offline and
+    outside Jupyter. ``path`` must end in ``.png``.
+    """
+    import holoviews as hv
+    import holoviews.plotting.mpl  # noqa: F401  (registers the matplotlib renderer)
+
+    from floodnb.io_utils import atomic_path
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"figure path must end in .png, got {str(path)!r}")
+
+    def carry(el):
+        opts = hv.Store.lookup_options("bokeh", el, "plot").kwargs
+        keep = {k: opts[k] for k in _CARRIED if opts.get(k) not in (None, "")}
+        if keep:
+            el.opts(backend="matplotlib", **keep)
+
+    obj.traverse(carry)
+    renderer = hv.renderer("matplotlib").instance(dpi=dpi, fig="png")
+    data, _ = renderer(obj, fmt="png")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return obj
+
+
 __all__ = ["LEAFLET_VERSION", "NO_BASEMAP_NOTE", "leaflet_css", "leaflet_js", "local_url", "notebook_extension",
-           "offline_map"]
+           "offline_map", "with_png"]
