@@ -129,13 +129,20 @@ def browser():
         b.close()
 
 
-EXEC_MIME = "application/vnd.holoviews_exec.v0+json"
+#: marks the visible outputs holding a Bokeh document (``[data-root-id]``), except the extension cell's
+MARK_FIGURES = (f"(() => {{ const nb = {NB_STATE}; let n = 0; nb.content.widgets.forEach(c => {{ "
+                "if (c.model.type !== 'code' || c.model.sharedModel.getSource().includes('notebook_extension')) "
+                "return; "
+                "c.node.querySelectorAll('.jp-OutputArea-output').forEach(o => { "
+                "if (o.querySelector('[data-root-id]') && o.getBoundingClientRect().height > 20) "
+                "o.setAttribute('data-floodnb-figure', String(n++)); }); }); "
+                "return n; })()")
 
 
 def _figures(page) -> list:
-    """Output areas holding a HoloViews/hvplot figure (rendered by the pyviz JupyterLab extension)."""
-    outs = page.locator(f'.jp-OutputArea-output[data-mime-type="{EXEC_MIME}"]')
-    return [outs.nth(i) for i in range(outs.count())]
+    """Output areas holding a HoloViews/hvplot figure (a Bokeh document), outside the extension's cell."""
+    n = page.evaluate(MARK_FIGURES)
+    return [page.locator(f'[data-floodnb-figure="{i}"]') for i in range(n)]
 
 
 def _drawn(locator, *, least: int, timeout: float = 30.0) -> int:
