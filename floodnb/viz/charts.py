@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from floodnb.viz.offline import ensure_hvplot
+
 IOU_LABEL = "water IoU (global confusion matrix)"
 
 
@@ -20,7 +22,7 @@ def _need(df: pd.DataFrame, cols: list[str], what: str) -> None:
 
 def noise_rate_hist(chips: pd.DataFrame, *, weak: str, height: int = 280):
     """Histogram of per-chip noise rate (fraction of a chip's pixels flagged), one colour per split."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     _need(chips, ["noise_rate", "split"], "noise chips")
     return chips.hvplot.hist(y="noise_rate", by="split", bins=30, alpha=0.5, height=height,
@@ -31,7 +33,7 @@ def noise_rate_hist(chips: pd.DataFrame, *, weak: str, height: int = 280):
 def noise_vs_truth(chips: pd.DataFrame, *, height: int = 320):
     """Scatter of the estimated noise rate against the simulator's true one, with the 1:1 line."""
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     _need(chips, ["true_noise_rate", "noise_rate", "event"], "noise chips")
     pts = chips.hvplot.scatter(x="true_noise_rate", y="noise_rate", by="event", height=height,
@@ -44,7 +46,7 @@ def noise_vs_truth(chips: pd.DataFrame, *, height: int = 320):
 def training_curves(epochs: pd.DataFrame, *, y: str | list[str] = "train_loss", by: str | None = None,
                     title: str = "training", height: int = 260):
     """Lines of ``y`` per epoch (``epochs.csv`` of :func:`floodnb.distill.engine.fit`), one per ``by`` value."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     ys = [y] if isinstance(y, str) else list(y)
     _need(epochs, ["epoch", *ys, *([by] if by else [])], "epochs")
@@ -56,7 +58,7 @@ def training_curves(epochs: pd.DataFrame, *, y: str | list[str] = "train_loss", 
 
 def probability_hist(water: pd.Series, *, height: int = 240):
     """Histogram of the teacher's water probability on the pool (sampled pixels)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     return water.rename("water_probability").to_frame().hvplot.hist(
         bins=40, height=height, title="teacher water probability on the pool",
@@ -65,7 +67,7 @@ def probability_hist(water: pd.Series, *, height: int = 240):
 
 def iou_bars(summary: pd.DataFrame, *, reference: str, height: int = 300):
     """Bars of water IoU per split and method (``summary.csv`` of notebook 05)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     _need(summary, ["split", "method", "water_iou"], "summary")
     return summary.hvplot.bar(x="split", y="water_iou", by="method", height=height, ylim=(0, 1),
@@ -79,7 +81,7 @@ def student_vs_baseline(per_chip: pd.DataFrame, *, height: int = 340):
     :func:`floodnb.compare.combine`; points above the line are chips the student maps better.
     """
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     _need(per_chip, ["chip_id", "event", "split", "method", "water_iou"], "per-chip")
     wide = per_chip.pivot_table(index=["chip_id", "event", "split"], columns="method",

@@ -27,6 +27,7 @@ import pandas as pd
 
 from floodnb.bands import CLASS_COLORS, DRY, LABEL_NODATA, S1_BANDS, S1_DB_RANGE, WATER
 from floodnb.io_utils import atomic_path
+from floodnb.viz.offline import ensure_hvplot
 
 
 def chip_bounds(chip) -> tuple[float, float, float, float]:
@@ -62,7 +63,7 @@ def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, ma
     the figure's data is embedded in the notebook, so this bounds its size).
     """
     import holoviews as hv
-    import hvplot.xarray  # noqa: F401  (registers .hvplot)
+    ensure_hvplot()
 
     from floodnb.viz.stretch import s2_false_color, s2_true_color
 
@@ -99,7 +100,7 @@ def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, ma
 
 def split_counts_hv(catalog: pd.DataFrame, *, height: int = 300):
     """Stacked bars: chips per event, coloured by split."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     counts = catalog.groupby(["event", "split"]).size().rename("chips").reset_index()
     counts["event"] = counts["event"].astype(str)
@@ -110,7 +111,7 @@ def split_counts_hv(catalog: pd.DataFrame, *, height: int = 300):
 
 def chip_locations_hv(catalog: pd.DataFrame, *, height: int = 320):
     """Scatter of chip centres (lon, lat) coloured by split (no basemap: works offline)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     pts = catalog[["chip_id", "event", "split", "lon", "lat"]].dropna(subset=["lon", "lat"]).copy()
     for c in ("chip_id", "event", "split"):
@@ -154,7 +155,7 @@ def backscatter_samples(catalog: pd.DataFrame, *, reference: str = "label", chip
 def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
     """Overlaid histograms of dB per class, one panel per band (from :func:`backscatter_samples`)."""
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     plots = [samples[samples["band"] == b].hvplot.hist(
         y="db", by="cls", bins=60, alpha=0.5, height=height, title=f"S1 {b} backscatter (dB) by class",

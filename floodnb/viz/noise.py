@@ -25,6 +25,7 @@ import pandas as pd
 
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, NOISE_CMAP, WATER
 from floodnb.io_utils import atomic_path
+from floodnb.viz.offline import ensure_hvplot
 from floodnb.viz.stretch import s1_db_display, s2_true_color
 
 TABLE_COLUMNS: tuple[str, ...] = ("event", "chips", "valid_pixels", "agreement", "kappa", "water_iou",
@@ -274,7 +275,7 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
     ``score``: ``(H, W)`` array or ``xr.DataArray`` with ``y``/``x`` coords (kept, e.g. lon/lat).
     Returns a HoloViews Overlay (or Image without ``s1``).
     """
-    import hvplot.xarray  # noqa: F401  (registers .hvplot)
+    ensure_hvplot()
     import xarray as xr
 
     da = score if isinstance(score, xr.DataArray) else xr.DataArray(
@@ -295,7 +296,7 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
 
 def event_confusion_hv(events: pd.DataFrame, *, height: int = 220):
     """Per-event confusion as an interactive HoloViews table (hvplot)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     if not isinstance(events, pd.DataFrame) or events.empty:
         raise ValueError("events must be a non-empty DataFrame from floodnb.labels.noise.event_confusion")

@@ -157,8 +157,10 @@ def _install_rewriter(ip, base_url: str | None) -> None:
 def notebook_extension(*, base_url: str | None = None) -> None:
     """Load HoloViews' Bokeh extension with JavaScript and CSS served by the Jupyter server (offline-safe).
 
-    Call it once near the top of a notebook, before any hvplot import draws a figure (the
-    notebooks import ``hvplot`` only inside :mod:`floodnb.viz` functions). Outside IPython it
+    Call it once near the top of a notebook, before any hvplot import (the notebooks import
+    ``hvplot`` only inside :mod:`floodnb.viz` functions): it imports ``hvplot.pandas``,
+    ``hvplot.xarray`` and HoloViews' matplotlib renderer with their own extension loading muted,
+    so the loader is published once, in this cell, instead of again in the first cell of each. Outside IPython it
     raises ``RuntimeError``. Needs Panel's Jupyter server extension (``panel.io.jupyter_server_extension``,
     enabled by installing ``panel``), which serves Bokeh's and Panel's files under ``panel-preview/static/``.
     """
@@ -170,9 +172,34 @@ def notebook_extension(*, base_url: str | None = None) -> None:
     if ip is None:
         raise RuntimeError("notebook_extension must run inside a Jupyter/IPython kernel")
     _install_rewriter(ip, base_url)
+    publish = ip.display_pub.publish
+    ip.display_pub.publish = lambda *args, **kwargs: None
+    try:  # these imports load the extension themselves on first import: muted here, loaded once below
+        import holoviews.plotting.mpl  # noqa: F401
+        import hvplot.pandas  # noqa: F401
+        import hvplot.xarray  # noqa: F401
+    finally:
+        ip.display_pub.publish = publish
     import holoviews as hv
 
     hv.extension("bokeh", logo=False)
+
+
+def ensure_hvplot() -> None:
+    """Register the ``.hvplot`` accessors of pandas and xarray once, without reloading the extension.
+
+    hvplot removes ``hvplot.pandas``/``hvplot.xarray`` from ``sys.modules`` before every IPython
+    cell, so a plain ``import hvplot.pandas`` inside a plotting function re-imports the module and
+    publishes the Bokeh/Panel loader again in every cell that draws. The accessors stay registered
+    on the classes, so importing only when they are missing loads the extension at most once.
+    """
+    import pandas as pd
+    import xarray as xr
+
+    if not hasattr(pd.DataFrame, "hvplot"):
+        import hvplot.pandas  # noqa: F401
+    if not hasattr(xr.DataArray, "hvplot"):
+        import hvplot.xarray  # noqa: F401
 
 
 #: plot options carried from the Bokeh figure to its static PNG
@@ -211,4 +238,4 @@ def with_png(obj, path: str | Path, *, dpi: int = 100):
 
 
 __all__ = ["LEAFLET_VERSION", "NO_BASEMAP_NOTE", "leaflet_css", "leaflet_js", "local_url", "notebook_extension",
-           "offline_map", "with_png"]
+           "ensure_hvplot", "offline_map", "with_png"]
