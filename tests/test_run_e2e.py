@@ -31,7 +31,7 @@ PNGS = {"01_explore_data": ("chips_per_split", "backscatter_hist", "chip_hand", 
 
 
 def _executed_notebooks_are_small_and_clean(run_dir, tmp_path):
-    """Executed notebooks: <= 3 MB together, no absolute paths, path objects, CDN addresses or repeated loaders."""
+    """Executed notebooks: <= 3 MB together; no absolute paths, path objects or CDN addresses; one loader cell."""
     import nbformat
 
     total = 0
@@ -42,8 +42,9 @@ def _executed_notebooks_are_small_and_clean(run_dir, tmp_path):
         text = json.dumps(outputs)
         for bad in (str(tmp_path), "PosixPath", "cdn.bokeh.org", "cdn.holoviz.org", "cdn.jsdelivr.net", "unpkg.com"):
             assert bad not in text, f"{stage}: executed notebook output holds {bad!r}"
-        loaders = sum("application/vnd.holoviews_load.v0+json" in o.get("data", {}) for o in outputs)
-        assert loaders <= 2, f"{stage}: the Bokeh/Panel loader is published {loaders} times"  # bokeh + comms
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+                 and any("application/vnd.holoviews_load.v0+json" in o.get("data", {}) for o in c.outputs)]
+        assert len(cells) == 1, f"{stage}: the Bokeh/Panel loader is published in {len(cells)} cells"
         for png in pngs:
             assert (run_dir / stage / f"{png}.png").stat().st_size > 2000, (stage, png)
     assert total <= 3 * 2**20, f"executed notebooks take {total / 2**20:.1f} MB together"

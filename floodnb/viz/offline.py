@@ -158,11 +158,11 @@ def notebook_extension(*, base_url: str | None = None) -> None:
     """Load HoloViews' Bokeh extension with JavaScript and CSS served by the Jupyter server (offline-safe).
 
     Call it once near the top of a notebook, before any hvplot import (the notebooks import
-    ``hvplot`` only inside :mod:`floodnb.viz` functions): it imports ``hvplot.pandas``,
-    ``hvplot.xarray`` and HoloViews' matplotlib renderer with their own extension loading muted,
-    so the loader is published once, in this cell, instead of again in the first cell of each. Outside IPython it
-    raises ``RuntimeError``. Needs Panel's Jupyter server extension (``panel.io.jupyter_server_extension``,
-    enabled by installing ``panel``), which serves Bokeh's and Panel's files under ``panel-preview/static/``.
+    ``hvplot`` only through :func:`ensure_hvplot` in :mod:`floodnb.viz` functions): the
+    extension is loaded here, once, and figure cells publish no loader of their own. Outside
+    IPython it raises ``RuntimeError``. Needs Panel's Jupyter server extension
+    (``panel.io.jupyter_server_extension``, enabled by installing ``panel``), which serves Bokeh's
+    and Panel's files under ``panel-preview/static/``.
     """
     try:
         from IPython import get_ipython
@@ -172,17 +172,15 @@ def notebook_extension(*, base_url: str | None = None) -> None:
     if ip is None:
         raise RuntimeError("notebook_extension must run inside a Jupyter/IPython kernel")
     _install_rewriter(ip, base_url)
-    publish = ip.display_pub.publish
-    ip.display_pub.publish = lambda *args, **kwargs: None
-    try:  # these imports load the extension themselves on first import: muted here, loaded once below
-        import holoviews.plotting.mpl  # noqa: F401
-        import hvplot.pandas  # noqa: F401
-        import hvplot.xarray  # noqa: F401
-    finally:
-        ip.display_pub.publish = publish
     import holoviews as hv
+    import holoviews.plotting.mpl  # noqa: F401  (for with_png; publishes nothing)
+    import pandas as pd
+    import xarray as xr
 
-    hv.extension("bokeh", logo=False)
+    registered = hasattr(pd.DataFrame, "hvplot") and hasattr(xr.DataArray, "hvplot")
+    ensure_hvplot()  # the first import of hvplot.pandas loads the extension, through the rewriter
+    if registered:  # this cell ran before: load again (a reloaded page needs the loader)
+        hv.extension("bokeh", logo=False)
 
 
 def ensure_hvplot() -> None:
