@@ -117,3 +117,10 @@ def test_worst_chips_gallery_has_a_colour_bar_and_shows_the_imagery():
     crop = img[int(h - panel.y1) + 2:int(h - panel.y0) - 2, int(panel.x0) + 2:int(panel.x1) - 2]
     # imagery shows through the fully flagged overlay: the S1 texture varies across the panel
     assert crop.std(axis=(0, 1)).mean() > 10
+
+
+def test_noise_heatmap_hv_is_thinned_to_max_px():
+    score = RNG.random((256, 256)).astype(np.float32)
+    s1 = RNG.normal(-15, 5, (2, 256, 256)).astype(np.float32)
+    over = vn.noise_heatmap_hv(score, s1=s1, max_px=64)
+    assert all(max(el.dimension_values(2, flat=False).shape) <= 64 for el in over)

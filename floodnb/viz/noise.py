@@ -269,11 +269,12 @@ def worst_chips_gallery(items: Sequence[Mapping], *, ncols: int = 4, title: str 
 
 
 def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label-noise score",
-                     width: int = 420, height: int = 400):
+                     width: int = 420, height: int = 400, max_px: int = 96):
     """Interactive hvplot version of :func:`noise_heatmap`: S1 VV dB (grey) * noise (magma).
 
     ``score``: ``(H, W)`` array or ``xr.DataArray`` with ``y``/``x`` coords (kept, e.g. lon/lat).
-    Returns a HoloViews Overlay (or Image without ``s1``).
+    Returns a HoloViews Overlay (or Image without ``s1``). Maps larger than ``max_px`` on a side
+    are thinned by an integer stride (nearest pixel).
     """
     ensure_hvplot()
     import xarray as xr
@@ -283,12 +284,17 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
         coords={"y": np.arange(np.asarray(score).shape[0])[::-1], "x": np.arange(np.asarray(score).shape[1])})
     if da.ndim != 2:
         raise ValueError(f"score must be (H, W), got {da.shape}")
+    if s1 is not None:
+        s1 = np.asarray(s1)
+        _shape_check("s1", s1, (da.shape[0], da.shape[1]))
+    step = max(1, -(-max(da.shape) // max_px))  # thinned: the figure's data is embedded in the notebook
+    if step > 1:
+        da = da[::step, ::step]
+        s1 = None if s1 is None else s1[:, ::step, ::step]
     heat = da.rename("noise").hvplot.image(x="x", y="y", cmap=NOISE_CMAP, clim=(0, 1), alpha=alpha,
                                            width=width, height=height, title=title, colorbar=True)
     if s1 is None:
         return heat
-    s1 = np.asarray(s1)
-    _shape_check("s1", s1, (da.shape[0], da.shape[1]))
     grey = xr.DataArray(s1_db_display(s1, band="VV"), dims=("y", "x"), coords=da.coords, name="VV")
     base = grey.hvplot.image(x="x", y="y", cmap="gray", clim=(0, 1), colorbar=False, width=width, height=height)
     return base * heat
