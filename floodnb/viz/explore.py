@@ -164,7 +164,7 @@ def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
 
 
 def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None,
-             max_px: int = 96):
+             max_px: int = 64):
     """A ``folium.Map`` of chip footprints plus image overlays that works with no network.
 
     ``footprints``: columns chip_id, west, south, east, north (degrees) and optionally split,
