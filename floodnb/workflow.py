@@ -5,7 +5,8 @@ notebook's ``parameters`` cell into a frozen :class:`Settings`, the same way whe
 runs under ``floodnb run`` (papermill passes every parameter) or stand-alone in JupyterLab with
 its defaults:
 
-* ``run_dir=None`` -> :func:`default_run_dir` (``$FLOODNB_RUN_DIR``, else ``<repo>/runs/interactive``);
+* ``run_dir=None`` -> :func:`default_run_dir` (``$FLOODNB_RUN_DIR``, else ``runs/interactive`` in the current
+  working directory, which is the notebook's folder in Jupyter);
 * ``out_dir=None`` -> ``<run_dir>/<stage>/`` (:func:`floodnb.runs.layout.stage_dir`);
 * ``data_root=None`` -> the simulated dataset of the run, ``<run_dir>/simulate/`` — the folder
   ``floodnb run`` simulates into — with the sizes of the ``fast`` or default preset
@@ -48,6 +49,25 @@ class Settings:
     simulated: bool
     precision: str = "float32"
     threads: int = 1
+
+    def describe(self, reference: str | None = None) -> str:
+        """Short text of where this run reads and writes, without absolute paths.
+
+        The run folder is shown relative to the working directory when inside it (else by name),
+        the data root and outputs relative to the run folder when inside it (else by name).
+        """
+        def rel(path: Path, base: Path) -> str:
+            try:
+                return str(path.relative_to(base)) or "."
+            except ValueError:
+                return f"…/{path.name}"
+
+        lines = [f"run folder: {rel(self.run_dir, Path.cwd().resolve())}",
+                 f"data: {rel(self.data_root, self.run_dir)} ({'simulated' if self.simulated else 'real'})",
+                 f"this notebook's outputs: {rel(self.out_dir, self.run_dir)}/"]
+        if reference is not None:
+            lines.append(f"reference for scores: {reference}")
+        return "\n".join(lines)
 
     def train_config(self, *, progress: bool = True):
         """:class:`floodnb.distill.engine.TrainConfig` of these settings (epochs, batch size, seed, precision)."""

@@ -23,6 +23,33 @@ def _run(tmp_path, *extra):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
+#: static copies of the interactive figures (floodnb.viz.offline.with_png) and the matplotlib figures
+PNGS = {"01_explore_data": ("chips_per_split", "backscatter_hist", "chip_hand", "chip_weak"),
+        "02_weak_labels_and_noise": ("noise_rate_hist", "noise_vs_truth", "event_confusion", "worst_chips"),
+        "03_train_teacher": ("teacher_training", "pool_water_probability"), "04_distill_student": ("training_curves",),
+        "05_evaluate": ("water_iou", "student_vs_baseline", "worst_chip")}
+
+
+def _executed_notebooks_are_small_and_clean(run_dir, tmp_path):
+    """Executed notebooks: <= 3 MB together; no absolute paths, path objects or CDN addresses; one loader cell."""
+    import nbformat
+
+    total = 0
+    for stage, pngs in PNGS.items():
+        path = run_dir / "notebooks" / f"{stage}.ipynb"
+        total += path.stat().st_size
+        outputs = [o for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+        text = json.dumps(outputs)
+        for bad in (str(tmp_path), "PosixPath", "cdn.bokeh.org", "cdn.holoviz.org", "cdn.jsdelivr.net", "unpkg.com"):
+            assert bad not in text, f"{stage}: executed notebook output holds {bad!r}"
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+                 and any("application/vnd.holoviews_load.v0+json" in o.get("data", {}) for o in c.outputs)]
+        assert len(cells) == 1, f"{stage}: the Bokeh/Panel loader is published in {len(cells)} cells"
+        for png in pngs:
+            assert (run_dir / stage / f"{png}.png").stat().st_size > 2000, (stage, png)
+    assert total <= 3 * 2**20, f"executed notebooks take {total / 2**20:.1f} MB together"
+
+
 def test_floodnb_run_fast_end_to_end(tmp_path):
     proc = _run(tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
@@ -32,6 +59,8 @@ def test_floodnb_run_fast_end_to_end(tmp_path):
     for s in STAGES[1:]:
         assert (run_dir / "notebooks" / f"{s}.ipynb").is_file()
         assert "[floodnb run] run " + s in proc.stderr  # progress per notebook
+
+    _executed_notebooks_are_small_and_clean(run_dir, tmp_path)
 
     # evaluation: every method on the test split and the held-out event, scores in [0, 1]
     metrics = json.loads((run_dir / "05_evaluate" / "metrics.json").read_text())

@@ -43,6 +43,10 @@ def test_layout_names_and_stage_folders(tmp_path, monkeypatch):
     assert layout.default_run_dir() == tmp_path / "env"
     assert layout.dashboard_run_dir(None) == tmp_path / "env"
     assert layout.dashboard_run_dir(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.delenv(layout.RUN_DIR_ENV)
+    monkeypatch.chdir(tmp_path)  # stand-alone notebooks write beside the notebook (the kernel's cwd)
+    assert layout.default_run_dir() == tmp_path / "runs" / "interactive"
+    assert layout.repo_root() not in layout.default_run_dir().parents
 
 
 def test_presets_are_frozen_and_feed_the_pipeline_parameters():

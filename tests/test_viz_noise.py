@@ -72,3 +72,55 @@ def test_hvplot_views_return_holoviews_objects():
     assert isinstance(vn.noise_heatmap_hv(score, s1=S1), hv.Overlay)
     a = np.zeros((1, 32, 32), int)
     assert isinstance(vn.event_confusion_hv(event_confusion(pair_confusion(a, a), ["x"])), hv.Table)
+
+
+def _inside(fig, artist) -> bool:
+    renderer = fig.canvas.get_renderer()
+    box, page = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1 and box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1
+
+
+def test_event_confusion_figure_names_the_counts_and_is_not_clipped():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    a = np.zeros((3, 32, 32), int)
+    b = a.copy()
+    b[0, :4] = 1
+    ev = event_confusion(pair_confusion(a, b), ["Bolivia", "Mekong", "Mekong"], names=("hand", "s1_otsu"))
+    fig = vn.event_confusion_figure(ev)
+    FigureCanvasAgg(fig)
+    table = fig.axes[0].tables[0]
+    heads = [table[0, i].get_text().get_text() for i in range(len(vn.TABLE_COLUMNS))]
+    assert not {"n00", "n01", "n10", "n11"} & set(heads)
+    assert "px hand dry,\ns1_otsu water" in heads and "px both\nwater" in heads
+    assert _inside(fig, table), "the table runs off the figure"
+    assert "hand vs s1_otsu" in fig._suptitle.get_text()
+    cells = [table[r, 2].get_text().get_text() for r in range(1, 4)]
+    assert cells[-1] == f"{3 * 32 * 32:,}"  # valid pixels of "all", with thousands separators
+    hv_cols = vn.event_confusion_hv(ev).dimensions("all", label=True)
+    assert "n00" not in hv_cols and "px both dry" in hv_cols
+
+
+def test_worst_chips_gallery_has_a_colour_bar_and_shows_the_imagery():
+    score = np.ones((32, 32), np.float32)  # every pixel flagged: the worst case for hiding imagery
+    items = [{"chip_id": f"c{i}", "score": score, "s1": S1, "noise_rate": 1.0, "rank": i + 1} for i in range(3)]
+    fig = vn.worst_chips_gallery(items, ncols=2)
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "noise score" in bars[0].get_ylabel()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    img = np.asarray(canvas.buffer_rgba())[..., :3].astype(float)
+    panel = fig.axes[0].get_window_extent()
+    h = img.shape[0]
+    crop = img[int(h - panel.y1) + 2:int(h - panel.y0) - 2, int(panel.x0) + 2:int(panel.x1) - 2]
+    # imagery shows through the fully flagged overlay: the S1 texture varies across the panel
+    assert crop.std(axis=(0, 1)).mean() > 10
+
+
+def test_noise_heatmap_hv_is_thinned_to_max_px():
+    score = RNG.random((256, 256)).astype(np.float32)
+    s1 = RNG.normal(-15, 5, (2, 256, 256)).astype(np.float32)
+    over = vn.noise_heatmap_hv(score, s1=s1, max_px=64)
+    assert all(max(el.dimension_values(2, flat=False).shape) <= 64 for el in over)

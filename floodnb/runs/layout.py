@@ -65,15 +65,19 @@ def run_json_path(run_dir: str | Path) -> Path:
 
 
 def default_run_dir() -> Path:
-    """``$FLOODNB_RUN_DIR`` if set, else ``<repo>/runs/interactive`` (stand-alone notebook runs)."""
+    """``$FLOODNB_RUN_DIR`` if set, else ``runs/interactive`` under the current working directory.
+
+    Stand-alone notebook runs: a Jupyter kernel's working directory is the notebook's folder, so
+    results land beside the notebook being run, never inside the installed package or checkout.
+    """
     env = os.environ.get(RUN_DIR_ENV)
-    return Path(env) if env else repo_root() / "runs" / "interactive"
+    return Path(env) if env else Path.cwd() / "runs" / "interactive"
 
 
 def dashboard_run_dir(run_dir: str | Path | None) -> Path:
     """Run shown by ``06_dashboard``: ``run_dir`` if given, else ``$FLOODNB_RUN_DIR``, else
     ``<repo>/runs/default`` (``floodnb run``'s default) when it holds ``run.json``, else
-    ``<repo>/runs/interactive`` (the stand-alone notebooks' run).
+    ``runs/interactive`` in the working directory (the stand-alone notebooks' run, :func:`default_run_dir`).
     """
     if run_dir:
         return Path(run_dir)
@@ -81,7 +85,7 @@ def dashboard_run_dir(run_dir: str | Path | None) -> Path:
     if env:
         return Path(env)
     default = repo_root() / "runs" / "default"
-    return default if run_json_path(default).is_file() else repo_root() / "runs" / "interactive"
+    return default if run_json_path(default).is_file() else default_run_dir()
 
 
 #: model whose per-chip predictions sit directly in :data:`PREDICTIONS` (runs before per-model

@@ -7,9 +7,10 @@
 * :func:`split_counts_hv`, :func:`chip_locations_hv`, :func:`backscatter_samples` +
   :func:`backscatter_hist_hv` — the dataset at a glance (chips per event and split, where they
   are, VV/VH dB of water vs dry pixels).
-* :func:`chip_map` — a ``leafmap.foliumap.Map`` with chip footprints and RGBA overlays
-  (:mod:`floodnb.viz.maplayers`) embedded as images: no tile server, no network needed to build
-  or save it (offline only the basemap tiles stay blank).
+* :func:`chip_map` — a ``folium.Map`` with chip footprints and RGBA overlays
+  (:mod:`floodnb.viz.maplayers`) embedded as images and Leaflet inlined
+  (:func:`floodnb.viz.offline.offline_map`): no tile server and no network needed to build,
+  save or open it.
 
 Arrays follow :func:`floodnb.data.io.load_chip`: ``s1 (2, y, x)`` dB, ``s2 (13, y, x)``
 reflectance, labels ``(y, x)`` in {-1, 0, 1}; x/y are lon/lat (EPSG:4326 for Sen1Floods11).
@@ -26,6 +27,7 @@ import pandas as pd
 
 from floodnb.bands import CLASS_COLORS, DRY, LABEL_NODATA, S1_BANDS, S1_DB_RANGE, WATER
 from floodnb.io_utils import atomic_path
+from floodnb.viz.offline import ensure_hvplot
 
 
 def chip_bounds(chip) -> tuple[float, float, float, float]:
@@ -53,17 +55,23 @@ def _rgb_element(rgb: np.ndarray, bounds, title: str, height: int):
                                                          xlabel="lon", ylabel="lat", tools=["hover"])
 
 
-def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None):
+def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None, max_px: int = 96):
     """HoloViews layout of one chip: S1 VV/VH (dB), S2 true/false colour, hand label, weak labels, ``pred``.
 
     Panels whose data the chip lacks are left out. ``pred``: optional ``(y, x)`` predicted class.
+    Chips larger than ``max_px`` on a side are shown thinned by an integer stride (nearest pixel;
+    the figure's data is embedded in the notebook, so this bounds its size).
     """
     import holoviews as hv
-    import hvplot.xarray  # noqa: F401  (registers .hvplot)
+    ensure_hvplot()
 
     from floodnb.viz.stretch import s2_false_color, s2_true_color
 
     w, s, e, n = chip_bounds(chip)
+    step = max(1, -(-max(chip.sizes["y"], chip.sizes["x"]) // max_px))
+    if step > 1:
+        chip = chip.isel(y=slice(None, None, step), x=slice(None, None, step))
+        pred = None if pred is None else np.asarray(pred)[::step, ::step]
     title = str(chip.attrs["chip_id"]) if "chip_id" in chip.attrs else "chip"
     panels = []
     if "s1" in chip:
@@ -92,7 +100,7 @@ def chip_panel_hv(chip, *, height: int = 260, pred: np.ndarray | None = None):
 
 def split_counts_hv(catalog: pd.DataFrame, *, height: int = 300):
     """Stacked bars: chips per event, coloured by split."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     counts = catalog.groupby(["event", "split"]).size().rename("chips").reset_index()
     counts["event"] = counts["event"].astype(str)
@@ -103,7 +111,7 @@ def split_counts_hv(catalog: pd.DataFrame, *, height: int = 300):
 
 def chip_locations_hv(catalog: pd.DataFrame, *, height: int = 320):
     """Scatter of chip centres (lon, lat) coloured by split (no basemap: works offline)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     pts = catalog[["chip_id", "event", "split", "lon", "lat"]].dropna(subset=["lon", "lat"]).copy()
     for c in ("chip_id", "event", "split"):
@@ -147,7 +155,7 @@ def backscatter_samples(catalog: pd.DataFrame, *, reference: str = "label", chip
 def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
     """Overlaid histograms of dB per class, one panel per band (from :func:`backscatter_samples`)."""
     import holoviews as hv
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     plots = [samples[samples["band"] == b].hvplot.hist(
         y="db", by="cls", bins=60, alpha=0.5, height=height, title=f"S1 {b} backscatter (dB) by class",
@@ -155,17 +163,22 @@ def backscatter_hist_hv(samples: pd.DataFrame, *, height: int = 280):
     return hv.Layout(plots).cols(2)
 
 
-def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None):
-    """A ``leafmap.foliumap.Map`` of chip footprints plus image overlays.
+def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom: int | None = None,
+             max_px: int = 64):
+    """A ``folium.Map`` of chip footprints plus image overlays that works with no network.
 
     ``footprints``: columns chip_id, west, south, east, north (degrees) and optionally split,
     event, water_iou (shown on hover). ``overlays``: dicts ``{"name", "rgba" (H, W, 4) uint8,
     "bounds" (west, south, east, north), "opacity"}`` (e.g. :func:`floodnb.viz.maplayers.class_rgba`
-    of a prediction), each its own layer in the layer control. Images are embedded in the map's
-    HTML; offline the basemap tiles stay blank while overlays and footprints still show.
+    of a prediction), each its own layer in the layer control. Leaflet is inlined and the images
+    are embedded (:func:`floodnb.viz.offline.offline_map`); there are no basemap tiles, which the
+    map says in a note, so the saved HTML and the notebook output draw every layer offline.
+    Overlays larger than ``max_px`` on a side are thinned by an integer stride (nearest pixel),
+    which keeps maps of many chips small.
     """
     import folium
-    import leafmap.foliumap as leafmap
+
+    from floodnb.viz.offline import offline_map
 
     need = ["chip_id", "west", "south", "east", "north"]
     missing = [c for c in need if c not in footprints.columns]
@@ -175,7 +188,14 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
         raise ValueError("footprints is empty: no chips to map")
     lat = float((footprints["south"] + footprints["north"]).mean() / 2)
     lon = float((footprints["west"] + footprints["east"]).mean() / 2)
-    m = leafmap.Map(center=(lat, lon), zoom=zoom or 9, draw_control=False, measure_control=False)
+    m = offline_map((lat, lon), zoom=zoom or 9)
+    for ov in overlays:
+        w, s, e, n = ov["bounds"]
+        rgba = np.asarray(ov["rgba"], dtype=np.uint8)
+        step = max(1, -(-max(rgba.shape[:2]) // max_px))
+        folium.raster_layers.ImageOverlay(rgba[::step, ::step], bounds=[[s, w], [n, e]],
+                                          name=str(ov["name"]), opacity=float(ov.get("opacity", 0.8)),
+                                          mercator_project=False).add_to(m)
     group = folium.FeatureGroup(name="chip footprints")
     for _, r in footprints.iterrows():
         tip = " | ".join(f"{k}: {r[k]:.3f}" if isinstance(r[k], float) else f"{k}: {r[k]}"
@@ -183,12 +203,7 @@ def chip_map(footprints: pd.DataFrame, *, overlays: Sequence[Mapping] = (), zoom
         folium.Rectangle(bounds=[[r["south"], r["west"]], [r["north"], r["east"]]], color="#ff7f0e", weight=1,
                          fill=False, tooltip=tip).add_to(group)
     group.add_to(m)
-    for ov in overlays:
-        w, s, e, n = ov["bounds"]
-        folium.raster_layers.ImageOverlay(np.asarray(ov["rgba"], dtype=np.uint8), bounds=[[s, w], [n, e]],
-                                          name=str(ov["name"]), opacity=float(ov.get("opacity", 0.8)),
-                                          mercator_project=False).add_to(m)
-    folium.LayerControl().add_to(m)
+    folium.LayerControl(collapsed=len(overlays) > 6).add_to(m)
     if zoom is None:
         m.fit_bounds([[float(footprints["south"].min()), float(footprints["west"].min())],
                       [float(footprints["north"].max()), float(footprints["east"].max())]])
@@ -251,16 +266,36 @@ def chip_figure(chip, *, path: str | Path | None = None):
                            ListedColormap([CLASS_COLORS[DRY], CLASS_COLORS[WATER]])))
     if not panels:
         raise ValueError(f"chip {title} has no s1, s2 or label variables to show (has {list(chip.data_vars)})")
-    fig = Figure(figsize=(2.6 * len(panels), 2.9))
+    fig = Figure(figsize=(2.6 * len(panels), 3.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    grey = None
     for ax, (name, img, cmap) in zip(axes, panels, strict=True):
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        im = ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        grey = im if cmap == "gray" else grey
         ax.set_title(name, fontsize=8)
         ax.set_axis_off()
+    _chip_legend(fig, axes, grey, labels=any(isinstance(c, ListedColormap) for _, _, c in panels))
     fig.suptitle(title, fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _chip_legend(fig, axes, grey, *, labels: bool) -> None:
+    """Colour bar of the S1 dB ramp (``grey``: an S1 image, or None) and a legend of the label classes."""
+    from matplotlib.patches import Patch
+
+    if grey is not None:
+        lo, hi = S1_DB_RANGE
+        bar = fig.colorbar(grey, ax=list(axes), location="bottom", fraction=0.05, shrink=0.35, pad=0.02)
+        bar.set_ticks([0, 0.5, 1], labels=[f"{lo:g}", f"{(lo + hi) / 2:g}", f"{hi:g}"])
+        bar.set_label("Sentinel-1 backscatter (dB)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    if labels:
+        fig.legend(handles=[Patch(color=CLASS_COLORS[WATER], label="water"),
+                            Patch(color=CLASS_COLORS[DRY], label="dry"),
+                            Patch(facecolor="white", edgecolor="grey", label="no label (cloud / nodata)")],
+                   loc="outside lower right", ncols=3, fontsize=8, frameon=False)
 
 
 def noise_gallery_items(catalog: pd.DataFrame, noise_table: pd.DataFrame, maps_dir: str | Path, *,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from floodnb.bands import CLASS_COLORS, DISAGREE_COLOR, NOISE_CMAP, WATER
 from floodnb.io_utils import atomic_path
+from floodnb.viz.offline import ensure_hvplot
 from floodnb.viz.stretch import s1_db_display, s2_true_color
 
 TABLE_COLUMNS: tuple[str, ...] = ("event", "chips", "valid_pixels", "agreement", "kappa", "water_iou",
@@ -143,12 +144,34 @@ def disagreement_overlay(a, b, *, names: tuple[str, str] = ("a", "b"), s1=None, 
     return fig
 
 
+def _single_pair(events: pd.DataFrame) -> tuple[str, str] | None:
+    """``(source_a, source_b)`` when the table compares one pair of sources, else ``None``."""
+    if not {"source_a", "source_b"} <= set(events.columns):
+        return None
+    pairs = events[["source_a", "source_b"]].drop_duplicates()
+    return (str(pairs.iloc[0, 0]), str(pairs.iloc[0, 1])) if len(pairs) == 1 else None
+
+
+def table_headers(events: pd.DataFrame) -> dict[str, str]:
+    """Readable column names of a per-event confusion table (:func:`floodnb.labels.noise.event_confusion`).
+
+    The counts ``n00 n01 n10 n11`` (first digit: first source's class) are named after the two
+    sources when the table holds a single pair (``source_a``/``source_b``), else "first"/"second".
+    """
+    a, b = _single_pair(events) or ("first", "second")
+    return {"pair": "sources", "event": "event", "chips": "chips", "valid_pixels": "valid\npixels",
+            "agreement": "agreement", "kappa": "Cohen's\nkappa", "water_iou": "water\nIoU",
+            "n00": "px both\ndry", "n01": f"px {a} dry,\n{b} water", "n10": f"px {a} water,\n{b} dry",
+            "n11": "px both\nwater"}
+
+
 def event_confusion_figure(events: pd.DataFrame, *, title: str | None = None, path: str | Path | None = None):
     """Per-event confusion table (:func:`floodnb.labels.noise.event_confusion`) drawn as a figure.
 
-    One row per event (and "all"); columns :data:`TABLE_COLUMNS` present in ``events``, rates
-    rounded to 3 decimals. Several source pairs (``source_a``/``source_b`` columns) get a
-    "pair" column.
+    One row per event (and "all"); columns :data:`TABLE_COLUMNS` present in ``events`` under the
+    readable names of :func:`table_headers`, rates rounded to 3 decimals, pixel counts with
+    thousands separators. The figure is sized from the text so nothing is clipped. Several
+    source pairs (``source_a``/``source_b`` columns) get a "sources" column.
     """
     if not isinstance(events, pd.DataFrame) or events.empty:
         raise ValueError("events must be a non-empty DataFrame from floodnb.labels.noise.event_confusion")
@@ -156,20 +179,34 @@ def event_confusion_figure(events: pd.DataFrame, *, title: str | None = None, pa
         raise ValueError(f"events lacks an 'event' column; columns are {list(events.columns)}")
     df = events.copy()
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
-    if {"source_a", "source_b"} <= set(df.columns):
+    names = table_headers(df)
+    pair = _single_pair(df)
+    several = pair is None and {"source_a", "source_b"} <= set(df.columns)
+    if several:
         df["pair"] = df["source_a"].astype(str) + " vs " + df["source_b"].astype(str)
         cols = ["pair", *cols]
     cells = [[_fmt(v) for v in row] for row in df[cols].itertuples(index=False)]
+    heads = [names.get(c, c) for c in cols]
+    chars = [max(max(len(line) for line in h.split("\n")), *(len(r[i]) for r in cells)) for i, h in enumerate(heads)]
     from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
 
-    fig = Figure(figsize=(1.15 * len(cols) + 1, 0.32 * (len(cells) + 2) + 0.4))
-    ax = fig.add_subplot(1, 1, 1)
+    width = 0.085 * sum(chars) + 0.25 * len(cols) + 0.4
+    fig = Figure(figsize=(width, 0.26 * len(cells) + 0.9))
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.98 - 0.45 / fig.get_figheight()))
     ax.set_axis_off()
-    table = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="right")
+    table = ax.table(cellText=cells, colLabels=heads, cellLoc="right", colLoc="center",
+                     bbox=Bbox.from_bounds(0, 0, 1, 1),
+                     colWidths=[c / sum(chars) for c in chars])
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.scale(1, 1.3)
-    ax.set_title(title or "per-event confusion (rows n0*/n1*: first source dry/water)", fontsize=9)
+    for (row, _), cell in table.get_celld().items():
+        if row == 0:
+            cell.set_facecolor("#e8e8e8")
+            cell.set_height(cell.get_height() * 2)
+    which = f": {pair[0]} vs {pair[1]}" if pair else ""
+    fig.suptitle(title or f"per-event agreement of the label sources{which} "
+                 "(pixel counts and rates over pixels valid in both)", fontsize=9, y=0.995, va="top")
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -178,16 +215,20 @@ def event_confusion_figure(events: pd.DataFrame, *, title: str | None = None, pa
 def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "nan" if not np.isfinite(v) else f"{v:.3f}"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
     return str(v)
 
 
 def worst_chips_gallery(items: Sequence[Mapping], *, ncols: int = 4, title: str | None = None,
-                        path: str | Path | None = None):
+                        alpha: float = 0.55, path: str | Path | None = None):
     """Gallery of the worst chips: noise heat map over imagery, one panel per chip; returns the Figure.
 
     ``items``: dicts with ``chip_id`` (str), ``score`` ``(H, W)``, optional ``s1``/``s2``,
     ``noise_rate`` (float) and ``rank`` — typically the top rows of the ranked chip table
-    (:func:`floodnb.labels.stream.score_stream`) with arrays loaded for them.
+    (:func:`floodnb.labels.stream.score_stream`) with arrays loaded for them. The score is drawn
+    at most ``alpha`` opaque so the imagery stays visible under flagged pixels; one colour bar
+    for all panels.
     """
     if len(items) == 0:
         raise ValueError("worst_chips_gallery needs at least one chip")
@@ -198,7 +239,7 @@ def worst_chips_gallery(items: Sequence[Mapping], *, ncols: int = 4, title: str 
     n = len(items)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(3.2 * ncols, 3.4 * nrows))
+    fig = Figure(figsize=(3.2 * ncols + 0.8, 3.4 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         if i >= n:
@@ -211,23 +252,31 @@ def worst_chips_gallery(items: Sequence[Mapping], *, ncols: int = 4, title: str 
         rank = it.get("rank")
         head = f"#{rank} " if rank is not None and not pd.isna(rank) else ""
         tail = f"\nnoise rate {rate:.3f}" if rate is not None and np.isfinite(rate) else "\nno score"
-        noise_heatmap(it["score"], s1=it.get("s1"), s2=it.get("s2"), ax=ax, colorbar=False,
+        noise_heatmap(it["score"], s1=it.get("s1"), s2=it.get("s2"), ax=ax, colorbar=False, alpha=alpha,
                       title=f"{head}{it['chip_id']}{tail}")
         ax.title.set_fontsize(8)
-    fig.suptitle(title or "worst chips first: label-noise score (magma) over imagery", fontsize=10)
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = ScalarMappable(norm=Normalize(0, 1), cmap=NOISE_CMAP)
+    fig.colorbar(bar, ax=axes.ravel().tolist(), fraction=0.03, pad=0.01, shrink=0.9,
+                 label="label-noise score (1 = likely wrong)")
+    fig.suptitle(title or "worst chips first: label-noise score (magma) over the imagery (S2 true colour, "
+                 "else S1 VV dB)", fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
 def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label-noise score",
-                     width: int = 420, height: int = 400):
+                     width: int = 420, height: int = 400, max_px: int = 96):
     """Interactive hvplot version of :func:`noise_heatmap`: S1 VV dB (grey) * noise (magma).
 
     ``score``: ``(H, W)`` array or ``xr.DataArray`` with ``y``/``x`` coords (kept, e.g. lon/lat).
-    Returns a HoloViews Overlay (or Image without ``s1``).
+    Returns a HoloViews Overlay (or Image without ``s1``). Maps larger than ``max_px`` on a side
+    are thinned by an integer stride (nearest pixel).
     """
-    import hvplot.xarray  # noqa: F401  (registers .hvplot)
+    ensure_hvplot()
     import xarray as xr
 
     da = score if isinstance(score, xr.DataArray) else xr.DataArray(
@@ -235,12 +284,17 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
         coords={"y": np.arange(np.asarray(score).shape[0])[::-1], "x": np.arange(np.asarray(score).shape[1])})
     if da.ndim != 2:
         raise ValueError(f"score must be (H, W), got {da.shape}")
+    if s1 is not None:
+        s1 = np.asarray(s1)
+        _shape_check("s1", s1, (da.shape[0], da.shape[1]))
+    step = max(1, -(-max(da.shape) // max_px))  # thinned: the figure's data is embedded in the notebook
+    if step > 1:
+        da = da[::step, ::step]
+        s1 = None if s1 is None else s1[:, ::step, ::step]
     heat = da.rename("noise").hvplot.image(x="x", y="y", cmap=NOISE_CMAP, clim=(0, 1), alpha=alpha,
                                            width=width, height=height, title=title, colorbar=True)
     if s1 is None:
         return heat
-    s1 = np.asarray(s1)
-    _shape_check("s1", s1, (da.shape[0], da.shape[1]))
     grey = xr.DataArray(s1_db_display(s1, band="VV"), dims=("y", "x"), coords=da.coords, name="VV")
     base = grey.hvplot.image(x="x", y="y", cmap="gray", clim=(0, 1), colorbar=False, width=width, height=height)
     return base * heat
@@ -248,12 +302,15 @@ def noise_heatmap_hv(score, *, s1=None, alpha: float = 0.75, title: str = "label
 
 def event_confusion_hv(events: pd.DataFrame, *, height: int = 220):
     """Per-event confusion as an interactive HoloViews table (hvplot)."""
-    import hvplot.pandas  # noqa: F401
+    ensure_hvplot()
 
     if not isinstance(events, pd.DataFrame) or events.empty:
         raise ValueError("events must be a non-empty DataFrame from floodnb.labels.noise.event_confusion")
     cols = [c for c in ("source_a", "source_b", *TABLE_COLUMNS) if c in events.columns]
-    return events[cols].round(3).hvplot.table(columns=cols, height=height)
+    names = {k: v.replace("\n", " ") for k, v in table_headers(events).items()}
+    names |= {"source_a": "first source", "source_b": "second source"}
+    table = events[cols].round(3).rename(columns=names)
+    return table.hvplot.table(columns=list(table.columns), height=height)
 
 
 __all__ = [
