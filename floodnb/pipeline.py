@@ -33,6 +33,8 @@ resolved here and recorded with the other parameters in ``run.json``; torch thre
 from __future__ import annotations
 
 import ast
+import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -249,6 +251,23 @@ def _rerun_reason(prev: StageState | None, h: str, *, force: bool, invalidated: 
     return f"previous attempt {prev.status}"
 
 
+@contextlib.contextmanager
+def _static_figures():
+    """Executed notebooks keep static PNG figures (``floodnb.viz.offline.STATIC_ENV``, inherited by the
+    kernel) unless the caller set the variable; restored afterwards.
+    """
+    from floodnb.viz.offline import STATIC_ENV
+
+    before = os.environ.get(STATIC_ENV)
+    if before is None:
+        os.environ[STATIC_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(STATIC_ENV, None)
+
+
 def _run_notebook(run: _Run, nb: str, nb_path: Path, parameters: dict[str, Any], h: str, *, reason: str,
                   kernel_name: str | None, progress: bool) -> None:
     """Execute one notebook into its stage folder, recording running / done / failed in ``run.json``."""
@@ -263,8 +282,10 @@ def _run_notebook(run: _Run, nb: str, nb_path: Path, parameters: dict[str, Any],
     run.save()
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(nb_path), str(out_nb), parameters={**parameters, "out_dir": str(out_dir.resolve())},
-                            kernel_name=kernel_name, progress_bar=progress, cwd=str(out_dir))
+        with _static_figures():
+            pm.execute_notebook(str(nb_path), str(out_nb),
+                                parameters={**parameters, "out_dir": str(out_dir.resolve())},
+                                kernel_name=kernel_name, progress_bar=progress, cwd=str(out_dir))
     except PapermillExecutionError as exc:
         dt = time.perf_counter() - t0
         msg = (f"notebook {nb} failed in cell {exc.cell_index} (execution count {exc.exec_count}): "

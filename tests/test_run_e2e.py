@@ -45,9 +45,19 @@ def _executed_notebooks_are_small_and_clean(run_dir, tmp_path):
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
                  and any("application/vnd.holoviews_load.v0+json" in o.get("data", {}) for o in c.outputs)]
         assert len(cells) == 1, f"{stage}: the Bokeh/Panel loader is published in {len(cells)} cells"
+        # floodnb run keeps static figures (FLOODNB_STATIC_FIGURES): images, no Bokeh figure needing JavaScript
+        kinds = [k for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" and c not in cells
+                 for o in c.outputs for k in o.get("data", {})]
+        assert "application/vnd.holoviews_exec.v0+json" not in kinds, f"{stage}: an interactive figure was kept"
+        assert kinds.count("image/png") >= 1, f"{stage}: no static figure in the executed notebook"
         for png in pngs:
             assert (run_dir / stage / f"{png}.png").stat().st_size > 2000, (stage, png)
     assert total <= 3 * 2**20, f"executed notebooks take {total / 2**20:.1f} MB together"
+    # converted to HTML (what people e-mail or publish), the figures are embedded images: no script to fetch
+    from nbconvert import HTMLExporter
+
+    html, _ = HTMLExporter().from_filename(str(run_dir / "notebooks" / "05_evaluate.ipynb"))
+    assert html.count("data:image/png;base64,") >= 3 and "cdn.bokeh.org" not in html
 
 
 def test_floodnb_run_fast_end_to_end(tmp_path):

@@ -204,13 +204,42 @@ def ensure_hvplot() -> None:
 _CARRIED = ("xlabel", "ylabel", "title", "xlim", "ylim")
 
 
+#: environment variable: when true ("1", "true", "yes"), :func:`with_png` returns the static PNG
+#: instead of the interactive figure. ``floodnb run`` sets it for the notebooks it executes, so the
+#: executed notebooks it keeps hold images that render anywhere (nbconvert HTML, GitHub, e-mail),
+#: with no JavaScript and no network; interactive sessions (JupyterLab) keep the Bokeh figures.
+STATIC_ENV = "FLOODNB_STATIC_FIGURES"
+
+
+def static_figures() -> bool:
+    """Whether :data:`STATIC_ENV` asks for static figures in notebook outputs."""
+    return os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def figure_or_png(obj, png: str | Path):
+    """``obj`` (an interactive figure) for display, or the already written static copy ``png`` when
+    :func:`static_figures`: for figures whose PNG is drawn separately (e.g. by matplotlib).
+    ``png`` must exist in static mode (``FileNotFoundError`` naming it otherwise).
+    """
+    if not static_figures():
+        return obj
+    png = Path(png)
+    if not png.is_file():
+        raise FileNotFoundError(f"static copy {png} of the figure does not exist")
+    from IPython.display import Image
+
+    return Image(filename=str(png))
+
+
 def with_png(obj, path: str | Path, *, dpi: int = 100):
-    """Write a static PNG of a HoloViews/hvplot object beside it and return the object unchanged.
+    """Write a static PNG of a HoloViews/hvplot object beside it; return the object, or the PNG in static mode.
 
     The PNG is drawn by HoloViews' matplotlib backend, with the Bokeh figure's axis labels,
     title and limits carried over, and written atomically (:func:`floodnb.io_utils.atomic_path`):
     a copy of every interactive notebook figure that any image viewer opens, offline and
-    outside Jupyter. ``path`` must end in ``.png``.
+    outside Jupyter. ``path`` must end in ``.png``. Returns ``obj`` unchanged, or an
+    ``IPython.display.Image`` of the PNG when :func:`static_figures` (``$FLOODNB_STATIC_FIGURES``,
+    set by ``floodnb run`` for headless executions).
     """
     import holoviews as hv
     import holoviews.plotting.mpl  # noqa: F401  (registers the matplotlib renderer)
@@ -232,8 +261,12 @@ def with_png(obj, path: str | Path, *, dpi: int = 100):
     data, _ = renderer(obj, fmt="png")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+    if static_figures():
+        from IPython.display import Image
+
+        return Image(data=data, format="png")
     return obj
 
 
 __all__ = ["LEAFLET_VERSION", "NO_BASEMAP_NOTE", "leaflet_css", "leaflet_js", "local_url", "notebook_extension",
-           "ensure_hvplot", "offline_map", "with_png"]
+           "ensure_hvplot", "figure_or_png", "offline_map", "STATIC_ENV", "static_figures", "with_png"]
