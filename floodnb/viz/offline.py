@@ -216,19 +216,34 @@ def static_figures() -> bool:
     return os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def figure_or_png(obj, png: str | Path):
-    """``obj`` (an interactive figure) for display, or the already written static copy ``png`` when
-    :func:`static_figures`: for figures whose PNG is drawn separately (e.g. by matplotlib).
-    ``png`` must exist in static mode (``FileNotFoundError`` naming it otherwise).
+def _png_bytes(obj, dpi: int) -> bytes:
+    """PNG of a HoloViews object through the matplotlib backend, carrying the Bokeh options over."""
+    import holoviews as hv
+    import holoviews.plotting.mpl  # noqa: F401  (registers the matplotlib renderer)
+
+    def carry(el):
+        opts = hv.Store.lookup_options("bokeh", el, "plot").kwargs
+        keep = {k: opts[k] for k in _CARRIED if opts.get(k) not in (None, "")}
+        if keep:
+            el.opts(backend="matplotlib", **keep)
+
+    obj.traverse(carry)
+    renderer = hv.renderer("matplotlib").instance(dpi=dpi, fig="png")
+    data, _ = renderer(obj, fmt="png")
+    return data
+
+
+def figure_or_png(obj, *, dpi: int = 72):
+    """``obj`` (an interactive HoloViews/hvplot figure) for display, or in static mode
+    (:func:`static_figures`) a PNG of that same figure (HoloViews' matplotlib backend, as
+    :func:`with_png`) as ``IPython.display.Image``, written nowhere: for figures whose file copy is
+    drawn separately (e.g. a full-resolution matplotlib figure), so notebooks show the light view.
     """
     if not static_figures():
         return obj
-    png = Path(png)
-    if not png.is_file():
-        raise FileNotFoundError(f"static copy {png} of the figure does not exist")
     from IPython.display import Image
 
-    return Image(filename=str(png))
+    return Image(data=_png_bytes(obj, dpi), format="png")
 
 
 def with_png(obj, path: str | Path, *, dpi: int = 100):
@@ -241,24 +256,13 @@ def with_png(obj, path: str | Path, *, dpi: int = 100):
     ``IPython.display.Image`` of the PNG when :func:`static_figures` (``$FLOODNB_STATIC_FIGURES``,
     set by ``floodnb run`` for headless executions).
     """
-    import holoviews as hv
-    import holoviews.plotting.mpl  # noqa: F401  (registers the matplotlib renderer)
-
     from floodnb.io_utils import atomic_path
 
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path must end in .png, got {str(path)!r}")
 
-    def carry(el):
-        opts = hv.Store.lookup_options("bokeh", el, "plot").kwargs
-        keep = {k: opts[k] for k in _CARRIED if opts.get(k) not in (None, "")}
-        if keep:
-            el.opts(backend="matplotlib", **keep)
-
-    obj.traverse(carry)
-    renderer = hv.renderer("matplotlib").instance(dpi=dpi, fig="png")
-    data, _ = renderer(obj, fmt="png")
+    data = _png_bytes(obj, dpi)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     if static_figures():
