@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_data_path import write_root  # noqa: E402
 from bench_predict_scene import make_scene, peak_rss_mb  # noqa: E402
+from bench_train_step import CachedChips as Cached  # noqa: E402
 
 from floodnb import runtime  # noqa: E402
 
@@ -72,20 +73,6 @@ def _spec(model):
     norm = get_preset("sen1floods11_s1")
     return ModelSpec(model_name="unet_small", model_config=model.config(), inputs=("s1",),
                      bands={"s1": tuple(norm.bands)}, normalizers={"s1": norm.to_dict()})
-
-
-class Cached(torch.utils.data.Dataset):
-    """``n`` sample dicts built once (the data layer is measured in its own row)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.samples = [{"s1": x[i], "valid": torch.ones(x.shape[-2:], dtype=torch.bool), "label": y[i],
-                         "chip_id": f"bench_{i}", "index": torch.tensor(i)} for i in range(len(x))]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.samples[i]
 
 
 def bare_train(precision: str, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:

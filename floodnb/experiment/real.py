@@ -115,18 +115,10 @@ class TransferReport:
             lines.append(f"| {r['method']} | {r['kind']} | {r['split']} | {int(r['chips'])} | {fmt(r['water_iou'])} | "
                          f"{fmt(r['miou'])} | {fmt(r['water_precision'])} | {fmt(r['water_recall'])} | "
                          f"{fmt(r['mean_chip_water_iou'])} |")
-        best = self.best_fixed()
         lines.append("")
-        if best is not None:
-            lines.append(f"Oracle fixed threshold (chosen on these chips, an upper bound for one fixed threshold): "
-                         f"{best['method']}.")
+        lines += _oracle_lines(self)[1:]
         lines += [f"- {v}" for v in self.verdicts()]
-        if len(self.excluded):
-            lines += ["", "Not counted (no valid pixel): " + "; ".join(
-                f"{r.chip_id} ({r.reason})" for r in self.excluded.itertuples()) + "."]
-        if len(self.thresholds):
-            lines += ["", "Event thresholds used by otsu_event: " + "; ".join(
-                f"{r.event} {fmt(r.vh_threshold_db, 2)} dB ({r.source})" for r in self.thresholds.itertuples()) + "."]
+        lines += _excluded_threshold_lines(self)
         if per_chip and len(self.per_chip):
             wide = self.per_chip.pivot_table(index="chip_id", columns="method", values="water_iou", aggfunc="first")
             cols = list(dict.fromkeys(self.overall()["method"]))
@@ -191,16 +183,7 @@ def seed_markdown(report: TransferReport) -> str:
     for _, r in tab.iterrows():
         lines.append(f"| {r['method']} | {r['kind']} | {int(r['n'])} | {pm(r['water_iou_mean'], r['water_iou_std'])} "
                      f"| {r['water_iou_seeds']} | {pm(r['miou_mean'], r['miou_std'])} | {int(r['chips'])} |")
-    best = report.best_fixed()
-    if best is not None:
-        lines += ["", f"Oracle fixed threshold (chosen on these chips, an upper bound for one fixed threshold): "
-                      f"{best['method']}."]
-    if len(report.excluded):
-        lines += ["", "Not counted (no valid pixel): " + "; ".join(
-            f"{r.chip_id} ({r.reason})" for r in report.excluded.itertuples()) + "."]
-    if len(report.thresholds):
-        lines += ["", "Event thresholds used by otsu_event: " + "; ".join(
-            f"{r.event} {fmt(r.vh_threshold_db, 2)} dB ({r.source})" for r in report.thresholds.itertuples()) + "."]
+    lines += _oracle_lines(report) + _excluded_threshold_lines(report)
     pc = report.per_chip.assign(method=[split_seed_method(m)[0] for m in report.per_chip["method"]])
     wide = pc.pivot_table(index="chip_id", columns="method", values="water_iou", aggfunc="mean")
     wide = wide[[c for c in tab["method"] if c in wide.columns]]
@@ -368,3 +351,24 @@ def write_figure(path: str | Path, report: TransferReport) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def _oracle_lines(report: TransferReport) -> list[str]:
+    """``["", "Oracle fixed threshold ...: <method>."]`` (empty when no fixed threshold was scored)."""
+    best = report.best_fixed()
+    if best is None:
+        return []
+    return ["", f"Oracle fixed threshold (chosen on these chips, an upper bound for one fixed threshold): "
+                f"{best['method']}."]
+
+
+def _excluded_threshold_lines(report: TransferReport) -> list[str]:
+    """Markdown lines naming the chips not counted (with the reason) and the event thresholds used."""
+    lines: list[str] = []
+    if len(report.excluded):
+        lines += ["", "Not counted (no valid pixel): " + "; ".join(
+            f"{r.chip_id} ({r.reason})" for r in report.excluded.itertuples()) + "."]
+    if len(report.thresholds):
+        lines += ["", "Event thresholds used by otsu_event: " + "; ".join(
+            f"{r.event} {fmt(r.vh_threshold_db, 2)} dB ({r.source})" for r in report.thresholds.itertuples()) + "."]
+    return lines
