@@ -17,20 +17,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 
+from floodnb.geotiff import gdal_cache_env
+from floodnb.predict.background import BackgroundConsumer, prefetched
 from floodnb.predict.export import PROB_DTYPES
 from floodnb.predict.model import Predictor, resolve_predictor
 from floodnb.predict.scene_writer import SceneWriter
 from floodnb.predict.sources import TRANSFORM_TOL as _TRANSFORM_TOL  # noqa: F401  (re-exported)
 from floodnb.predict.sources import ArraySource, DbSource, GeoTiffSource, open_source  # noqa: F401
-from floodnb.predict.tiles import RowResult, TileGrid, iter_blended, predict_tile_row
+from floodnb.predict.tiles import (
+    RowBlender,
+    RowResult,
+    TileGrid,
+    iter_blended,
+    predict_prepared_row,
+    predict_tile_row,
+    prepare_strip,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ def predict_raster(
     progress: bool = True,
     gdal_cache_mb: int = 128,
     s1_units: str = "auto",
+    background_io: bool = True,
 ) -> RasterPrediction:
     """Predict water over a whole raster and write Cloud-Optimised GeoTIFFs.
 
@@ -98,7 +108,10 @@ def predict_raster(
     ``tile``/``overlap`` (pixels) set the tile grid, ``batch`` the tiles per forward pass.
     Memory is bounded by the strip height (``tile`` rows), not by the scene size. ``precision``
     (``"float32"`` default, ``"bfloat16"``) and ``channels_last``: as
-    :func:`~floodnb.predict.model.resolve_predictor`.
+    :func:`~floodnb.predict.model.resolve_predictor`. ``gdal_cache_mb``: GDAL's block cache (MB)
+    while reading and writing. ``background_io`` (default on): read + normalise the next strip
+    and blend + write the previous one in two threads while the model runs
+    (:mod:`floodnb.predict.background`); the output is the same either way.
     """
     t0 = time.perf_counter()
     if prob_dtype not in PROB_DTYPES:
@@ -110,7 +123,7 @@ def predict_raster(
     out_path = Path(out_path)
     prob_out = (Path(prob_path) if prob_path is not None else _default_prob_path(out_path)) if write_prob else None
     _check_outputs(src, out_path, prob_out, overwrite=overwrite)
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+    with gdal_cache_env(gdal_cache_mb):
         source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
         grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,8 +135,12 @@ def predict_raster(
             with SceneWriter(scratch[0], scratch[1] if prob_out is not None else None, height=grid.height,
                              width=grid.width, crs=source.crs, transform=source.transform, threshold=threshold,
                              prob_dtype=prob_dtype) as writer:
-                rows = _predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward)
-                writer.write_all(iter_blended(rows, grid))
+                rows = _predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward,
+                                       background=background_io)
+                try:
+                    _blend_and_write(rows, grid, writer, background=background_io)
+                finally:
+                    rows.close()
                 writer.to_cogs(out_path, prob_out)
         finally:
             for s in scratch:
@@ -150,14 +167,42 @@ def _check_outputs(src, out_path: Path, prob_out: Path | None, *, overwrite: boo
 
 
 def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int, progress: bool,
-                    forward: list[int]) -> Iterator[RowResult]:
+                    forward: list[int], background: bool) -> Generator[RowResult, None, None]:
     """Tile rows of ``source`` predicted in order (a progress bar when ``progress``); adds each
-    row's forward passes to ``forward[0]``.
+    row's forward passes to ``forward[0]``. With ``background`` the next strip is read and
+    normalised in a reader thread while this one runs through the model.
     """
-    for i in _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}", unit="tile row"):
-        res = predict_source_row(predictor, source, grid, i, batch=batch)
-        forward[0] += res.n_forward
-        yield res
+    def prepared() -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+        for i in range(grid.n_rows):
+            yield prepare_strip(predictor, source.read(grid.row_starts[i], grid.tile_h), grid, i)
+
+    strips: Generator[tuple[np.ndarray, np.ndarray], None, None] = (
+        prefetched(prepared(), depth=1, name="floodnb-read") if background else prepared())
+    bar = _progress(range(grid.n_rows), enabled=progress, desc=f"predict {source.name}", unit="tile row")
+    try:
+        for i, (x, valid) in zip(bar, strips, strict=True):
+            res = predict_prepared_row(predictor, x, valid, grid, i, batch=batch)
+            forward[0] += res.n_forward
+            yield res
+    finally:
+        strips.close()  # stops the reader thread also when the caller stops early or fails
+
+
+def _blend_and_write(rows: Iterator[RowResult], grid: TileGrid, writer: SceneWriter, *, background: bool) -> None:
+    """Blend ``rows`` vertically (:class:`~floodnb.predict.tiles.RowBlender`) and write the finished
+    strips; with ``background`` blending, encoding and writing run in a writer thread.
+    """
+    if not background:
+        writer.write_all(iter_blended(rows, grid))
+        return
+    blender = RowBlender(grid)
+    def write(res: RowResult) -> None:
+        writer.write_all(blender.add(res))
+
+    with BackgroundConsumer(write, depth=1, name="floodnb-write") as bg:
+        for res in rows:
+            bg.put(res)
+    writer.write_all(blender.finish())
 
 
 def predict_source_row(predictor: Predictor, source: GeoTiffSource | ArraySource, grid: TileGrid, index: int, *,

@@ -136,10 +136,27 @@ def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, in
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    return predict_prepared_row(predictor, *prepare_strip(predictor, strip, grid, index), grid, index, batch=batch)
+
+
+def prepare_strip(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Raw strip ``(C, tile_h, width)`` of tile row ``index`` -> ``(x normalised (C, tile_h, width) float32,
+    valid (tile_h, width) bool)`` (:meth:`Predictor.prepare`); ValueError for a strip of the wrong shape.
+    """
+    if strip.shape[1:] != (grid.tile_h, grid.width):
+        raise ValueError(f"strip of tile row {index}: expected (C, {grid.tile_h}, {grid.width}), got {strip.shape}")
+    return predictor.prepare(strip)
+
+
+def predict_prepared_row(predictor: Predictor, x: np.ndarray, valid: np.ndarray, grid: TileGrid, index: int, *,
+                         batch: int) -> RowResult:
+    """The forward passes and horizontal blending of :func:`predict_tile_row` on a strip already
+    through :func:`prepare_strip` (so reading and normalising can run in another thread).
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     h, w = grid.tile_h, grid.tile_w
-    if strip.shape[1:] != (h, grid.width):
-        raise ValueError(f"strip of tile row {index}: expected (C, {h}, {grid.width}), got {strip.shape}")
-    x, valid = predictor.prepare(strip)
     wprob = np.zeros((h, grid.width), dtype=np.float32)
     todo = [j for j, s in enumerate(grid.col_starts) if valid[:, s:s + w].any()]
     for k in range(0, len(todo), batch):

@@ -174,14 +174,14 @@ def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: in
     """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
     (a :class:`floodnb.predict.tiles.RowResult`).
     """
-    import rasterio
     import torch
 
+    from floodnb.geotiff import gdal_cache_env
     from floodnb.predict.tiles import predict_tile_row
 
     if torch_threads > 0 and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    with rasterio.Env(GDAL_CACHEMAX=64, **GDAL_READ_OPTIONS):
+    with gdal_cache_env(64, **GDAL_READ_OPTIONS):
         strip = source.read(grid.row_starts[index], grid.tile_h)
     return predict_tile_row(predictor, strip, grid, index, batch=batch)
 
@@ -194,9 +194,9 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
     GDAL's block cache is held to ``gdal_cache_mb`` MB while writing (its default, 5 % of RAM,
     would otherwise fill with scratch blocks). Returns the scene's result row (:data:`RESULT_COLUMNS`).
     """
-    import rasterio
+    from floodnb.geotiff import gdal_cache_env
 
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+    with gdal_cache_env(gdal_cache_mb):
         return _write_scene_body(plan, grid, model_key, batch=batch, torch_threads=torch_threads,
                                  rows_ahead=rows_ahead, threshold=threshold, prob_dtype=prob_dtype, polygons=polygons,
                                  min_area_m2=min_area_m2, settings=settings)
