@@ -11,8 +11,11 @@ of other load hits both sides of a ratio alike):
   (InputPlan, softmax) vs the bare forward pass on the same batches;
 * **inference, scene (streamed)**: ``floodnb.predict.predict_raster`` on a generated
   ``--scene`` x ``--scene`` px S1 GeoTIFF (tiles 512, overlap 32, batch 4, class + probability
-  COGs) vs the bare forward pass on as many 512² tiles as the scene has pixels, each precision in
-  its own subprocess so its peak resident memory (VmHWM) is its own;
+  COGs, reading and writing in background threads unless ``--inline-io``) vs two bare references,
+  both the forward pass on 512² tiles in batches of 4: on the tiles floodnb ran (the same forward
+  passes: what streaming costs) and on as many tiles as the scene has pixels (the compute floor:
+  what streaming and the 32 px overlap cost together); each precision in its own subprocess so
+  its peak resident memory (VmHWM) is its own;
 * **many scenes**: ``floodnb.scale.dask_predict.predict_scenes`` on ``--scenes`` scenes of
   ``--many-size`` px (in-process LocalCluster: 1 worker, 1 thread, ``--threads`` torch threads;
   outputs incl. polygons) vs the bare forward pass on the same pixels;
@@ -150,8 +153,14 @@ def best_pairs(floodnb: Callable[[str], float], bare: Callable[[str], float], pr
     return out
 
 
-def scene_variant(precision: str, src: str, out: str, threads: int) -> dict:
-    """Subprocess body: bare forward on the scene's pixels in 512² tiles, then ``predict_raster``; km²/s, peak MB."""
+def scene_variant(precision: str, src: str, out: str, threads: int, background_io: bool = True) -> dict:
+    """Subprocess body: ``predict_raster`` on the scene, then the bare forward pass on 512² tiles (batch 4).
+
+    Returns km²/s of the scene for floodnb and for two bare references: ``bare`` = as many tiles as
+    the scene has pixels (``ceil(H W / 512²)``: the compute floor, no overlap), ``bare_tiles`` = the
+    tiles floodnb ran (``n_forward``, overlapping by 32 px: the same forward passes); plus the
+    overlap factor ``n_forward 512² / (H W)`` and the peak resident memory (MB).
+    """
     import rasterio
 
     from floodnb.predict import predict_raster
@@ -160,27 +169,30 @@ def scene_variant(precision: str, src: str, out: str, threads: int) -> dict:
     with rasterio.open(src) as ds:
         h, w = ds.height, ds.width
     tile, batch = 512, 4
-    n_batches = math.ceil(h * w / (batch * tile * tile))
     model = _model(precision).eval()
+    res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
+                         batch=batch, precision=precision, progress=False, overwrite=True, background_io=background_io)
+    peak = peak_rss_mb()
+    n_batches = math.ceil(res.n_forward / batch)
     x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
     with torch.inference_mode(), runtime.autocast(precision):
         model(x)
         t0 = time.perf_counter()
         for _ in range(n_batches):
             torch.softmax(model(x).float(), dim=1)
-        bare_s = time.perf_counter() - t0
-    res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
-                         batch=batch, precision=precision, progress=False, overwrite=True)
-    return {"bare": n_batches * batch * tile * tile * KM2_PER_PX / bare_s,
-            "floodnb": h * w * KM2_PER_PX / res.seconds, "peak_mb": peak_rss_mb()}
+        per_tile = (time.perf_counter() - t0) / (n_batches * batch)
+    km2 = h * w * KM2_PER_PX
+    return {"bare": km2 / (per_tile * math.ceil(h * w / tile ** 2)), "bare_tiles": km2 / (per_tile * res.n_forward),
+            "floodnb": km2 / res.seconds, "overlap_factor": res.n_forward * tile * tile / (h * w), "peak_mb": peak}
 
 
-def scene_row(precisions: list[str], src: Path, out: Path, threads: int) -> dict[str, dict]:
+def scene_row(precisions: list[str], src: Path, out: Path, threads: int, background_io: bool = True
+              ) -> dict[str, dict]:
     """:func:`scene_variant` of every precision, each in its own subprocess (own peak memory)."""
     res = {}
     for p in precisions:
         cmd = [sys.executable, __file__, "--scene-variant", p, "--src", str(src), "--out", str(out),
-               "--threads", str(threads)]
+               "--threads", str(threads)] + (["--inline-io"] if not background_io else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"scene variant {p} failed:\n{proc.stderr[-3000:]}")
@@ -252,8 +264,10 @@ def measure(a: argparse.Namespace, tmp: Path, threads: int) -> tuple[list[tuple]
     rows.append(("bare forward, other memory format (channels-last <-> NCHW)", "km²/s", flipped))
     bar.update()
     scene = make_scene(tmp / "scene.tif", a.scene)
-    sc = scene_row(precs, scene, tmp, threads)
-    rows.append((f"inference, {a.scene:,}² px scene streamed", "km²/s",
+    sc = scene_row(precs, scene, tmp, threads, background_io=not a.inline_io)
+    rows.append((f"inference, {a.scene:,}² px scene streamed, vs the same 512² tiles", "km²/s",
+                 {p: (sc[p]["floodnb"], sc[p]["bare_tiles"]) for p in precs}))
+    rows.append((f"inference, {a.scene:,}² px scene streamed, vs the scene's pixels (overlap counted)", "km²/s",
                  {p: (sc[p]["floodnb"], sc[p]["bare"]) for p in precs}))
     bar.update()
     scenes = [make_scene(tmp / f"many_{i}.tif", a.many_size, seed=i + 1) for i in range(a.scenes)]
@@ -279,12 +293,17 @@ def table(rows: list[tuple], scene: dict, *, threads: int, load: tuple[float, fl
     if "float32" in precs and len(precs) > 1:
         for p in precs[1:]:
             speed = ", ".join(f"{name.split(' (')[0]} {vals[p][0] / vals['float32'][0]:.2f}×"
-                              for name, _, vals in rows if not name.startswith(("bare", "data")))
+                              for name, _, vals in rows
+                              if not name.startswith(("bare", "data")) and "overlap counted" not in name)
             lines.append(f"\n{p} / float32 (floodnb paths): {speed}.")
     mem = ", ".join(f"{p} {scene[p]['peak_mb']:.0f} MB" for p in precs)
+    overlap = scene[precs[0]]["overlap_factor"]
     lines.append(f"\nRatio = floodnb / bare model doing the same work in the same run (data path: samples/s of "
                  f"decoding / chips/s of the bare training step; memory-format row: the bare forward in the format "
-                 f"floodnb does not use / the one it uses, NCHW for float32 and channels-last for bfloat16). "
+                 f"floodnb does not use / the one it uses, NCHW for float32 and channels-last for bfloat16; "
+                 f"streamed scene: the bare forward on the tiles floodnb ran, 512² overlapping by 32 px, and on "
+                 f"as many 512² tiles as the scene has pixels: the overlapping tiles hold {overlap:.3f}x the "
+                 f"scene's pixels). "
                  f"Peak resident memory of the streamed scene "
                  f"prediction: {mem}. torch threads {threads}; load average {load[0]:.2f} before, "
                  f"{load[1]:.2f} after (`os.getloadavg`, {os.cpu_count()} CPUs); "
@@ -318,13 +337,15 @@ def main() -> int:
     ap.add_argument("--data-chips", type=int, default=16)
     ap.add_argument("--markdown", default=str(Path(__file__).resolve().parents[1] / "docs" / "speed.md"))
     ap.add_argument("--readme", default=None, help="also put the table between the bench_speed markers of this file")
+    ap.add_argument("--inline-io", action="store_true",
+                    help="streamed scene with predict_raster(background_io=False): reading and writing in line")
     ap.add_argument("--scene-variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     threads = runtime.apply_threads(a.threads)
     if a.scene_variant:
-        print(json.dumps(scene_variant(a.scene_variant, a.src, a.out, threads)))
+        print(json.dumps(scene_variant(a.scene_variant, a.src, a.out, threads, background_io=not a.inline_io)))
         return 0
     load0 = os.getloadavg()[0]
     print(f"torch threads {threads}; load average {load0:.2f} at start ({os.cpu_count()} CPUs)", flush=True)

@@ -88,7 +88,8 @@ class StripTiff:
 
 def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int | None = None) -> Path:
     """Copy GeoTIFF ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver, DEFLATE,
-    internal overviews resampled by ``resampling`` down to one block), written atomically.
+    internal overviews resampled by ``resampling`` down to one block), written atomically. Blocks
+    are compressed on all CPUs (``NUM_THREADS=ALL_CPUS``: each block on its own, so the same bytes).
     ``blocksize`` defaults to 512 px, 256 px for rasters under 2048 px (so chips get overviews).
     """
     dst = Path(dst)
@@ -97,7 +98,8 @@ def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int 
             blocksize = 512 if max(ds.width, ds.height) >= 2048 else 256
     with atomic_gdal_path(dst) as tmp:
         rasterio.shutil.copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=str(blocksize),
-                             OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
+                             OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER",
+                             NUM_THREADS="ALL_CPUS")
     return dst
 
 
