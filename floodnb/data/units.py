@@ -165,7 +165,8 @@ def check_scene(bands: Sequence[tuple[str, int]], *, units: str = "auto", names:
                 max_side: int = 2048) -> None:
     """Check a Sentinel-1 scene before prediction: each ``(path, band index 1-based)`` of ``bands``
     (named ``names``, in order) is read decimated to at most ``max_side`` px a side (nearest
-    neighbour, so fill values survive) and checked as :func:`s1_to_model_db` checks a chip.
+    neighbour, so fill values survive; the bands of one file in one pass) and checked as
+    :func:`s1_to_model_db` checks a chip.
 
     Raises :class:`UnitsError` naming the file and band; reads only, bounded memory.
     """
@@ -173,10 +174,14 @@ def check_scene(bands: Sequence[tuple[str, int]], *, units: str = "auto", names:
     from rasterio.enums import Resampling
 
     check_units_option(units)
+    by_file: dict[str, list[tuple[int, str]]] = {}
     for (path, idx), name in zip(bands, names, strict=True):
+        by_file.setdefault(str(path), []).append((idx, name))
+    for path, pairs in by_file.items():  # one decimated pass per file: its bands are read together
         with rasterio.open(path) as ds:
             f = max(1, math.ceil(max(ds.height, ds.width) / max_side))
-            raw = ds.read(idx, out_shape=(math.ceil(ds.height / f), math.ceil(ds.width / f)),
-                          resampling=Resampling.nearest)
+            raw = ds.read([i for i, _ in pairs], out_shape=(len(pairs), math.ceil(ds.height / f),
+                                                             math.ceil(ds.width / f)), resampling=Resampling.nearest)
             nodata = ds.nodata
-        s1_to_model_db(raw[None], units=units, nodata=nodata, path=str(path), bands=(name,))
+        for k, (_, name) in enumerate(pairs):
+            s1_to_model_db(raw[k:k + 1], units=units, nodata=nodata, path=path, bands=(name,))
