@@ -50,7 +50,7 @@ from floodnb.viz import maplayers as ml
 from floodnb.viz.chip_arrays import ChipArrays, pixel_values, scale_bar
 from floodnb.viz.dashboard_exports import ExportPanel
 from floodnb.viz.layer_cache import LayerCache
-from floodnb.viz.mapfigure import chip_map, colorbar_html, colorbars_shown, set_visibility
+from floodnb.viz.mapfigure import ChipMap, chip_map, colorbar_html, colorbars_shown, set_visibility
 from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported for existing imports)
     EVAL_DIR,
     METRICS_FILE,
@@ -162,10 +162,20 @@ class Dashboard(param.Parameterized):
         start = chip if known else (str(self.table.value["chip_id"].iloc[0]) if len(self.table.value) else None)
         if start is not None:
             self.select_chip(start, prefetch=False)
-            pn.state.onload(lambda: self._prefetch_around(start))  # served: once the page is shown
+            pn.state.onload(functools.partial(self._after_load, start))  # served: once the page is shown
         if chip is not None and not known:  # a ?chip= argument: looked up, never used as a path
             self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
         self.view = self._layout()
+
+    def _after_load(self, chip_id: str) -> None:
+        """Once the page is shown: prefetch around the first chip; warm the chip panel.
+
+        Served, Panel resolves the chip panel's stylesheets on its first update in a session, and
+        that change makes Bokeh re-index every model of the document (0.1-0.3 s here): done now,
+        not during the reviewer's first chip switch. Its text is unchanged.
+        """
+        self.chip_info.param.trigger("object")
+        self._prefetch_around(chip_id)
 
     @property
     def full_table(self) -> pd.DataFrame:
@@ -180,14 +190,9 @@ class Dashboard(param.Parameterized):
         self.tiles = self.figure.add_tile(WMTSTileSource(url=OSM_TILES, attribution=_ATTRIBUTION["OpenStreetMap"]))
         self.figure.renderers.insert(0, self.figure.renderers.pop())  # tiles under every layer
         self._apply_basemap(self.basemap)
-        self.compare = {side: chip_map(self.sources, size=COMPARE_PX, name=f"compare-{side}", toolbar=False,
-                                       scale_source=self.map.scale_source)
-                        for side in ("left", "right")}
-        for cm in self.compare.values():
-            cm.figure.x_range, cm.figure.y_range = self.figure.x_range, self.figure.y_range
-            cm.figure.axis.visible = False
-        for fig in (self.figure, *(cm.figure for cm in self.compare.values())):
-            fig.on_event(Tap, self._on_tap)
+        self.figure.on_event(Tap, self._on_tap)
+        self.compare: dict[str, ChipMap] = {}  # the side-by-side maps, built when their tab first opens
+        self.compare_maps = pn.Row(name="compare-maps", margin=0)
         self.map_pane = pn.pane.Bokeh(self.figure, name="map")
         self.colorbars = pn.pane.HTML("", margin=(0, 5, 0, 60), name="colorbars")
         self.compare_choice = {
@@ -196,6 +201,33 @@ class Dashboard(param.Parameterized):
             for side, default in (("left", "prediction"), ("right", "label"))}
         for side, sel in self.compare_choice.items():
             sel.param.watch(lambda e, sd=side: self._on_compare(sd), "value")
+
+    def _build_compare(self) -> None:
+        """The two side-by-side maps (once): the main map's sources, ranges, scale bar and opacities.
+
+        Built on demand because two more Bokeh figures cost a new session about as much time as
+        the rest of the page.
+        """
+        if self.compare:
+            return
+        binary = self._entry_binary()
+        for side in ("left", "right"):
+            cm = chip_map(self.sources, size=COMPARE_PX, name=f"compare-{side}", toolbar=False,
+                          scale_source=self.map.scale_source)
+            cm.figure.x_range, cm.figure.y_range = self.figure.x_range, self.figure.y_range
+            cm.figure.axis.visible = False
+            for key, slider in self.opacity.items():
+                cm.renderers[key].glyph.global_alpha = slider.value
+            set_visibility(cm, self._compare_visible(side), noise_binary=binary)
+            cm.figure.on_event(Tap, self._on_tap)
+            self.compare[side] = cm
+        self.compare_maps.objects = [pn.pane.Bokeh(self.compare[s].figure) for s in ("left", "right")]
+
+    def _on_compare_tab(self, event) -> None:
+        if event.new == 1:
+            self._build_compare()
+            for side in self.compare:
+                self._on_compare(side)
 
     def _on_doc(self, fn) -> None:
         """Run ``fn`` (which changes Bokeh models and widgets) where the browser will see it.
@@ -239,11 +271,13 @@ class Dashboard(param.Parameterized):
     def _needed(self) -> tuple[str, ...]:
         """Layers some map draws now (main map toggles; both side-by-side choices while that tab is open)."""
         on = {k for k in ml.LAYER_KEYS if self.toggles[k].value}
-        for side in self.compare if self._compare_shown() else ():
+        for side in self.compare_choice if self._compare_shown() else ():
             on |= {k for k, v in self._compare_visible(side).items() if v}
         return tuple(k for k in ml.LAYER_KEYS if k in on)
 
     def _on_compare(self, side: str) -> None:
+        if side not in self.compare:  # not built yet: done when the tab opens
+            return
         data = {}
         if self.chip_id is not None:
             stale = tuple(k for k, v in self._compare_visible(side).items() if v and k in self._stale)
@@ -313,6 +347,7 @@ class Dashboard(param.Parameterized):
             formatters=text.formatters(),
             titles=dict(text.TITLES), hidden_columns=hidden_columns(self._full))
         self.table.param.watch(self._on_selection, "selection")
+        self.table.on_click(self._on_cell_click)
 
     def _filtered(self) -> pd.DataFrame:
         t = self._full
@@ -346,11 +381,20 @@ class Dashboard(param.Parameterized):
             self._on_doc(functools.partial(self._apply_layers, data))
 
     def _on_selection(self, event) -> None:
-        if not event.new:
-            return
-        idx = event.new[0]
+        if event.new:
+            self._show_row(event.new[0])
+
+    def _on_cell_click(self, event) -> None:
+        """A click on a row: the browser sends it before the row's selection change (the same
+        chip, then already shown), so the switch starts one message earlier.
+        """
+        self._show_row(event.row)
+
+    def _show_row(self, idx: int) -> None:
         if 0 <= idx < len(self.table.value):
-            self.select_chip(str(self.table.value["chip_id"].iloc[idx]))
+            chip_id = str(self.table.value["chip_id"].iloc[idx])
+            if chip_id != self.chip_id:
+                self.select_chip(chip_id)
 
     # ---------------------------------------------------------------- chip data
     def _load(self, chip_id: str) -> ChipArrays:
@@ -501,12 +545,10 @@ class Dashboard(param.Parameterized):
         compare = pn.Column(
             pn.pane.HTML("<small>Two linked maps: pan or zoom one, the other follows.</small>", margin=(2, 5)),
             pn.Row(self.compare_choice["left"], self.compare_choice["right"]),
-            pn.Row(pn.pane.Bokeh(self.compare["left"].figure), pn.pane.Bokeh(self.compare["right"].figure)),
-            name="compare")
+            self.compare_maps, name="compare")
         self.map_tabs = pn.Tabs(("Map", pn.Column(self.map_pane, self.colorbars, margin=0)), ("Side by side", compare),
                                 dynamic=True, margin=0)
-        self.map_tabs.param.watch(lambda e: [self._on_compare(s) for s in self.compare] if e.new == 1 else None,
-                                  "active")
+        self.map_tabs.param.watch(self._on_compare_tab, "active")
         self.summary = pn.pane.HTML(self._summary(), sizing_mode="stretch_width", margin=(0, 5))
         self.info_tabs = pn.Tabs(("Selected chip", pn.Column(self.chip_info, height=215, scroll=True)),
                                  ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=True, height=255,

@@ -17,14 +17,17 @@ used first out:
 Images are read-only arrays handed to every session as they are (the served dashboard shares one
 cache among its sessions: chips a reviewer opened are ready for the next one).
 :meth:`LayerCache.prefetch` fills the cache for the chips a reviewer is likely to open next (the
-table's neighbouring rows) on one background thread, newest request first; a chip asked for in
-the foreground while the thread is loading it is waited for, not loaded twice.
+table's neighbouring rows) on one background thread, newest request first, and only while the
+foreground has asked for nothing for ``quiet_s`` seconds (prefetching shares the interpreter
+with the server, so it waits out chip switches); a chip asked for in the foreground while the
+thread is loading it is waited for, not loaded twice.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -47,10 +50,11 @@ class LayerCache:
     """Thread-safe LRU of :class:`~floodnb.viz.chip_arrays.ChipArrays` and packed layer images.
 
     ``max_chips`` / ``max_images``: how many chips and images are kept (each >= 1); ``max_jobs``:
-    prefetch requests waiting at most (older ones are dropped when a newer one arrives).
+    prefetch requests waiting at most (older ones are dropped when a newer one arrives);
+    ``quiet_s``: seconds without a foreground request before the prefetch thread loads a chip.
     """
 
-    def __init__(self, *, max_chips: int = 8, max_images: int = 48, max_jobs: int = 4):
+    def __init__(self, *, max_chips: int = 8, max_images: int = 48, max_jobs: int = 4, quiet_s: float = 0.3):
         for name, v in (("max_chips", max_chips), ("max_images", max_images), ("max_jobs", max_jobs)):
             if int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
@@ -63,6 +67,8 @@ class LayerCache:
         self._wake = threading.Condition(self._lock)
         self._busy = False
         self._worker: threading.Thread | None = None
+        self.quiet_s = float(quiet_s)
+        self._foreground_at = 0.0  # time.monotonic() of the last request from another thread than the worker
 
     # ------------------------------------------------------------------ sizes (for tests and logs)
     @property
@@ -108,6 +114,8 @@ class LayerCache:
         """Arrays of chip ``chip_id`` with ``method``'s prediction (loaded on a miss; errors as
         :func:`~floodnb.viz.chip_arrays.load_chip_arrays`). Treat the result as read-only.
         """
+        if threading.current_thread() is not self._worker:
+            self._foreground_at = time.monotonic()
         return self._get(self._chips, self.max_chips, (_run_key(run), chip_id, method),
                          lambda: load_chip_arrays(run, chip_id, method=method))
 
@@ -121,6 +129,8 @@ class LayerCache:
             raise ValueError(f"unknown layer keys {unknown}; expected names from {ml.LAYER_KEYS}")
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        if threading.current_thread() is not self._worker:
+            self._foreground_at = time.monotonic()
         out = {}
         for key in keys:
             ikey = (_run_key(run), chip_id, key, method if key in MODEL_LAYERS else None,
@@ -146,7 +156,7 @@ class LayerCache:
         """Load chips ``chip_ids`` (in order) and their layers ``keys`` on the background thread.
 
         Returns at once. Chips that fail to load are skipped (the foreground reports the error
-        when the chip is opened).
+        when the chip is opened), so the thread never dies.
         """
         if not chip_ids:
             return
@@ -167,9 +177,11 @@ class LayerCache:
                 run, chip_ids, method, keys, threshold = self._jobs.pop()  # newest request first
                 self._busy = True
             for cid in chip_ids:
+                while (wait := self._foreground_at + self.quiet_s - time.monotonic()) > 0:
+                    time.sleep(wait)
                 try:
                     self.images(run, cid, method, keys, threshold=threshold)
-                except (OSError, ValueError):
+                except Exception:  # noqa: BLE001  (reported by the foreground when the chip is opened)
                     continue
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
