@@ -23,11 +23,12 @@ layers (each model's saved prediction; a model without saved predictions says so
 title). Offline the basemap tiles stay blank while everything else works. Only visible layers are
 computed and sent to the browser; a layer turned on later is filled then.
 
-A chip switch reaches the browser as one document patch (maps, texts and widgets together). Chip
-arrays and layer images come from a :class:`~floodnb.viz.layer_cache.LayerCache` (served: one per
-server, shared by its sessions); after a switch the table's next rows and the previous one are
-loaded into it on a background thread, so stepping through the worst-first table finds the next
-chip ready.
+A chip switch starts on the row's click and reaches the browser as two document patches: the
+maps' changes (images, ranges, title, legend), then the texts and widgets. Chip arrays and layer
+images come from a :class:`~floodnb.viz.layer_cache.LayerCache` (served: one per server, shared by
+its sessions); after a switch the table's next rows and the previous one are loaded into it on a
+background thread, so stepping through the worst-first table finds the next chip ready. The
+side-by-side maps are built when their tab first opens.
 """
 
 from __future__ import annotations
