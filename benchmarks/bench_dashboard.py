@@ -24,6 +24,9 @@ Every session is checked: it must show its own map and the chip it clicked. Figu
 side by side (median / max seconds), plus the ratio concurrent / single.
 
     python benchmarks/bench_dashboard.py [--chips 12] [--size 512] [--sessions 10]
+
+The server (``python -m floodnb.cli``) imports floodnb from the current directory first: to
+measure another checkout, run from its root with PYTHONPATH set to it.
 """
 
 from __future__ import annotations
