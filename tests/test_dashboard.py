@@ -216,12 +216,16 @@ def test_side_by_side_maps_share_ranges_and_fill_their_layers(run_dir):
     from floodnb.viz.dashboard import Dashboard, load_run
 
     d = Dashboard(load_run(run_dir), basemap="none")
+    assert d.compare == {} and len(d.compare_maps) == 0  # built when the tab first opens
+    assert _image(d, "label").shape == (1, 1)  # not computed while the side-by-side tab is closed
+    d.opacity["prediction"].value = 0.3  # set before the maps exist: they take it
+    d.map_tabs.active = 1
     left, right = d.compare["left"], d.compare["right"]
+    assert len(d.compare_maps) == 2
     assert left.figure.x_range is d.figure.x_range is right.figure.x_range
+    assert left.renderers["prediction"].glyph.global_alpha == 0.3
     assert right.renderers["label"].visible and right.renderers["s1"].visible
     assert not right.renderers["prediction"].visible and left.renderers["prediction"].visible
-    assert _image(d, "label").shape == (1, 1)  # not computed while the side-by-side tab is closed
-    d.map_tabs.active = 1
     assert _image(d, "label").shape == (32, 32)  # filled for the right map although off on the main map
     d.compare_choice["right"].value = "s2_true"
     assert right.renderers["s2_true"].visible and not right.renderers["s1"].visible

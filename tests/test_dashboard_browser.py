@@ -136,6 +136,24 @@ def _map_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
+def _shot(locator) -> np.ndarray:
+    """RGB screenshot ``(H, W, 3)`` of one element."""
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(np.int16)
+
+
+def _canvases(page, min_width: float, max_width: float) -> list:
+    """One canvas per drawn Bokeh figure (a figure stacks several) of that width, left to right."""
+    loc = page.locator("canvas")
+    by_x = {}
+    for i in range(loc.count()):
+        box = loc.nth(i).bounding_box()
+        if box and min_width <= box["width"] <= max_width:
+            by_x.setdefault(round(box["x"]), loc.nth(i))
+    return [by_x[x] for x in sorted(by_x)]
+
+
 def _water_px(img: np.ndarray) -> int:
     """Pixels tinted by the blue water colour (#1f5fbf) of the prediction/label layers."""
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
@@ -309,6 +327,14 @@ def test_layout_fits_1280x720_and_model_selector_switches_the_map(servers, brows
         teacher = _wait_for(lambda: (lambda im: im if np.abs(im - student).mean() > 1 else None)(_map_pixels(page)),
                             what="the teacher's prediction on the map")
         assert _water_px(teacher) > 300
+
+        page.get_by_text("Side by side").first.click()  # its two maps are built on this first opening
+        maps = _wait_for(lambda: (lambda m: m if len(m) == 2 else None)(_canvases(page, 150, 400)),
+                         what="the two side-by-side maps")
+        left, right = (_wait_for(lambda loc=loc: (lambda im: im if _grey_px(im) > 1000 else None)(
+            _shot(loc)), what="S1 on a side-by-side map") for loc in maps)
+        assert _water_px(left) > 50  # left: the prediction (blue water) over S1
+        assert _water_px(right) < _water_px(left) // 4  # right: the hand label (cyan) over S1
         assert watch.external == [], f"requests to other hosts: {watch.external}"
         assert watch.errors == [], f"console errors: {watch.errors}"
     finally:

@@ -22,6 +22,13 @@ table). The model selector switches both the table's metrics and the Prediction/
 layers (each model's saved prediction; a model without saved predictions says so in the layer's
 title). Offline the basemap tiles stay blank while everything else works. Only visible layers are
 computed and sent to the browser; a layer turned on later is filled then.
+
+A chip switch starts on the row's click and reaches the browser as two document patches: the
+maps' changes (images, ranges, title, legend), then the texts and widgets. Chip arrays and layer
+images come from a :class:`~floodnb.viz.layer_cache.LayerCache` (served: one per server, shared by
+its sessions); after a switch the table's next rows and the previous one are loaded into it on a
+background thread, so stepping through the worst-first table finds the next chip ready. The
+side-by-side maps are built when their tab first opens.
 """
 
 from __future__ import annotations
@@ -36,13 +43,15 @@ import panel as pn
 import param
 from bokeh.events import Tap
 from bokeh.models import ColumnDataSource, WMTSTileSource
+from panel.io.document import unlocked
 
 from floodnb.runs import layout as run_layout
 from floodnb.viz import dashboard_text as text
 from floodnb.viz import maplayers as ml
-from floodnb.viz.chip_arrays import ChipArrays, load_chip_arrays, pixel_values, scale_bar
+from floodnb.viz.chip_arrays import ChipArrays, pixel_values, scale_bar
 from floodnb.viz.dashboard_exports import ExportPanel
-from floodnb.viz.mapfigure import chip_map, colorbar_html, colorbars_shown, set_visibility
+from floodnb.viz.layer_cache import LayerCache
+from floodnb.viz.mapfigure import ChipMap, chip_map, colorbar_html, colorbars_shown, set_visibility
 from floodnb.viz.run_data import (  # noqa: F401  (the run's tables, re-exported for existing imports)
     EVAL_DIR,
     METRICS_FILE,
@@ -110,7 +119,10 @@ class Dashboard(param.Parameterized):
 
     ``view`` is the servable Panel layout; :meth:`select_chip` moves the maps to a chip (the
     table's row selection calls it too). ``sources[key]`` holds the image of layer ``key``,
-    shared by the main map and the two side-by-side maps.
+    shared by the main map and the two side-by-side maps. ``cache``: where chips and layer
+    images are kept (a new :class:`~floodnb.viz.layer_cache.LayerCache` if None); ``prefetch``:
+    how many table rows after the shown chip (plus the one before) are loaded in the
+    background after each switch (0: none).
     """
 
     method: param.Selector[str | None] = param.Selector(default=None, objects=[None],
@@ -120,7 +132,7 @@ class Dashboard(param.Parameterized):
     threshold = param.Number(default=0.5, bounds=(0.0, 1.0), doc="water-probability layer: drawn where >= this")
 
     def __init__(self, run: RunData, *, chip: str | None = None, method: str | None = None,
-                 basemap: str = "auto"):
+                 basemap: str = "auto", cache: LayerCache | None = None, prefetch: int = 2):
         methods: list[str | None] = list(run.methods) or [None]
         preferred = method if method is not None else next(
             (m for m in ("student", "distilled", "teacher") if m in methods), methods[0])
@@ -131,7 +143,10 @@ class Dashboard(param.Parameterized):
         super().__init__(method=preferred, basemap=basemap)
         self.run = run
         self.chip_id: str | None = None
-        self._chip_cache: dict[tuple[str, str | None], ChipArrays] = {}
+        if int(prefetch) < 0:
+            raise ValueError(f"prefetch must be >= 0 table rows, got {prefetch}")
+        self.cache = cache if cache is not None else LayerCache()
+        self.prefetch = int(prefetch)
         self._stale: set[str] = set()
         self._full = chip_table(run, method=self.method)
         self.message = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
@@ -147,10 +162,21 @@ class Dashboard(param.Parameterized):
         known = chip is not None and chip in set(self._full["chip_id"])
         start = chip if known else (str(self.table.value["chip_id"].iloc[0]) if len(self.table.value) else None)
         if start is not None:
-            self.select_chip(start)
+            self.select_chip(start, prefetch=False)
+            pn.state.onload(functools.partial(self._after_load, start))  # served: once the page is shown
         if chip is not None and not known:  # a ?chip= argument: looked up, never used as a path
             self._warn(f"chip {chip!r} is not in this run's table; showing the worst chip instead")
         self.view = self._layout()
+
+    def _after_load(self, chip_id: str) -> None:
+        """Once the page is shown: prefetch around the first chip; warm the chip panel.
+
+        Served, Panel resolves the chip panel's stylesheets on its first update in a session, and
+        that change makes Bokeh re-index every model of the document (0.1-0.3 s here): done now,
+        not during the reviewer's first chip switch. Its text is unchanged.
+        """
+        self.chip_info.param.trigger("object")
+        self._prefetch_around(chip_id)
 
     @property
     def full_table(self) -> pd.DataFrame:
@@ -165,14 +191,9 @@ class Dashboard(param.Parameterized):
         self.tiles = self.figure.add_tile(WMTSTileSource(url=OSM_TILES, attribution=_ATTRIBUTION["OpenStreetMap"]))
         self.figure.renderers.insert(0, self.figure.renderers.pop())  # tiles under every layer
         self._apply_basemap(self.basemap)
-        self.compare = {side: chip_map(self.sources, size=COMPARE_PX, name=f"compare-{side}", toolbar=False,
-                                       scale_source=self.map.scale_source)
-                        for side in ("left", "right")}
-        for cm in self.compare.values():
-            cm.figure.x_range, cm.figure.y_range = self.figure.x_range, self.figure.y_range
-            cm.figure.axis.visible = False
-        for fig in (self.figure, *(cm.figure for cm in self.compare.values())):
-            fig.on_event(Tap, self._on_tap)
+        self.figure.on_event(Tap, self._on_tap)
+        self.compare: dict[str, ChipMap] = {}  # the side-by-side maps, built when their tab first opens
+        self.compare_maps = pn.Row(name="compare-maps", margin=0)
         self.map_pane = pn.pane.Bokeh(self.figure, name="map")
         self.colorbars = pn.pane.HTML("", margin=(0, 5, 0, 60), name="colorbars")
         self.compare_choice = {
@@ -182,16 +203,48 @@ class Dashboard(param.Parameterized):
         for side, sel in self.compare_choice.items():
             sel.param.watch(lambda e, sd=side: self._on_compare(sd), "value")
 
+    def _build_compare(self) -> None:
+        """The two side-by-side maps (once): the main map's sources, ranges, scale bar and opacities.
+
+        Built on demand because two more Bokeh figures cost a new session about as much time as
+        the rest of the page.
+        """
+        if self.compare:
+            return
+        binary = self._entry_binary()
+        for side in ("left", "right"):
+            cm = chip_map(self.sources, size=COMPARE_PX, name=f"compare-{side}", toolbar=False,
+                          scale_source=self.map.scale_source)
+            cm.figure.x_range, cm.figure.y_range = self.figure.x_range, self.figure.y_range
+            cm.figure.axis.visible = False
+            for key, slider in self.opacity.items():
+                cm.renderers[key].glyph.global_alpha = slider.value
+            set_visibility(cm, self._compare_visible(side), noise_binary=binary)
+            cm.figure.on_event(Tap, self._on_tap)
+            self.compare[side] = cm
+        self.compare_maps.objects = [pn.pane.Bokeh(self.compare[s].figure) for s in ("left", "right")]
+
+    def _on_compare_tab(self, event) -> None:
+        if event.new == 1:
+            self._build_compare()
+            for side in self.compare:
+                self._on_compare(side)
+
     def _on_doc(self, fn) -> None:
-        """Run ``fn`` (which changes Bokeh models) where the browser will see it.
+        """Run ``fn`` (which changes Bokeh models and widgets) where the browser will see it.
 
         Served, Panel calls widget watchers without Bokeh's document lock, and raw Bokeh model
-        changes made there never reach the browser; a next-tick callback runs under the lock.
-        Before the page exists (building it, tests, notebooks) ``fn`` runs at once.
+        changes made there never reach the browser by themselves: Panel's ``unlocked`` holds the
+        document while ``fn`` runs and then sends every change it made as one patch message.
+        Elsewhere in a served session a next-tick callback runs ``fn`` under the lock. Before the
+        page exists (building it, tests, notebooks) ``fn`` runs at once.
         """
         doc = self.figure.document
         if doc is None or getattr(doc, "session_context", None) is None:
             fn()
+        elif pn.state._unblocked(doc):
+            with unlocked():
+                fn()
         else:
             doc.add_next_tick_callback(fn)
 
@@ -219,11 +272,13 @@ class Dashboard(param.Parameterized):
     def _needed(self) -> tuple[str, ...]:
         """Layers some map draws now (main map toggles; both side-by-side choices while that tab is open)."""
         on = {k for k in ml.LAYER_KEYS if self.toggles[k].value}
-        for side in self.compare if self._compare_shown() else ():
+        for side in self.compare_choice if self._compare_shown() else ():
             on |= {k for k, v in self._compare_visible(side).items() if v}
         return tuple(k for k in ml.LAYER_KEYS if k in on)
 
     def _on_compare(self, side: str) -> None:
+        if side not in self.compare:  # not built yet: done when the tab opens
+            return
         data = {}
         if self.chip_id is not None:
             stale = tuple(k for k, v in self._compare_visible(side).items() if v and k in self._stale)
@@ -231,8 +286,7 @@ class Dashboard(param.Parameterized):
         binary = self._entry_binary()
 
         def apply():
-            for k, d in data.items():
-                self.sources[k].data = d
+            self._apply_layers(data)
             set_visibility(self.compare[side], self._compare_visible(side), noise_binary=binary)
 
         self._on_doc(apply)
@@ -294,6 +348,7 @@ class Dashboard(param.Parameterized):
             formatters=text.formatters(),
             titles=dict(text.TITLES), hidden_columns=hidden_columns(self._full))
         self.table.param.watch(self._on_selection, "selection")
+        self.table.on_click(self._on_cell_click)
 
     def _filtered(self) -> pd.DataFrame:
         t = self._full
@@ -321,28 +376,40 @@ class Dashboard(param.Parameterized):
             self.select_chip(self.chip_id)
 
     def _on_threshold(self, event) -> None:
-        for entry in self._chip_cache.values():
-            entry.layers.pop("probability", None)
-        self._stale.add("probability")
+        self._stale.add("probability")  # the cache keys images by threshold: recomputed, never stale
         if "probability" in self._needed() and self.chip_id is not None:
             data = self._layer_data(self.chip_id, ("probability",))
-            self._on_doc(lambda: self.sources["probability"].update(data=data["probability"]))
+            self._on_doc(functools.partial(self._apply_layers, data))
 
     def _on_selection(self, event) -> None:
-        if not event.new:
-            return
-        idx = event.new[0]
+        if event.new:
+            self._show_row(event.new[0])
+
+    def _on_cell_click(self, event) -> None:
+        """A click on a row: the browser sends it before the row's selection change (the same
+        chip, then already shown), so the switch starts one message earlier.
+        """
+        self._show_row(event.row)
+
+    def _show_row(self, idx: int) -> None:
         if 0 <= idx < len(self.table.value):
-            self.select_chip(str(self.table.value["chip_id"].iloc[idx]))
+            chip_id = str(self.table.value["chip_id"].iloc[idx])
+            if chip_id != self.chip_id:
+                self.select_chip(chip_id)
 
     # ---------------------------------------------------------------- chip data
     def _load(self, chip_id: str) -> ChipArrays:
-        key = (chip_id, self.method)
-        if key not in self._chip_cache:
-            if len(self._chip_cache) >= 4:
-                self._chip_cache.pop(next(iter(self._chip_cache)))
-            self._chip_cache[key] = load_chip_arrays(self.run, chip_id, method=self.method)
-        return self._chip_cache[key]
+        return self.cache.chip(self.run, chip_id, self.method)
+
+    def _prefetch_around(self, chip_id: str) -> None:
+        """Load the :attr:`prefetch` table rows after ``chip_id`` and the one before it, in the background."""
+        ids = [str(c) for c in self.table.value["chip_id"]]
+        if self.prefetch <= 0 or chip_id not in ids:
+            return
+        i = ids.index(chip_id)
+        rows = [j for j in (*range(i + 1, i + 1 + self.prefetch), i - 1) if 0 <= j < len(ids)]
+        self.cache.prefetch(self.run, [ids[j] for j in rows], self.method, self._needed(),
+                            threshold=float(self.threshold))
 
     def _entry_binary(self) -> bool | None:
         if self.chip_id is None:
@@ -354,24 +421,29 @@ class Dashboard(param.Parameterized):
         model = self.method or run_layout.PREDICTIONS_DEFAULT_METHOD
         return model if entry.pred is not None else f"{model}: no prediction saved in this run"
 
-    def _layer_data(self, chip_id: str, keys: tuple[str, ...]) -> dict[str, dict]:
-        """Image data of layers ``keys`` of a chip for the Bokeh sources (computed, not applied)."""
+    def _layer_data(self, chip_id: str, keys: tuple[str, ...]) -> dict[str, tuple[dict, str]]:
+        """Layer ``key`` -> (Bokeh source data, toggle title) of a chip (computed, not applied)."""
         entry = self._load(chip_id)
-        rgba = entry.rgba(keys, threshold=float(self.threshold))
+        images = self.cache.images(self.run, chip_id, self.method, keys, threshold=float(self.threshold))
         x0, y0, x1, y1 = entry.merc
         out = {}
         for key in keys:
-            layer = rgba[key]
-            img = _EMPTY if layer is None else ml.rgba_to_uint32(layer)
-            out[key] = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+            img = images[key]
             title = ml.SPECS[key].title
             if key in ("prediction", "probability"):
                 title = f"{title} ({self._prediction_note(entry)})"
-            if layer is None and key != "prediction":
+            if img is None and key != "prediction":
                 title = f"{title} (not available for this chip)"
-            self.toggles[key].label = title
+            data = dict(image=[_EMPTY if img is None else img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+            out[key] = (data, title)
             self._stale.discard(key)
         return out
+
+    def _apply_layers(self, layers: dict[str, tuple[dict, str]]) -> None:
+        """Put :meth:`_layer_data`'s images into the sources and titles on the toggles."""
+        for key, (data, title) in layers.items():
+            self.sources[key].data = data
+            self.toggles[key].label = title
 
     def _on_toggle(self, key: str, visible: bool) -> None:
         data = {}
@@ -380,19 +452,21 @@ class Dashboard(param.Parameterized):
         binary = self._entry_binary()
 
         def apply():
-            for k, d in data.items():
-                self.sources[k].data = d
+            self._apply_layers(data)
             set_visibility(self.map, {key: visible}, noise_binary=binary)
+            self._update_colorbars(binary)
 
         self._on_doc(apply)
-        self._update_colorbars(binary)
 
     def _update_colorbars(self, binary: bool | None) -> None:
         shown = {k: self.toggles[k].value for k in ml.LAYER_KEYS}
         self.colorbars.object = colorbar_html(colorbars_shown(shown, noise_binary=binary is not False))
 
-    def select_chip(self, chip_id: str) -> None:
-        """Show chip ``chip_id`` (a value of the run's chip table) on the maps."""
+    def select_chip(self, chip_id: str, *, prefetch: bool = True) -> None:
+        """Show chip ``chip_id`` (a value of the run's chip table) on the maps.
+
+        ``prefetch``: then load the neighbouring table rows in the background (:attr:`prefetch`).
+        """
         if chip_id not in set(self._full["chip_id"]):
             raise ValueError(f"chip {chip_id!r} is not in this run's table")
         try:
@@ -400,33 +474,39 @@ class Dashboard(param.Parameterized):
             needed = self._needed()
             data = self._layer_data(chip_id, needed)
         except (OSError, ValueError) as exc:
-            self._warn(f"cannot show chip {chip_id}: {exc}")
+            self._on_doc(functools.partial(self._warn, f"cannot show chip {chip_id}: {exc}"))
             return
         self.chip_id = chip_id
         hidden = set(ml.LAYER_KEYS) - set(needed)
         self._stale |= hidden  # filled when turned on
+        self._on_doc(functools.partial(self._show, chip_id, entry, data, hidden))
+        self._on_doc(functools.partial(self._show_text, entry, self._chip_html(chip_id, entry)))
+        if prefetch:
+            self._prefetch_around(chip_id)
+
+    def _show(self, chip_id: str, entry: ChipArrays, data: dict[str, tuple[dict, str]], hidden: set[str]) -> None:
+        """The maps' changes of a chip switch: one patch to the browser under :meth:`_on_doc`."""
         x0, y0, x1, y1 = entry.merc
         cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 0.55
-        bar = scale_bar(entry.merc, entry.lat)
         binary = None if entry.noise is None else ml.noise_is_binary(entry.noise)
-
-        def apply():
-            for k, d in data.items():
-                self.sources[k].data = d
-            for k in hidden:  # drop the previous chip's image
+        self._apply_layers(data)
+        for k in hidden:  # drop the previous chip's image (once: an emptied source stays as it is)
+            if self.sources[k].data["image"][0] is not _EMPTY:
                 self.sources[k].data = _empty_image()
-            self.figure.x_range.update(start=cx - half, end=cx + half)
-            self.figure.y_range.update(start=cy - half, end=cy + half)
-            self.figure.title.text = chip_id
-            self.map.scale_source.data = bar
-            set_visibility(self.map, {k: self.toggles[k].value for k in ml.LAYER_KEYS}, noise_binary=binary)
-            for side, cm in self.compare.items():
-                set_visibility(cm, self._compare_visible(side), noise_binary=binary)
-
-        self._on_doc(apply)
-        self.chip_info.object = self._chip_html(chip_id, entry)
-        self.pixel_info.object = text.pixel_html(None)
+        self.figure.x_range.update(start=cx - half, end=cx + half)
+        self.figure.y_range.update(start=cy - half, end=cy + half)
+        self.figure.title.text = chip_id
+        if self.map.scale_source is not None:
+            self.map.scale_source.data = scale_bar(entry.merc, entry.lat)
+        set_visibility(self.map, {k: self.toggles[k].value for k in ml.LAYER_KEYS}, noise_binary=binary)
+        for side, cm in self.compare.items():
+            set_visibility(cm, self._compare_visible(side), noise_binary=binary)
         self._update_colorbars(binary)
+
+    def _show_text(self, entry: ChipArrays, chip_html: str) -> None:
+        """The texts and widgets of a chip switch, a second patch (the browser draws the map first)."""
+        self.chip_info.object = chip_html
+        self.pixel_info.object = text.pixel_html(None)
         self.exports.update()
         if entry.notes:
             self._warn("; ".join(entry.notes))
@@ -466,12 +546,10 @@ class Dashboard(param.Parameterized):
         compare = pn.Column(
             pn.pane.HTML("<small>Two linked maps: pan or zoom one, the other follows.</small>", margin=(2, 5)),
             pn.Row(self.compare_choice["left"], self.compare_choice["right"]),
-            pn.Row(pn.pane.Bokeh(self.compare["left"].figure), pn.pane.Bokeh(self.compare["right"].figure)),
-            name="compare")
+            self.compare_maps, name="compare")
         self.map_tabs = pn.Tabs(("Map", pn.Column(self.map_pane, self.colorbars, margin=0)), ("Side by side", compare),
                                 dynamic=True, margin=0)
-        self.map_tabs.param.watch(lambda e: [self._on_compare(s) for s in self.compare] if e.new == 1 else None,
-                                  "active")
+        self.map_tabs.param.watch(self._on_compare_tab, "active")
         self.summary = pn.pane.HTML(self._summary(), sizing_mode="stretch_width", margin=(0, 5))
         self.info_tabs = pn.Tabs(("Selected chip", pn.Column(self.chip_info, height=215, scroll=True)),
                                  ("Pixel", self.pixel_info), *self._extra_tabs(), dynamic=True, height=255,

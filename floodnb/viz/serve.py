@@ -10,7 +10,8 @@
   login in front of the app, with signed cookies (``cookie_secret``, random per start unless
   given);
 * each browser session builds its own :class:`~floodnb.viz.dashboard.Dashboard` over tables read
-  once (:func:`~floodnb.viz.run_data.load_run`). The only request data the app uses is the
+  once (:func:`~floodnb.viz.run_data.load_run`) and one :class:`~floodnb.viz.layer_cache.LayerCache`
+  of chip arrays and layer images shared by every session. The only request data the app uses is the
   ``chip`` query argument, which is looked up in the run's table; the server has no static
   folder of its own, so no URL maps onto the run directory or the data root;
 * Panel's ``/components/<module>/...`` route, which imports any installed module named in the
@@ -171,12 +172,16 @@ def _websocket_origin(address: str, port: int, websocket_origin: list[str] | Non
 
 def _session_app(run, *, method: str | None, basemap: str):
     """The per-session Panel app of :func:`serve_dashboard`: a new :class:`~floodnb.viz.dashboard.Dashboard`
-    over the shared ``run``, opened on the chip named by the ``?chip=`` URL argument (if any).
+    over the shared ``run`` and a shared layer cache, opened on the chip named by the ``?chip=`` URL
+    argument (if any).
     """
     import panel as pn
     from panel.io.resources import LOCAL_DIST
 
     from floodnb.viz.dashboard import Dashboard
+    from floodnb.viz.layer_cache import LayerCache
+
+    cache = LayerCache()
 
     def app():
         # Panel resolves stylesheet URLs of models created later in a session from this template
@@ -189,6 +194,6 @@ def _session_app(run, *, method: str | None, basemap: str):
         args = pn.state.session_args or {}
         if "chip" in args and args["chip"]:
             chip = args["chip"][0].decode("utf-8", errors="replace")
-        return Dashboard(run, chip=chip, method=method, basemap=basemap).view
+        return Dashboard(run, chip=chip, method=method, basemap=basemap, cache=cache).view
 
     return app
