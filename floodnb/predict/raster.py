@@ -15,6 +15,7 @@ Values are backscatter in dB (as Sen1Floods11 S1Hand); NaN or the file's nodata 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -137,10 +138,7 @@ def predict_raster(
                              prob_dtype=prob_dtype) as writer:
                 rows = _predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward,
                                        background=background_io)
-                try:
-                    _blend_and_write(rows, grid, writer, background=background_io)
-                finally:
-                    rows.close()
+                _blend_and_write(rows, grid, writer, background=background_io)
                 writer.to_cogs(out_path, prob_out)
         finally:
             for s in scratch:
@@ -188,10 +186,18 @@ def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int,
         strips.close()  # stops the reader thread also when the caller stops early or fails
 
 
-def _blend_and_write(rows: Iterator[RowResult], grid: TileGrid, writer: SceneWriter, *, background: bool) -> None:
+def _blend_and_write(rows: Generator[RowResult, None, None], grid: TileGrid, writer: SceneWriter, *,
+                     background: bool) -> None:
     """Blend ``rows`` vertically (:class:`~floodnb.predict.tiles.RowBlender`) and write the finished
-    strips; with ``background`` blending, encoding and writing run in a writer thread.
+    strips; with ``background`` blending, encoding and writing run in a writer thread. ``rows`` is
+    closed on return, also after an error (which stops its reader thread).
     """
+    with contextlib.closing(rows):
+        _blend_and_write_rows(rows, grid, writer, background=background)
+
+
+def _blend_and_write_rows(rows: Iterator[RowResult], grid: TileGrid, writer: SceneWriter, *,
+                          background: bool) -> None:
     if not background:
         writer.write_all(iter_blended(rows, grid))
         return
