@@ -242,7 +242,7 @@ class Dashboard(param.Parameterized):
         doc = self.figure.document
         if doc is None or getattr(doc, "session_context", None) is None:
             fn()
-        elif pn.state._unblocked(doc):
+        elif getattr(pn.state, "_unblocked", lambda _doc: False)(doc):  # private in Panel 1.x: absent -> next tick
             with unlocked():
                 fn()
         else:
