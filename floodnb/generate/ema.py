@@ -46,6 +46,7 @@ class EMADenoiser(nn.Module):
         self.net = DenoiserUNet(**unet_kw)
         self.ema = copy.deepcopy(self.net)
         self.ema.requires_grad_(False)
+        self.ema_updates: torch.Tensor
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.int64))
 
     def config(self) -> dict:
@@ -59,9 +60,9 @@ class EMADenoiser(nn.Module):
         d = min(self.ema_decay, (1.0 + n) / (10.0 + n))
         for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             e.mul_(d).add_(p.detach(), alpha=1.0 - d)
-        for e, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
-            e.copy_(b)
-        self.ema_updates += 1
+        for eb, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
+            eb.copy_(b)
+        self.ema_updates.add_(1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.net(x, t) if self.training else self.ema(x, t)

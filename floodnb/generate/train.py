@@ -68,7 +68,7 @@ class GeneratorConfig:
         if not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"GeneratorConfig.ema_decay must lie in [0, 1), got {self.ema_decay!r}")
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> DenoiserUNet | EMADenoiser:
         """The denoiser of these settings (with its EMA copy when ``ema_decay > 0``), 3 channels."""
         if self.ema_decay > 0:
             return EMADenoiser(in_channels=3, width=self.width, depth=self.depth, ema_decay=self.ema_decay)
@@ -89,7 +89,7 @@ class DiffusionObjective:
         x0 = x0 * scale
         mask = batch["mask"].float()
         core = getattr(model, "module", model)  # DistributedDataParallel wraps the denoiser
-        if hasattr(core, "update_ema"):
+        if isinstance(core, EMADenoiser):
             core.update_ema()  # folds in the previous optimizer step (floodnb.generate.ema)
         n = x0.shape[0]
         t = torch.randint(0, self.timesteps, (n,))  # CPU global RNG: checkpointed by the engine
@@ -126,7 +126,7 @@ class TrainedGenerator:
     balance: float
 
 
-def generator_spec(model: nn.Module, *, normalizer: dict, gen: GeneratorConfig, balance: float,
+def generator_spec(model: DenoiserUNet | EMADenoiser, *, normalizer: dict, gen: GeneratorConfig, balance: float,
                    extra: Mapping | None = None) -> ModelSpec:
     """The checkpoint spec of a generator (inputs ``s1`` VV/VH with ``normalizer``; label x ``balance``)."""
     name = EMA_MODEL_NAME if isinstance(model, EMADenoiser) else MODEL_NAME
