@@ -1,12 +1,13 @@
 """DAKTer generator: default training time and fast-sampler throughput (targets: <= 10 min, >= 1 chip/s).
 
 Trains the default generator (:class:`floodnb.generate.settings.GenerateSettings`: 64 px crops,
-4 x 100 steps of batch 8, denoiser width 16 depth 2) on the hand training split of a data root
+20 x 100 steps of batch 8, denoiser width 16 depth 3 with EMA weights) on the hand training split of a data root
 (default: a simulated dataset of 60 hand chips of 128 px written to a temporary folder), packed
 first into a memory-mapped chip store (``floodnb pack``; ``floodnb generate train --store``: the
 experiment's data path; decoding GeoTIFFs per sample instead is much slower on a loaded machine,
 ``--no-pack`` measures that path), then
-samples ``--n`` chips of 64 px with the fast DDIM sampler (``--sample-steps``, default 20) and,
+samples ``--n`` chips of 64 px with the default DDIM sampler (``--sample-steps``, default 50, and
+the default ``eta``) and,
 side by side in the same run, with a 100-step sampler. Prints seconds, chips/s, the ratios to
 the targets and ``uptime`` (timings on a shared machine are noisy: say so with them).
 
@@ -16,7 +17,7 @@ the run; the full default's time is then extrapolated from the measured seconds 
 printed as an estimate.
 
     python benchmarks/bench_generate.py [--device cpu|cuda|auto] [--threads 2] [--data-root ROOT]
-        [--epochs 4] [--steps-per-epoch 100] [--n 16] [--sample-steps 20]
+        [--epochs 20] [--steps-per-epoch 100] [--n 16] [--sample-steps 50]
 """
 
 from __future__ import annotations
@@ -95,19 +96,20 @@ def main(argv: list[str] | None = None) -> None:
         full_steps = full.epochs * full.steps_per_epoch
         epoch_s = float(pd.read_csv(Path(tmp) / "gen" / "epochs.csv")["seconds"].sum())
         gen = load_generator(Path(tmp) / "gen", device=args.device)
-        gen.sample(1, size=full.crop, steps=2, device=args.device)  # warm-up
+        gen.sample(1, size=full.crop, steps=2, device=args.device, eta=full.eta)  # warm-up
         rates, cpu_rates = {}, {}
         for n_steps in (args.sample_steps, 100):
             _sync(args.device)
             t0, c0 = time.perf_counter(), time.process_time()
-            gen.sample(args.n, size=full.crop, steps=n_steps, device=args.device)
+            gen.sample(args.n, size=full.crop, steps=n_steps, device=args.device, eta=full.eta)
             _sync(args.device)
             rates[n_steps] = args.n / (time.perf_counter() - t0)
             cpu_rates[n_steps] = args.n / max(time.process_time() - c0, 1e-9)
     setup_s = train_s - epoch_s
     est = setup_s + epoch_s / steps * full_steps
     print(f"device {args.device}, {args.threads} CPU threads, crop {full.crop} px, width {full.width} depth "
-          f"{full.depth}, batch {full.batch_size}, data {'GeoTIFF catalog' if args.no_pack else 'packed store'}")
+          f"{full.depth}, EMA {full.ema_decay:g}, batch {full.batch_size}, sampler eta {full.eta:g}, data "
+          f"{'GeoTIFF catalog' if args.no_pack else 'packed store'}")
     print(f"training: {steps} steps in {train_s:.1f} s = set-up {setup_s:.1f} s (catalog, balancing factor on 64 "
           f"chips) + {epoch_s / steps:.3f} s/step (data loading included)")
     label = "measured" if steps == full_steps else "estimated: set-up + s/step x steps"

@@ -48,8 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=d.depth, help="denoiser down-samplings")
     p.add_argument("--balance", type=_balance, default=d.balance,
                    help="label-channel balancing: snr (DAKTer factor from the data), none, or a number")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help=f"train: EMA decay of the denoiser weights sampled from, 0 = raw weights ({d.ema_decay:g})")
     p.add_argument("-n", "--n-samples", type=int, default=d.n_samples, help="sample/report: chips to generate")
     p.add_argument("--steps", type=int, default=d.sample_steps, help="sample/report: DDIM steps")
+    p.add_argument("--eta", type=float, default=d.eta,
+                   help=f"sample/report: sampler noise, 0 = deterministic DDIM, 1 = ancestral ({d.eta:g})")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--no-resume", action="store_true", help="train: refuse to continue a run in --out-dir")
     p.add_argument("--no-progress", action="store_true")
@@ -61,7 +65,8 @@ def settings_from_args(args: argparse.Namespace):
 
     return GenerateSettings(crop=args.crop, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed, width=args.width,
-                            depth=args.depth, balance=args.balance, sample_steps=args.steps,
+                            depth=args.depth, balance=args.balance, ema_decay=args.ema_decay,
+                            sample_steps=args.steps, eta=args.eta,
                             n_samples=args.n_samples, device=resolve_device(args.device))
 
 
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
         gen = load_generator(args.checkpoint, device=settings.device)
         out = gen.sample(settings.n_samples, size=settings.crop, steps=settings.sample_steps, seed=settings.seed,
-                         device=settings.device, progress=progress)
+                         device=settings.device, eta=settings.eta, progress=progress)
         print(f"wrote {len(out)} generated pairs to {out.save(args.out)}")
     else:
         _need(args, "checkpoint", "out_dir")

@@ -454,14 +454,21 @@ GEN_KD_WEIGHT: float = 1.0
 def _gen_settings(ctx: Context):
     """The generator budget of the DAKTer rows, from the shared budget: ``budget.steps`` steps of
     ``batch_size`` crops of at most 64 px (about 2 min on 2 cores at the default budget), sampled
-    at the training crop size with 10 DDIM steps, ``samples_per_epoch / 12`` pairs (at least 4).
+    at the training crop size with 10 deterministic DDIM steps, ``samples_per_epoch / 12`` pairs (at least
+    4). Raw weights (no EMA), unknown labels as 0: the settings the rows were run with, pinned here so
+    that the generator defaults (:class:`~floodnb.generate.settings.GenerateSettings`) can change.
     """
     from floodnb.generate.settings import GenerateSettings
 
     b = ctx.budget
     return GenerateSettings(crop=min(64, b.crop), epochs=1, steps_per_epoch=b.steps, batch_size=b.batch_size,
-                            lr=2e-3, seed=ctx.seed, width=16, depth=2, sample_steps=10,
-                            n_samples=max(4, b.samples_per_epoch // 12))
+                            lr=2e-3, seed=ctx.seed, width=16, depth=2, ema_decay=0.0, fill_unknown=False,
+                            sample_steps=10, eta=0.0, n_samples=max(4, b.samples_per_epoch // 12))
+
+
+#: settings added to the generator after the DAKTer rows ran, pinned by :func:`_gen_settings` to the values
+#: the rows used; left out of the generator cache key so existing generator folders stay valid
+_GEN_KEY_PINNED: tuple[str, ...] = ("ema_decay", "eta", "fill_unknown")
 
 
 def _generated(ctx: Context):
@@ -473,7 +480,8 @@ def _generated(ctx: Context):
     from floodnb.generate.workflow import train_on
 
     settings = _gen_settings(ctx)
-    key = {"settings": settings.to_dict(), "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", "")),
+    kept = {k: v for k, v in settings.to_dict().items() if k not in _GEN_KEY_PINNED}
+    key = {"settings": kept, "crop": ctx.budget.crop, "hand": str(getattr(ctx.hand, "path", "")),
            "revision": ROWS["s1_hand_gen"].revision}
     folder = ctx.out_dir / "generators" / f"dakter-{params_hash(key)}"
     npz = folder / f"generated_{ctx.budget.crop}px.npz"

@@ -4,7 +4,8 @@ together with their per-pixel soft labels, so a segmenter can learn from them by
 
 Modules: :mod:`~floodnb.generate.schedule` (noise schedule, SNR, DAKTer balancing factor),
 :mod:`~floodnb.generate.denoiser` (small U-Net with timestep embedding, registered as
-``dakter_unet``), :mod:`~floodnb.generate.data` (joint training samples from hand-labelled chips),
+``dakter_unet``), :mod:`~floodnb.generate.ema` (EMA of its weights, ``dakter_unet_ema``),
+:mod:`~floodnb.generate.data` (joint training samples from hand-labelled chips),
 :mod:`~floodnb.generate.train` (objective + :func:`train_generator` on the engine's ``fit``),
 :mod:`~floodnb.generate.sample` (seeded DDIM sampler, :func:`load_generator`),
 :mod:`~floodnb.generate.evaluate` (realism table and label consistency),

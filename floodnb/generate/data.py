@@ -3,9 +3,14 @@
 :class:`JointChips` wraps a sample-dict dataset (``floodnb.data.torch.ChipDataset`` vocabulary:
 ``"s1"`` normalised (2, H, W), ``"valid"`` (H, W), ``"label"`` int64 (H, W) with IGNORE_INDEX) and
 yields ``{"x": (3, H, W) float32, "mask": (3, H, W) bool, "index", "chip_id"}``: ``x`` holds VV,
-VH (floodnb normalisation) and the label channel ``2 p_water - 1`` in ``[-1, 1]`` (0 where the
-label is unknown); ``mask`` marks the pixels whose noise the loss counts (image: valid input;
-label: labelled and valid). The DAKTer balancing factor is applied by the objective, not here.
+VH (floodnb normalisation) and the label channel ``2 p_water - 1`` in ``[-1, 1]``; ``mask`` marks
+the pixels whose noise the loss counts (image: valid input; label: labelled and valid). Where the
+label is unknown the label channel is 0 (``fill_unknown=False``) or, with ``fill_unknown=True``,
+the value of the nearest labelled pixel (Euclidean distance transform): such pixels stay out of
+the loss either way, but a constant 0 there teaches the denoiser that a label channel near 0
+(p_water = 0.5) may stay there unpenalised, which at sampling time leaves undecided, fragmented
+labels; filling keeps the model's input a two-valued label map like the one it must produce.
+The DAKTer balancing factor is applied by the objective, not here.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from floodnb.distill.inputs import dataset_len
 class JointChips(Dataset):
     """Joint (VV, VH, label) samples of ``data``; see the module doc. Forwards ``set_epoch``."""
 
-    def __init__(self, data: Dataset) -> None:
+    def __init__(self, data: Dataset, *, fill_unknown: bool = False) -> None:
         if dataset_len(data) == 0:
             raise ValueError("JointChips: the wrapped dataset is empty (0 chips)")
         self.data = data
+        self.fill_unknown = bool(fill_unknown)
 
     @property
     def normalizers(self):
@@ -48,12 +54,27 @@ class JointChips(Dataset):
         valid = torch.as_tensor(s["valid"]).bool() if "valid" in s else torch.ones(label.shape, dtype=torch.bool)
         known = valid & (label != IGNORE_INDEX)
         lab = torch.where(known, 2.0 * (label == WATER).float() - 1.0, torch.zeros_like(s1[0]))
+        if self.fill_unknown:
+            lab = fill_nearest(lab, known)
         x = torch.cat([s1, lab[None]], dim=0)
         mask = torch.stack([valid, valid, known])
         out = {"x": x, "mask": mask, "index": torch.tensor(int(s["index"]) if "index" in s else i)}
         if "chip_id" in s:
             out["chip_id"] = s["chip_id"]
         return out
+
+
+def fill_nearest(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``values`` (H, W) with every pixel outside ``known`` (H, W) bool set to its nearest known pixel's
+    value (Euclidean distance transform); unchanged when no pixel or every pixel is known.
+    """
+    k = known.numpy()
+    if k.all() or not k.any():
+        return values
+    from scipy import ndimage
+
+    idx = ndimage.distance_transform_edt(~k, return_distances=False, return_indices=True)
+    return torch.from_numpy(values.numpy()[idx[0], idx[1]])
 
 
 def stack_samples(data: Dataset, n: int | None = None) -> dict[str, torch.Tensor]:

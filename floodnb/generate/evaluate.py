@@ -28,13 +28,21 @@ from floodnb.simulate.stats import RealismStats
 from floodnb.simulate.stats import realism_table as _sim_table
 
 
-def real_chips(data: Dataset, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def real_chips(data: Dataset, n: int | None = None, *, draws: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``(s1 dB (N, 2, H, W) with NaN = no data, label (N, H, W) in {-1, 0, 1})`` of the first ``n``
-    chips of a ChipDataset-like dataset (one chip size: crop them).
+    (default all) chips of a ChipDataset-like dataset (one chip size: crop them), for each of
+    ``draws`` epochs (``set_epoch(0 .. draws - 1)``: new random crops of the same chips each draw).
     """
+    if draws < 1:
+        raise ValueError(f"real_chips: draws must be >= 1, got {draws}")
     joint = data if isinstance(data, JointChips) else JointChips(data)
-    s = stack_samples(joint, n)
-    return to_db_and_label(s["x"].numpy(), s["mask"].numpy(), joint.normalizers["s1"])
+    parts = []
+    for epoch in range(draws):
+        joint.set_epoch(epoch)
+        s = stack_samples(joint, n)
+        parts.append(to_db_and_label(s["x"].numpy(), s["mask"].numpy(), joint.normalizers["s1"]))
+    joint.set_epoch(0)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def realism_stats(s1_db: np.ndarray, label: np.ndarray) -> dict[str, float]:

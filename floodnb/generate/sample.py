@@ -1,12 +1,14 @@
-"""Seeded DDIM sampling of the DAKTer generator (Song et al., ICLR 2021, deterministic ``eta = 0``).
+"""Seeded DDIM sampling of the DAKTer generator (Song et al., ICLR 2021; ``eta = 0`` deterministic,
+``eta > 0`` adds fresh noise of std ``eta * sqrt((1 - abar') / (1 - abar) * (1 - abar / abar')``
+at every step, ``eta = 1`` being DDPM's ancestral sampler on the step subsequence).
 
 :func:`load_generator` reads a generator checkpoint (safetensors + JSON spec) into a
 :class:`Generator`; :meth:`Generator.sample` draws ``n`` chips of ``size`` px with ``steps``
 denoising steps (a subsequence of the training steps: the fast sampler). Chip ``k``'s starting
-noise comes from its own CPU generator seeded with ``(seed, k)``, so the output depends only on
-``(checkpoint, n, size, steps, seed)``: bit-identical on CPU for the same ``batch_size``, and equal
-up to float rounding (about 1e-4) for another batch size (CPU convolutions sum in batch-dependent
-order).
+noise comes from its own CPU generator seeded with ``(seed, k)`` (its step noise from one seeded
+with ``(seed, k, 1)``), so the output depends only on ``(checkpoint, n, size, steps, eta, seed)``:
+bit-identical on CPU for the same ``batch_size``, and equal up to float rounding (about 1e-4) for
+another batch size (CPU convolutions sum in batch-dependent order).
 Predicted clean samples are clipped to the data range at every step (image: the normaliser's dB
 clip mapped to normalised units, e.g. [-50, 1] dB for ``sen1floods11_s1``, else ``±IMAGE_CLIP``;
 label: ``±b``). The result (:class:`Generated`) holds VV/VH in the checkpoint's normalisation and the
@@ -100,13 +102,18 @@ def ddim_timesteps(steps: int, timesteps: int) -> list[int]:
     return [int(s) for s in seq]
 
 
+def chip_generator(seed: int, k: int, stream: int = 0) -> torch.Generator:
+    """CPU generator of chip ``k``: stream 0 its starting noise (seeded by ``(seed, k)``), stream 1
+    the fresh noise of the stochastic (``eta > 0``) steps (seeded by ``(seed, k, 1)``).
+    """
+    key = [seed, k] if stream == 0 else [seed, k, stream]
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+
+
 def chip_noise(n: int, size: int, seed: int, start: int = 0) -> torch.Tensor:
     """Starting noise (n, 3, size, size) of chips ``start .. start + n - 1``: chip k seeded by ``(seed, k)``."""
-    out = []
-    for k in range(start, start + n):
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-        out.append(torch.randn(3, size, size, generator=g))
-    return torch.stack(out)
+    return torch.stack([torch.randn(3, size, size, generator=chip_generator(seed, k))
+                        for k in range(start, start + n)])
 
 
 @dataclass
@@ -139,7 +146,8 @@ class Generator:
                 torch.tensor([*hi, self.balance], dtype=torch.float32).view(1, 3, 1, 1))
 
     @torch.inference_mode()
-    def _denoise(self, x: torch.Tensor, seq: list[int], alpha_bar: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, x: torch.Tensor, seq: list[int], alpha_bar: torch.Tensor, *, eta: float = 0.0,
+                 gens: list[torch.Generator] | None = None) -> torch.Tensor:
         device = x.device
         lo, hi = (b.to(device) for b in self.bounds())
         for i, t in enumerate(seq):
@@ -150,17 +158,25 @@ class Generator:
             x0 = a.sqrt().float() * x - (1 - a).sqrt().float() * v
             x0 = torch.maximum(torch.minimum(x0, hi), lo)
             eps = (x - a.sqrt().float() * x0) / (1 - a).sqrt().float()
-            x = a_prev.sqrt().float() * x0 + (1 - a_prev).sqrt().float() * eps
+            sigma = eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).clamp_min(0).sqrt()
+            x = a_prev.sqrt().float() * x0 + (1 - a_prev - sigma ** 2).clamp_min(0).sqrt().float() * eps
+            if float(sigma) > 0 and gens is not None:
+                z = torch.stack([torch.randn(x.shape[1:], generator=g) for g in gens]).to(device)
+                x = x + sigma.float() * z
         return x
 
     def sample(self, n: int, *, size: int = 64, steps: int = 20, seed: int = 0, batch_size: int = 16,
-               device: str = "cpu", progress: bool = False) -> Generated:
-        """``n`` generated pairs of ``size`` x ``size`` px with ``steps`` DDIM steps; see the module doc."""
+               device: str = "cpu", eta: float = 0.0, progress: bool = False) -> Generated:
+        """``n`` generated pairs of ``size`` x ``size`` px with ``steps`` DDIM steps and stochasticity
+        ``eta`` (0: deterministic DDIM, 1: DDPM-like ancestral steps); see the module doc.
+        """
         from tqdm.auto import tqdm
 
         if n < 1 or size < 8 or batch_size < 1:
             raise ValueError(f"sample: need n >= 1, size >= 8 and batch_size >= 1, got n={n}, size={size}, "
                              f"batch_size={batch_size}")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"sample: eta must lie in [0, 1], got {eta!r}")
         seq = ddim_timesteps(steps, self.timesteps)
         alpha_bar = cosine_alpha_bar(self.timesteps)
         model = self.model.to(device).eval()
@@ -168,18 +184,20 @@ class Generator:
         parts = []
         for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress, leave=False):
             x = chip_noise(min(batch_size, n - start), size, seed, start).to(device)
-            parts.append(self._denoise(x, seq, alpha_bar).cpu())
+            gens = [chip_generator(seed, k, stream=1) for k in range(start, start + x.shape[0])] if eta > 0 else None
+            parts.append(self._denoise(x, seq, alpha_bar, eta=eta, gens=gens).cpu())
         arr = torch.cat(parts).numpy()
         p = np.clip((arr[:, 2] / self.balance + 1.0) / 2.0, 0.0, 1.0)
         soft = np.stack([1.0 - p, p], axis=1).astype(np.float32)
         return Generated(s1=np.ascontiguousarray(arr[:, :2], dtype=np.float32), soft=soft,
                          normalizer=dict(self.spec.normalizers["s1"]),
-                         settings={"n": n, "size": size, "steps": steps, "seed": seed})
+                         settings={"n": n, "size": size, "steps": steps, "seed": seed, "eta": eta})
 
 
 def load_generator(path: str | Path, *, device: str = "cpu") -> Generator:
     """The generator of a checkpoint (``.safetensors``, engine ``last.pt`` or a run folder)."""
-    import floodnb.generate.denoiser  # noqa: F401  (registers the denoiser's model name)
+    import floodnb.generate.denoiser  # noqa: F401  (registers the denoiser's model names)
+    import floodnb.generate.ema  # noqa: F401
     from floodnb.models.checkpoint import load_checkpoint, read_spec
 
     spec = read_spec(path)

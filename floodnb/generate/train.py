@@ -7,8 +7,9 @@ draws the same numbers; tensors then move to the model's device), and returns th
 squared error of the predicted velocity ``v = sqrt(abar) eps - sqrt(1 - abar) x_0`` (v-prediction,
 Salimans & Ho, ICLR 2022: well conditioned at every noise level, where noise prediction makes the
 few-step sampler divide the noise error by ``sqrt(abar) ~ 0.003`` at the first step and saturate)
-with the image and label terms for the log. :func:`train_generator` measures ``b`` on the training chips, builds the
-denoiser and its spec (safetensors + JSON, :mod:`floodnb.models.checkpoint`) and calls ``fit``.
+with the image and label terms for the log. With an EMA denoiser (:mod:`floodnb.generate.ema`) it first folds
+the previous step's weights into the average. :func:`train_generator` measures ``b`` on the training chips,
+builds the denoiser and its spec (safetensors + JSON, :mod:`floodnb.models.checkpoint`) and calls ``fit``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from floodnb.bands import CLASS_NAMES, S1_BANDS
 from floodnb.distill.engine import FitResult, TrainConfig, fit, seed_everything
 from floodnb.generate.data import JointChips, stack_samples
 from floodnb.generate.denoiser import MODEL_NAME, DenoiserUNet
+from floodnb.generate.ema import EMA_MODEL_NAME, EMADenoiser
 from floodnb.generate.schedule import TIMESTEPS, balancing_factor, cosine_alpha_bar, q_sample
 from floodnb.models.checkpoint import ModelSpec
 
@@ -38,7 +40,11 @@ class GeneratorConfig:
 
     ``width`` / ``depth``: :class:`~floodnb.generate.denoiser.DenoiserUNet`; ``timesteps``: training
     diffusion steps (cosine schedule); ``balance``: ``"snr"`` (DAKTer factor measured on
-    ``balance_chips`` training chips), ``"none"`` (b = 1) or a number (b given).
+    ``balance_chips`` training chips), ``"none"`` (b = 1) or a number (b given); ``ema_decay``:
+    0 samples with the raw trained weights (model ``dakter_unet``), a decay in (0, 1) keeps and
+    samples with their exponential moving average (:class:`~floodnb.generate.ema.EMADenoiser`);
+    ``fill_unknown``: unknown label pixels of the training input take the nearest label
+    (:class:`~floodnb.generate.data.JointChips`; they stay out of the loss either way).
     """
 
     width: int = 16
@@ -46,6 +52,8 @@ class GeneratorConfig:
     timesteps: int = TIMESTEPS
     balance: str | float = "snr"
     balance_chips: int = 64
+    ema_decay: float = 0.0
+    fill_unknown: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.balance, str) and self.balance not in ("snr", "none"):
@@ -57,6 +65,14 @@ class GeneratorConfig:
                 raise ValueError(f"GeneratorConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if self.timesteps < 2:
             raise ValueError(f"GeneratorConfig.timesteps must be >= 2, got {self.timesteps}")
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ValueError(f"GeneratorConfig.ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+
+    def build_model(self) -> DenoiserUNet | EMADenoiser:
+        """The denoiser of these settings (with its EMA copy when ``ema_decay > 0``), 3 channels."""
+        if self.ema_decay > 0:
+            return EMADenoiser(in_channels=3, width=self.width, depth=self.depth, ema_decay=self.ema_decay)
+        return DenoiserUNet(in_channels=3, width=self.width, depth=self.depth)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,9 @@ class DiffusionObjective:
         scale = torch.tensor([1.0, 1.0, self.balance], device=device).view(1, 3, 1, 1)
         x0 = x0 * scale
         mask = batch["mask"].float()
+        core = getattr(model, "module", model)  # DistributedDataParallel wraps the denoiser
+        if isinstance(core, EMADenoiser):
+            core.update_ema()  # folds in the previous optimizer step (floodnb.generate.ema)
         n = x0.shape[0]
         t = torch.randint(0, self.timesteps, (n,))  # CPU global RNG: checkpointed by the engine
         noise = torch.randn(x0.shape).to(device)
@@ -107,10 +126,11 @@ class TrainedGenerator:
     balance: float
 
 
-def generator_spec(model: DenoiserUNet, *, normalizer: dict, gen: GeneratorConfig, balance: float,
+def generator_spec(model: DenoiserUNet | EMADenoiser, *, normalizer: dict, gen: GeneratorConfig, balance: float,
                    extra: Mapping | None = None) -> ModelSpec:
     """The checkpoint spec of a generator (inputs ``s1`` VV/VH with ``normalizer``; label x ``balance``)."""
-    return ModelSpec(model_name=MODEL_NAME, model_config=model.config(), inputs=("s1",), bands={"s1": S1_BANDS},
+    name = EMA_MODEL_NAME if isinstance(model, EMADenoiser) else MODEL_NAME
+    return ModelSpec(model_name=name, model_config=model.config(), inputs=("s1",), bands={"s1": S1_BANDS},
                      normalizers={"s1": normalizer}, classes=CLASS_NAMES,
                      config={"method": METHOD, "paper": PAPER, "generator": asdict(gen), "balance": balance,
                              "schedule": "cosine", "prediction": "v",
@@ -129,12 +149,12 @@ def train_generator(train: Dataset, *, out_dir: str | Path, config: TrainConfig 
     """
     config = TrainConfig() if config is None else config
     gen = GeneratorConfig() if gen is None else gen
-    joint = train if isinstance(train, JointChips) else JointChips(train)
+    joint = train if isinstance(train, JointChips) else JointChips(train, fill_unknown=gen.fill_unknown)
     norm = joint.normalizers["s1"]
     norm_dict = norm.to_dict() if hasattr(norm, "to_dict") else dict(norm)
     balance = measure_balance(joint, gen)
     seed_everything(config.seed)
-    model = DenoiserUNet(in_channels=3, width=gen.width, depth=gen.depth)
+    model = gen.build_model()
     spec = generator_spec(model, normalizer=norm_dict, gen=gen, balance=balance)
     objective = DiffusionObjective(balance=balance, timesteps=gen.timesteps)
     from floodnb.distill.runner import data_settings
