@@ -117,3 +117,17 @@ def test_dashboard_prefetches_next_rows_and_sessions_share_the_cache(run, loads)
     assert int((d.sources["probability"].data["image"][0] >> 24 > 0).sum()) == 0
     with pytest.raises(ValueError, match="prefetch"):
         Dashboard(run, basemap="none", prefetch=-1)
+
+
+def test_idle_prefetch_thread_ends_and_restarts_on_demand(run, monkeypatch):
+    monkeypatch.setattr(layer_cache, "IDLE_EXIT_S", 0.2)
+    cache = LayerCache(quiet_s=0.0)
+    ids = _ids(run)
+    cache.prefetch(run, ids[:1], "student", ("s1",))
+    assert cache.wait_idle(30)
+    worker = cache._worker
+    assert worker is not None
+    worker.join(5)  # no more work: the thread ends by itself instead of waiting forever
+    assert not worker.is_alive() and cache._worker is None
+    cache.prefetch(run, ids[1:2], "student", ("s1",))  # a new request starts a new thread
+    assert cache.wait_idle(30) and cache.cached(run, ids[1], "student")

@@ -129,4 +129,4 @@ def test_writer_failure_in_background_leaves_no_output(tmp_path, monkeypatch):
         predict_raster(vh_threshold_model(), src, out / "o.tif", tile=64, overlap=16, normalizers=IDENTITY,
                        progress=False)
     assert calls == ["floodnb-write"] * 2  # written by the writer thread
-    assert list(out.iterdir()) == [] and not _threads("floodnb-")
+    assert list(out.iterdir()) == [] and not _threads("floodnb-read") and not _threads("floodnb-write")

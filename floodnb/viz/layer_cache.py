@@ -42,6 +42,10 @@ from floodnb.viz.run_data import RunData
 MODEL_LAYERS: frozenset[str] = frozenset({"prediction", "probability", "disagreement"})
 
 
+#: seconds the prefetch thread waits for work before it ends (a cache that is no longer used holds no thread)
+IDLE_EXIT_S = 30.0
+
+
 def _run_key(run: RunData) -> tuple[str, str]:
     return str(run.run_dir), str(run.data_root)
 
@@ -173,7 +177,9 @@ class LayerCache:
                 while not self._jobs:
                     self._busy = False
                     self._wake.notify_all()
-                    self._wake.wait()
+                    if not self._wake.wait(timeout=IDLE_EXIT_S) and not self._jobs:
+                        self._worker = None  # idle: end the thread (prefetch starts a new one)
+                        return
                 run, chip_ids, method, keys, threshold = self._jobs.pop()  # newest request first
                 self._busy = True
             for cid in chip_ids:
