@@ -25,9 +25,10 @@ Parameters are checked before any stage runs (:func:`check_params`): an unknown 
 the notebooks' default; ``epochs``/``crop``/``model``/``precision`` by :data:`NONE_DEFAULT_TYPES`) is a
 ``ValueError`` naming the parameter and what was expected.
 
-Speed: ``precision`` (None: the preset's, bfloat16 mixed precision; see :mod:`floodnb.runtime`) is
-resolved here and recorded with the other parameters in ``run.json``; torch threads come from
-``$FLOODNB_THREADS`` or the machine in every notebook (``floodnb run --threads N`` sets the variable).
+Speed: ``precision`` (None: the preset's, ``"auto"``: bfloat16 mixed precision where the CPU computes
+it natively, else float32; see :func:`floodnb.runtime.resolve_precision`) is resolved here and
+recorded with the other parameters in ``run.json``; torch threads come from ``$FLOODNB_THREADS`` or
+the machine in every notebook (``floodnb run --threads N`` sets the variable).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floodnb import runtime
 from floodnb.runs.layout import EXECUTED_DIR, NOTEBOOKS, SIMULATE, default_notebooks_dir, stage_dir
 from floodnb.runs.presets import SIM_PARAMS, preset
 from floodnb.runs.simulation import SimRequest, SimulationMismatch, ensure_simulation
@@ -140,9 +142,9 @@ def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
             want = _TYPE_WORDS[typ] + (" >= 1" if positive else "") + (" or null" if default is None else "")
             raise ValueError(f"parameter {key}={value!r}: expected {want}")
         if key == "precision":
-            from floodnb.runtime import check_precision
+            from floodnb.runtime import resolve_precision
 
-            check_precision(value, "cpu", name="parameter precision")
+            resolve_precision(value, "cpu", name="parameter precision")
         if key == "model":
             from floodnb.models import model_names
 
@@ -332,7 +334,9 @@ def run_pipeline(
     extra = dict(params or {})
     sim = {**preset(fast).sim.params(), **{k: extra.pop(k) for k in list(extra) if k.startswith("sim_")}}
     epochs = preset(fast).train.epochs if epochs is None else epochs
-    extra["precision"] = extra.get("precision") or preset(fast).train.precision
+    # resolved once ("auto" -> what this machine runs fastest), so every notebook and the run record agree
+    extra["precision"] = runtime.resolve_precision(extra.get("precision") or preset(fast).train.precision, "cpu",
+                                                   name="precision")
     invalidated = False  # once a stage reruns, every later stage must rerun too
     if data_root is None:
         data_root, invalidated = _simulate_stage(run, seed=seed, sim=sim)

@@ -6,6 +6,10 @@
   convolutions run in the reduced type under :func:`torch.autocast` (Micikevicius et al. 2018,
   "Mixed Precision Training"), and float16 training scales the loss (:func:`grad_scaler`) so
   small gradients do not underflow. Outputs (probabilities, losses) are float32.
+* **"auto"** (:func:`resolve_precision`, the default of ``floodnb run`` and the notebooks):
+  bfloat16 where the hardware computes it natively (CPUs whose flags include ``avx512_bf16`` or
+  ``amx_bf16``, CUDA devices that support it), else float32. On a CPU without those instructions
+  (AVX2 only, say) oneDNN emulates bfloat16 and is many times *slower* than float32.
 * **Threads** (:func:`resolve_threads`): torch intra-op threads; an explicit argument wins, then
   the environment variable :data:`THREADS_ENV` (``FLOODNB_THREADS``), then the CPUs this process
   may use (:func:`machine_cpus`: CPU affinity, capped by a cgroup CPU quota as in containers).
@@ -32,6 +36,10 @@ if TYPE_CHECKING:
 
 #: precisions floodnb accepts (exact first)
 PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
+#: what ``precision="auto"`` may resolve to is one of :data:`PRECISIONS`; this is the name of that choice
+AUTO = "auto"
+#: /proc/cpuinfo flags of CPU instructions that compute bfloat16 natively (AVX-512 BF16, AMX)
+CPU_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 #: environment variable overriding the number of torch threads
 THREADS_ENV = "FLOODNB_THREADS"
 
@@ -53,6 +61,40 @@ def check_precision(precision: str, device: str | torch.device = "cpu", *, name:
         raise ValueError(f"{name}='float16' needs a CUDA device (got device {str(device)!r}); "
                          "use 'bfloat16' (or 'float32') on CPU")
     return precision
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The instruction-set flags of the first CPU in ``cpuinfo`` (Linux); empty where unreadable."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: str | torch.device = "cpu", *, cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CPU with one of :data:`CPU_BF16_FLAGS`, or a
+    CUDA device for which ``torch.cuda.is_bf16_supported()`` holds. Unknown (no /proc/cpuinfo) is False.
+    """
+    if device_type(device) == "cuda":
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(cpu_flags(cpuinfo) & set(CPU_BF16_FLAGS))
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu", *, name: str = "precision") -> str:
+    """``precision`` checked (:func:`check_precision`), with ``"auto"`` resolved for ``device``:
+    ``"bfloat16"`` where :func:`native_bf16`, else ``"float32"``.
+    """
+    if precision == AUTO:
+        return "bfloat16" if native_bf16(device) else "float32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"{name}={precision!r}: expected {AUTO} or one of {', '.join(PRECISIONS)}")
+    return check_precision(precision, device, name=name)
 
 
 def compute_dtype(precision: str) -> torch.dtype:

@@ -104,7 +104,7 @@ def setup(stage: str, *, data_root: str | Path | None, run_dir: str | Path | Non
     from floodnb import runtime
 
     d = preset(bool(fast)).train
-    precision = runtime.check_precision(d.precision if precision is None else precision, "cpu")
+    precision = runtime.resolve_precision(d.precision if precision is None else precision, "cpu")
     n_threads = runtime.apply_threads(threads)
     epochs = d.epochs if epochs is None else int(epochs)
     crop = d.crop if crop is None else int(crop)

@@ -114,7 +114,9 @@ def test_run_parameters_and_notebook_setup_resolve_precision_and_threads(tmp_pat
         check_params({"precision": "float16"}, known)
     with pytest.raises(ValueError, match="parameter precision=3: expected a string"):
         check_params({"precision": 3}, known)
-    assert DEFAULT.train.precision == FAST.train.precision == "bfloat16"
+    check_params({"precision": "auto"}, known)
+    assert DEFAULT.train.precision == FAST.train.precision == "auto"
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu", **_: True)  # a CPU with AVX-512 BF16
     monkeypatch.setenv(runtime.THREADS_ENV, "1")
     data = tmp_path / "data"
     data.mkdir()
@@ -132,6 +134,32 @@ def test_run_parameters_and_notebook_setup_resolve_precision_and_threads(tmp_pat
     with pytest.raises(ValueError, match="--threads -2"):
         apply_speed_arguments(argparse.Namespace(precision="float32", threads=-2))
     assert apply_speed_arguments(argparse.Namespace(precision="bfloat16", threads=1)) == ("bfloat16", 1)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu", **_: False)  # AVX2 only: bfloat16 emulated
+    assert apply_speed_arguments(argparse.Namespace(precision="auto", threads=1)) == ("float32", 1)
+    s_avx2 = workflow.setup("03_train_teacher", data_root=data, run_dir=tmp_path / "run", out_dir=None, seed=0,
+                            epochs=1, fast=True, progress=False)
+    assert s_avx2.precision == "float32"
+
+
+def test_auto_precision_follows_the_cpu_flags(tmp_path):
+    """"auto" is bfloat16 only on CPUs that compute it natively (AVX-512 BF16 / AMX), float32 elsewhere."""
+    def cpuinfo(flags: str):
+        p = tmp_path / f"cpuinfo_{len(list(tmp_path.iterdir()))}"
+        p.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return p
+    sapphire = cpuinfo("fpu sse4_2 avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile")
+    zen3 = cpuinfo("fpu sse4_2 fma avx avx2")
+    skylake = cpuinfo("fpu avx2 avx512f avx512bw avx512vl")  # AVX-512 without BF16: emulated
+    assert "avx512_bf16" in runtime.cpu_flags(sapphire) and runtime.cpu_flags(tmp_path / "missing") == frozenset()
+    assert runtime.native_bf16("cpu", cpuinfo=sapphire)
+    assert not runtime.native_bf16("cpu", cpuinfo=zen3) and not runtime.native_bf16("cpu", cpuinfo=skylake)
+    assert not runtime.native_bf16("cpu", cpuinfo=tmp_path / "missing")  # unknown: the exact default
+    assert runtime.resolve_precision("auto") == ("bfloat16" if runtime.native_bf16() else "float32")
+    assert runtime.resolve_precision("float32") == "float32" and runtime.resolve_precision("bfloat16") == "bfloat16"
+    with pytest.raises(ValueError, match=r"--precision='fp8': expected auto or one of float32, bfloat16, float16"):
+        runtime.resolve_precision("fp8", name="--precision")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        runtime.resolve_precision("float16", "cpu")
 
 
 def test_predictor_precision_keeps_float32_probabilities_close():

@@ -19,9 +19,10 @@ def check_out_dir(path: str | Path, option: str = "--out-dir") -> Path:
 
 def add_speed_arguments(p, *, precision_default: str = "float32", what: str = "") -> None:
     """``--precision`` and ``--threads`` (see :mod:`floodnb.runtime`) on parser ``p``."""
-    p.add_argument("--precision", default=precision_default, choices=("float32", "bfloat16", "float16"),
+    p.add_argument("--precision", default=precision_default, choices=("auto", "float32", "bfloat16", "float16"),
                    help=f"numeric precision of {what or 'the model'} (default {precision_default}): bfloat16 is "
-                        "mixed precision, fast on CPUs with AVX-512 BF16/AMX and recent GPUs; float16 on CUDA only")
+                        "mixed precision, fast on CPUs with AVX-512 BF16/AMX and recent GPUs (emulated, slower, "
+                        "elsewhere); auto picks bfloat16 where it is native, else float32; float16 on CUDA only")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default 0: $FLOODNB_THREADS, else the CPUs this process may use)")
 
@@ -33,7 +34,7 @@ def apply_speed_arguments(args, device: str = "cpu") -> tuple[str, int]:
     """
     from floodnb import runtime
 
-    precision = runtime.check_precision(args.precision, device, name="--precision")
+    precision = runtime.resolve_precision(args.precision, device, name="--precision")
     if args.threads < 0:
         raise ValueError(f"--threads {args.threads}: expected an integer >= 1 (0: from the machine)")
     return precision, runtime.apply_threads(args.threads)

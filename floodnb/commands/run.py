@@ -23,9 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebooks-dir", default=None, help="folder with the pipeline notebooks")
     p.add_argument("--force", action="store_true", help="redo stages that already finished")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
-                   help="training and evaluation precision (default: the preset's, bfloat16 mixed precision: water IoU "
-                        "within 0.01 of float32, faster on CPUs with AVX-512 BF16/AMX); same as -p precision=...")
+    p.add_argument("--precision", default=None, choices=("auto", "float32", "bfloat16"),
+                   help="training and evaluation precision (default auto: bfloat16 mixed precision, water IoU within "
+                        "0.01 of float32, where the CPU computes it natively (AVX-512 BF16/AMX), else float32); "
+                        "same as -p precision=...")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads of every notebook (default 0: $FLOODNB_THREADS, else the CPUs available)")
 

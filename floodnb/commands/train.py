@@ -144,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
 
     out = check_out_dir(args.out_dir)
     device = _device(args.device)
-    runtime.check_precision(args.precision, device, name="--precision")
+    args.precision = runtime.resolve_precision(args.precision, device, name="--precision")
     rank, _ = ddp.ensure_initialized(device)  # joins torchrun's group; no-op in one process / under --nproc
     created = ddp.broadcast_object(not out.exists())
     try:

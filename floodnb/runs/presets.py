@@ -39,7 +39,7 @@ class TrainDefaults:
     epochs: int
     model: str
     crop: int
-    precision: str = "bfloat16"
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,9 @@ class Preset:
     sim: SimSizes
 
 
-DEFAULT = Preset(train=TrainDefaults(epochs=4, model="unet_small", crop=128, precision="bfloat16"),
+DEFAULT = Preset(train=TrainDefaults(epochs=4, model="unet_small", crop=128, precision="auto"),
                  sim=SimSizes(hand=120, weak=120, size=256))
-FAST = Preset(train=TrainDefaults(epochs=1, model="unet_tiny", crop=64, precision="bfloat16"),
+FAST = Preset(train=TrainDefaults(epochs=1, model="unet_tiny", crop=64, precision="auto"),
               sim=SimSizes(hand=16, weak=24, size=64))
 #: names of the simulation-size parameters ``floodnb run`` accepts besides the notebooks' own
 SIM_PARAMS: tuple[str, ...] = tuple(DEFAULT.sim.params())
