@@ -99,7 +99,8 @@ def test_objective_masks_the_label_term_and_is_seeded():
     assert terms["mse_label"] == 0 and terms["mse_image"] > 0
 
 
-def test_training_resumes_to_identical_weights(tmp_path, trained):
+def killed_then_resumed(out_dir, gen: GeneratorConfig):
+    """Train ``gen`` on the toy chips into ``out_dir``, killed after global step 3, then resumed: the result."""
     class Kill(Exception):
         pass
 
@@ -108,9 +109,12 @@ def test_training_resumes_to_identical_weights(tmp_path, trained):
             raise Kill
 
     with pytest.raises(Kill):
-        train_generator(_toy(), out_dir=tmp_path / "r", config=_config(), gen=TINY,
-                        step_callback=kill)
-    res = train_generator(_toy(), out_dir=tmp_path / "r", config=_config(), gen=TINY)
+        train_generator(_toy(), out_dir=out_dir, config=_config(), gen=gen, step_callback=kill)
+    return train_generator(_toy(), out_dir=out_dir, config=_config(), gen=gen)
+
+
+def test_training_resumes_to_identical_weights(tmp_path, trained):
+    res = killed_then_resumed(tmp_path / "r", TINY)
     assert res.fit.resumed_from is not None
     a, b = load_generator(trained.out_dir / "model.safetensors"), load_generator(tmp_path / "r" / "model.safetensors")
     for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from _distill_data import ToyChips
+from test_generate import _config, _toy, killed_then_resumed
 
 from floodnb.bands import IGNORE_INDEX
-from floodnb.distill.engine import TrainConfig
 from floodnb.generate.data import JointChips, fill_nearest
 from floodnb.generate.ema import EMA_MODEL_NAME, EMADenoiser
 from floodnb.generate.sample import load_generator
@@ -22,16 +22,6 @@ S1_PRESET = {"name": "sen1floods11_s1", "role": "s1", "bands": ["VV", "VH"], "ki
              "mean": [0.6851, 0.5235], "std": [0.0820, 0.1102], "source": "test", "clip": [-50.0, 1.0],
              "offset": -50.0, "scale": 51.0}
 TINY_EMA = GeneratorConfig(width=4, depth=1, timesteps=50, balance_chips=4, ema_decay=0.9, fill_unknown=True)
-
-
-def _toy(n=4, size=16):
-    data = ToyChips(n=n, size=size, s2=False)
-    data.normalizers = {"s1": S1_PRESET}
-    return data
-
-
-def _config(epochs=2):
-    return TrainConfig(epochs=epochs, batch_size=2, lr=1e-2, seed=3, progress=False, checkpoint_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +52,7 @@ def test_ema_update_ramp_and_modes():
 
 
 def test_ema_training_resumes_to_identical_weights(tmp_path, trained_ema):
-    class Kill(Exception):
-        pass
-
-    def kill(**kw):
-        if kw["global_step"] == 3:
-            raise Kill
-
-    with pytest.raises(Kill):
-        train_generator(_toy(), out_dir=tmp_path / "r", config=_config(), gen=TINY_EMA, step_callback=kill)
-    res = train_generator(_toy(), out_dir=tmp_path / "r", config=_config(), gen=TINY_EMA)
+    res = killed_then_resumed(tmp_path / "r", TINY_EMA)
     assert res.fit.resumed_from is not None
     a = load_generator(trained_ema.out_dir / "model.safetensors")
     b = load_generator(tmp_path / "r" / "model.safetensors")
