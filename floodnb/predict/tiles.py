@@ -134,8 +134,6 @@ def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, in
     The strip is normalised once (:meth:`Predictor.prepare`), cut into the row's tiles, run in
     batches of ``batch`` tiles and blended horizontally. Pure: shares no state with other rows.
     """
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
     return predict_prepared_row(predictor, *prepare_strip(predictor, strip, grid, index), grid, index, batch=batch)
 
 
