@@ -23,7 +23,7 @@ saw the state, which added 0.1 s on average and took screenshots while the page 
 Every session is checked: it must show its own map and the chip it clicked. Figures printed
 side by side (median / max seconds), plus the ratio concurrent / single.
 
-    python benchmarks/bench_dashboard.py [--chips 12] [--size 512] [--sessions 10]
+    python benchmarks/bench_dashboard.py [--chips 12] [--size 512] [--sessions 10] [--single 5]
 
 The server (``python -m floodnb.cli``) imports floodnb from the current directory first: to
 measure another checkout, run from its root with PYTHONPATH set to it.
@@ -191,14 +191,15 @@ async def _session(browser, url: str, first: str, target: str, row: int) -> dict
     return {"render": t_render, "switch": t_switch, "errors": errors}
 
 
-async def _measure(url: str, order: list[str], sessions: int) -> list[dict]:
+async def _measure(url: str, order: list[str], sessions: int, single_n: int = 5) -> list[dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             span = min(len(order), PAGE_ROWS) - 1  # rows on the table's first page
-            single = [await _session(browser, url, order[0], order[1 + k % span], 1 + k % span) for k in range(3)]
+            single = [await _session(browser, url, order[0], order[1 + k % span], 1 + k % span)
+                      for k in range(single_n)]
             rows = [1 + k % span for k in range(sessions)]
             many = await asyncio.gather(*[_session(browser, url, order[0], order[r], r) for r in rows])
         finally:
@@ -215,6 +216,8 @@ def main() -> int:
     ap.add_argument("--chips", type=int, default=12)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--single", type=int, default=5,
+                    help="sessions opened one after another (the first finds a cold server)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +244,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.1)
             print(f"server start (process launch -> port open): {time.perf_counter() - t:.2f} s")
-            single, many = asyncio.run(_measure(f"http://127.0.0.1:{port}/", order, args.sessions))
+            single, many = asyncio.run(_measure(f"http://127.0.0.1:{port}/", order, args.sessions, args.single))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
@@ -250,7 +253,7 @@ def main() -> int:
     for e in sorted(set(errors))[:5]:
         print("console error:", e[:300])
     print(f"\n{'(page clock)':28}{'first render':>34}    {'chip switch':>30}")
-    print(f"{'1 session (3 in a row)':28}{_stats([r['render'] for r in single]):>34}    "
+    print(f"{f'1 session ({args.single} in a row)':28}{_stats([r['render'] for r in single]):>34}    "
           f"{_stats([r['switch'] for r in single]):>30}")
     print(f"{f'{args.sessions} concurrent sessions':28}{_stats([r['render'] for r in many]):>34}    "
           f"{_stats([r['switch'] for r in many]):>30}")

@@ -163,6 +163,11 @@ def test_dashboard_layers_and_chip_switch(run_dir):
 
     legend = {str(getattr(i.label, "value", i.label)): i for i in d.figure.legend[0].items}
     assert legend["predicted water"].visible and not legend["hand label: water"].visible
+    swatch = {label: color for spec in ml.LAYER_SPECS for label, color in spec.swatches}
+    assert set(legend) == set(swatch)
+    for label, item in legend.items():  # every entry draws its own row of the one proxy renderer
+        (proxy,) = item.renderers
+        assert proxy.data_source.data["fill_color"][item.index] == swatch[label]
     d.toggles["label"].value = True  # the legend names what is drawn
     assert legend["hand label: water"].visible
     d.toggles["noise"].value = True  # turned on later: filled for the current chip

@@ -131,3 +131,16 @@ def test_idle_prefetch_thread_ends_and_restarts_on_demand(run, monkeypatch):
     assert not worker.is_alive() and cache._worker is None
     cache.prefetch(run, ids[1:2], "student", ("s1",))  # a new request starts a new thread
     assert cache.wait_idle(30) and cache.cached(run, ids[1], "student")
+
+
+def test_warm_up_leaves_the_first_chip_ready_for_the_first_session(run, loads):
+    """serve_dashboard's warm-up draws the chip a new session opens on, so that session reads nothing."""
+    from floodnb.viz.dashboard import Dashboard
+    from floodnb.viz.serve import warm_up
+
+    cache = LayerCache()
+    assert warm_up(run, method="student", basemap="none", cache=cache) > 0
+    first = loads[0]
+    assert loads == [first] and cache.cached(run, first, "student") and cache.n_images >= 2
+    d = Dashboard(run, method="student", basemap="none", cache=cache, prefetch=0)
+    assert d.chip_id == first and loads == [first]  # served from the cache: no second read

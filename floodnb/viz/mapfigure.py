@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, Range1d
+from bokeh.models import ColumnDataSource, GlyphRenderer, ImageRGBA, ImageURL, Range1d
 from bokeh.models.annotations import Legend, LegendItem
 from bokeh.palettes import Greys256, Magma256, Viridis256
 from bokeh.plotting import figure
@@ -69,12 +69,13 @@ def chip_map(sources: dict[str, ColumnDataSource], *, glyph: str = "image_rgba",
         src = sources[spec.key]
         r: Any
         if glyph == "image_rgba":
-            r = fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=src,
-                               global_alpha=spec.alpha, name=f"layer-{spec.key}")
+            g: Any = ImageRGBA(image="image", x="x", y="y", dw="dw", dh="dh", global_alpha=spec.alpha)
         else:
-            r = fig.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=src,
-                              global_alpha=spec.alpha, name=f"layer-{spec.key}")
-        r.visible = spec.visible
+            g = ImageURL(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", global_alpha=spec.alpha)
+        # built directly rather than by fig.image_rgba: that adds explicit non-selection and muted
+        # copies of every glyph (22 more models for the page to build; images are never selected)
+        r = GlyphRenderer(data_source=src, glyph=g, name=f"layer-{spec.key}", visible=spec.visible)
+        fig.renderers.append(r)
         cm.renderers[spec.key] = r
     cm.scale_source = scale_source or ColumnDataSource(dict(x0=[0.0], x1=[0.0], y=[0.0], label=[""], ty=[0.0]))
     fig.segment(x0="x0", x1="x1", y0="y", y1="y", source=cm.scale_source, line_width=4, line_color="black")
@@ -88,14 +89,23 @@ def chip_map(sources: dict[str, ColumnDataSource], *, glyph: str = "image_rgba",
 
 
 def _add_legend(cm: ChipMap) -> None:
+    """One legend entry per swatch of every layer, all drawn by a single off-screen scatter.
+
+    Each :class:`LegendItem` points at its row (``index``) of the one proxy renderer, so the
+    legend costs one glyph renderer and data source instead of one per swatch (a dozen fewer
+    ones for the page to build; every model counts on a new session's first render).
+    """
+    swatches = [(spec.key, label, color) for spec in ml.LAYER_SPECS for label, color in spec.swatches]
+    n = len(swatches)
+    proxy = cm.figure.scatter(x=[np.nan] * n, y=[np.nan] * n, marker="square", size=12,
+                              color=[c for _, _, c in swatches], name="legend-swatches")
     items = []
     for spec in ml.LAYER_SPECS:
         cm.legend_items[spec.key] = []
-        for label, color in spec.swatches:
-            proxy = cm.figure.scatter(x=[np.nan], y=[np.nan], marker="square", size=12, color=color)
-            item = LegendItem(label=label, renderers=[proxy], visible=spec.visible)
-            cm.legend_items[spec.key].append(item)
-            items.append(item)
+    for i, (key, label, _) in enumerate(swatches):
+        item = LegendItem(label=label, renderers=[proxy], index=i, visible=ml.SPECS[key].visible)
+        cm.legend_items[key].append(item)
+        items.append(item)
     leg = Legend(items=items, location="top_right", label_text_font_size="8pt", glyph_height=12, glyph_width=12,
                  spacing=0, background_fill_alpha=0.8, name="map-legend")
     leg.padding = 4  # type: ignore[assignment]  # bokeh stub: Property, an int at runtime

@@ -11,9 +11,11 @@
   given);
 * each browser session builds its own :class:`~floodnb.viz.dashboard.Dashboard` over tables read
   once (:func:`~floodnb.viz.run_data.load_run`) and one :class:`~floodnb.viz.layer_cache.LayerCache`
-  of chip arrays and layer images shared by every session. The only request data the app uses is the
-  ``chip`` query argument, which is looked up in the run's table; the server has no static
-  folder of its own, so no URL maps onto the run directory or the data root;
+  of chip arrays and layer images shared by every session; one throwaway dashboard is built before
+  the port opens (:func:`warm_up`), so the first visitor does not pay the first-use costs. The
+  only request data the app uses is the ``chip`` query argument, which is looked up in the run's
+  table; the server has no static folder of its own, so no URL maps onto the run directory or the
+  data root;
 * Panel's ``/components/<module>/...`` route, which imports any installed module named in the
   URL (unauthenticated), is replaced by :func:`component_route`: it serves only resources of
   ``panel`` modules that are already imported, and imports nothing.
@@ -170,6 +172,26 @@ def _websocket_origin(address: str, port: int, websocket_origin: list[str] | Non
     return origins
 
 
+def warm_up(run, *, method: str | None, basemap: str, cache) -> float:
+    """Build one throwaway dashboard and its Bokeh document before serving; returns seconds taken.
+
+    The first session of a fresh server otherwise pays for first-use work no later session
+    repeats: lazy imports, Bokeh/Panel model class set-up, reading the first chip and drawing its
+    layer images (kept in ``cache``, which every session shares). Measured with
+    ``benchmarks/bench_dashboard.py``, that made the first visitor's first render about 1 s slower
+    than the next ones'.
+    """
+    import time
+
+    from bokeh.document import Document
+
+    from floodnb.viz.dashboard import Dashboard
+
+    t0 = time.perf_counter()
+    Dashboard(run, method=method, basemap=basemap, cache=cache, prefetch=0).view.get_root(Document())
+    return time.perf_counter() - t0
+
+
 def _session_app(run, *, method: str | None, basemap: str):
     """The per-session Panel app of :func:`serve_dashboard`: a new :class:`~floodnb.viz.dashboard.Dashboard`
     over the shared ``run`` and a shared layer cache, opened on the chip named by the ``?chip=`` URL
@@ -182,6 +204,7 @@ def _session_app(run, *, method: str | None, basemap: str):
     from floodnb.viz.layer_cache import LayerCache
 
     cache = LayerCache()
+    warm_up(run, method=method, basemap=basemap, cache=cache)
 
     def app():
         # Panel resolves stylesheet URLs of models created later in a session from this template
