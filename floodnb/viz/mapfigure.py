@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, GlyphRenderer, ImageRGBA, ImageURL, Range1d
+from bokeh.models import ColumnDataSource, ImageRGBA, ImageURL, Range1d
+from bokeh.models.renderers import GlyphRenderer
 from bokeh.models.annotations import Legend, LegendItem
 from bokeh.palettes import Greys256, Magma256, Viridis256
 from bokeh.plotting import figure
@@ -71,7 +72,8 @@ def chip_map(sources: dict[str, ColumnDataSource], *, glyph: str = "image_rgba",
         if glyph == "image_rgba":
             g: Any = ImageRGBA(image="image", x="x", y="y", dw="dw", dh="dh", global_alpha=spec.alpha)
         else:
-            g = ImageURL(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", global_alpha=spec.alpha)
+            g = ImageURL(url="url", x="x", y="y", w="w", h="h", global_alpha=spec.alpha)
+            g.anchor = "bottom_left"
         # built directly rather than by fig.image_rgba: that adds explicit non-selection and muted
         # copies of every glyph (22 more models for the page to build; images are never selected)
         r = GlyphRenderer(data_source=src, glyph=g, name=f"layer-{spec.key}", visible=spec.visible)
