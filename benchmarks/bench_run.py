@@ -16,9 +16,10 @@ Usage::
     python benchmarks/bench_run.py [--fast] [--runs-dir /tmp/bench_runs] [--repeats 3]
 
 ``--fast`` benchmarks ``floodnb run --fast`` instead (seconds, for a quick check); ``--precision``
-passes ``floodnb run --precision`` (default: the run's own default, bfloat16), so a float32 and a
-bfloat16 run can be compared (their metrics: ``benchmarks/bench_precision.py --runs A B``). The run goes
-into a fresh temporary runs folder unless ``--runs-dir`` is given (a new run name each time).
+passes ``floodnb run --precision`` (default: the run's own default, ``auto``: bfloat16 where the CPU
+has native bfloat16 instructions and a measured training step runs faster in it, else float32), so
+a float32 and a bfloat16 run can be compared (their metrics: ``benchmarks/bench_precision.py --runs
+A B``). The run goes into a fresh temporary runs folder unless ``--runs-dir`` is given (a new run name each time).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def main() -> int:
     ap.add_argument("--fast", action="store_true", help="benchmark 'floodnb run --fast'")
     ap.add_argument("--runs-dir", default=None, help="runs folder (default: a fresh temporary folder)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats of each overhead measurement (median)")
-    ap.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+    ap.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
                     help="floodnb run --precision (default: the run's default)")
     args = ap.parse_args()
 

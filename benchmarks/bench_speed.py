@@ -302,7 +302,7 @@ def table(rows: list[tuple], scene: dict, *, threads: int, load: tuple[float, fl
     overlap = scene[precs[0]]["overlap_factor"]
     lines.append(f"\nRatio = floodnb / bare model doing the same work in the same run (data path: samples/s of "
                  f"decoding / chips/s of the bare training step; memory-format row: the bare forward in the format "
-                 f"floodnb does not use / the one it uses, NCHW for float32 and channels-last for bfloat16; "
+                 f"floodnb does not use / the one it uses: NCHW / channels-last, floodnb using channels-last on CPU; "
                  f"streamed scene: the bare forward on the tiles floodnb ran, 512² overlapping by 32 px, and on "
                  f"as many 512² tiles as the scene has pixels: the overlapping tiles hold {overlap:.3f}x the "
                  f"scene's pixels). "

@@ -28,6 +28,25 @@ TINY_EVENTS = {"Spain": (38.10, -0.76, "2019/09/17", "2019/09/18", -25.13),
 _LOCATION = {"Spain": "Spain", "Mekong": "Cambodia"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _precision_probe_cache(tmp_path_factory):
+    """precision="auto" measures bfloat16 once per machine and caches it (floodnb.precision_probe):
+    tests (and the notebooks they run, which inherit the environment) keep that cache in a temporary
+    folder instead of the user's ~/.cache.
+    """
+    import os
+
+    from floodnb.precision_probe import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("floodnb_cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 def write_geotiff(path: Path, data: np.ndarray, *, lat: float, lon: float, nodata=None,
                   descriptions: tuple[str, ...] | None = None, pix: float = PIX) -> Path:
     """Write ``data`` ((C,) H, W) as an EPSG:4326 GeoTIFF whose top-left corner is (lat, lon)."""

@@ -38,7 +38,8 @@ def test_autocast_runs_convolutions_in_bfloat16_only_when_asked():
         assert conv(x).dtype == torch.bfloat16
     assert runtime.grad_scaler("bfloat16") is None  # bfloat16 has float32's range: no loss scaling
     assert runtime.to_channels_last(x, True).is_contiguous(memory_format=torch.channels_last)
-    assert runtime.prefer_channels_last("bfloat16") and not runtime.prefer_channels_last("float32")
+    assert runtime.prefer_channels_last("bfloat16") and runtime.prefer_channels_last("float32")  # CPU: both
+    assert runtime.prefer_channels_last("bfloat16", "cuda") and not runtime.prefer_channels_last("float32", "cuda")
 
 
 def test_threads_from_argument_environment_and_cgroup(monkeypatch, tmp_path):
@@ -116,7 +117,10 @@ def test_run_parameters_and_notebook_setup_resolve_precision_and_threads(tmp_pat
         check_params({"precision": 3}, known)
     check_params({"precision": "auto"}, known)
     assert DEFAULT.train.precision == FAST.train.precision == "auto"
+    from floodnb import precision_probe
+
     monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu", **_: True)  # a CPU with AVX-512 BF16
+    monkeypatch.setattr(precision_probe, "bf16_speedup", lambda **_: {"speedup": 2.5})  # measured faster
     monkeypatch.setenv(runtime.THREADS_ENV, "1")
     data = tmp_path / "data"
     data.mkdir()
@@ -154,7 +158,9 @@ def test_auto_precision_follows_the_cpu_flags(tmp_path):
     assert runtime.native_bf16("cpu", cpuinfo=sapphire)
     assert not runtime.native_bf16("cpu", cpuinfo=zen3) and not runtime.native_bf16("cpu", cpuinfo=skylake)
     assert not runtime.native_bf16("cpu", cpuinfo=tmp_path / "missing")  # unknown: the exact default
-    assert runtime.resolve_precision("auto") == ("bfloat16" if runtime.native_bf16() else "float32")
+    from floodnb.precision_probe import auto_cpu_precision
+
+    assert runtime.resolve_precision("auto") == auto_cpu_precision()  # this machine: flags, then measured
     assert runtime.resolve_precision("float32") == "float32" and runtime.resolve_precision("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match=r"--precision='fp8': expected auto or one of float32, bfloat16, float16"):
         runtime.resolve_precision("fp8", name="--precision")
@@ -172,7 +178,8 @@ def test_predictor_precision_keeps_float32_probabilities_close():
     x = np.random.default_rng(0).normal(size=(2, 2, 32, 32)).astype(np.float32)
     exact = resolve_predictor(build_model("unet_tiny", in_channels=2).eval(), normalizers=norms)
     fast = resolve_predictor(exact, precision="bfloat16")
-    assert (exact.precision, exact.channels_last) == ("float32", False)
+    assert (exact.precision, exact.channels_last) == ("float32", True)  # channels-last on CPU (faster)
+    assert resolve_predictor(exact, channels_last=False).forward(np.zeros((1, 2, 32, 32), np.float32)).shape[0] == 1
     assert (fast.precision, fast.channels_last) == ("bfloat16", True) and resolve_predictor(fast) is fast
     p32, p16 = exact.forward(x), fast.forward(x)
     assert p16.dtype == np.float32 and np.abs(p32 - p16).max() < 0.05
@@ -190,3 +197,60 @@ def test_experiment_threads_come_from_the_runtime(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="FLOODNB_THREADS='0'"):
         run_experiment(tmp_path / "exp", threads=0)
     assert not (tmp_path / "exp").exists()  # refused before any work
+
+
+def test_auto_precision_is_bfloat16_only_where_measured_faster(monkeypatch):
+    """Native bfloat16 flags are necessary, not sufficient: the measured speed-up decides (>= MIN_SPEEDUP)."""
+    from floodnb import precision_probe as probe
+
+    calls: list[int] = []
+    monkeypatch.setattr(probe, "bf16_speedup", lambda **_: calls.append(1) or {"speedup": speed})
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu", **_: False)
+    speed = 3.0
+    assert runtime.resolve_precision("auto") == "float32" and calls == []  # emulated: not even measured
+    monkeypatch.setattr(runtime, "native_bf16", lambda device="cpu", **_: True)
+    speed = 0.87  # measured: an AVX-512 BF16 Xeon without AMX trains slower in bfloat16
+    assert runtime.resolve_precision("auto") == "float32"
+    speed = probe.MIN_SPEEDUP  # at the threshold (an AVX-512 BF16 EPYC measured 2.5x)
+    assert runtime.resolve_precision("auto") == "bfloat16" and len(calls) == 2
+    assert runtime.resolve_precision("float32") == "float32" and len(calls) == 2  # explicit: no probe
+
+
+def test_precision_probe_measures_once_per_machine_and_survives_a_bad_cache(monkeypatch, tmp_path):
+    from floodnb import precision_probe as probe
+
+    monkeypatch.setenv(probe.CACHE_ENV, str(tmp_path / "cache"))
+    measured: list[int] = []
+
+    def fake(*, rounds=5):
+        measured.append(rounds)
+        return {"float32_s": 0.2, "bfloat16_s": 0.1, "speedup": 2.0}
+
+    monkeypatch.setattr(probe, "measure", fake)
+    first = probe.bf16_speedup(threads=1)
+    assert first["speedup"] == 2.0 and first["cached"] == 0.0 and measured == [5]
+    again = probe.bf16_speedup(threads=1)
+    assert again["speedup"] == 2.0 and again["cached"] == 1.0 and measured == [5]  # read, not measured
+    assert probe.bf16_speedup(threads=2)["cached"] == 0.0 and len(measured) == 2  # other threads: other key
+    cache = tmp_path / "cache" / probe.CACHE_FILE
+    assert len(json.loads(cache.read_text())) == 2
+    cache.write_text("{not json")  # a corrupt cache is measured again and rewritten whole
+    assert probe.bf16_speedup(threads=1)["cached"] == 0.0 and len(measured) == 3
+    assert len(json.loads(cache.read_text())) == 1
+    assert not [p for p in cache.parent.iterdir() if p.name.endswith(".tmp")]  # atomic write left nothing
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv(probe.CACHE_ENV, str(blocker / "sub"))  # cannot be created: measured, not cached
+    assert probe.bf16_speedup(threads=1)["speedup"] == 2.0 and len(measured) == 4
+
+
+def test_precision_probe_times_a_real_training_step():
+    from floodnb import precision_probe as probe
+
+    before = torch.random.get_rng_state()
+    r = probe.measure(rounds=1, batch=1, size=32)
+    assert r["float32_s"] > 0 and r["bfloat16_s"] > 0
+    assert r["speedup"] == pytest.approx(r["float32_s"] / r["bfloat16_s"])
+    assert torch.equal(before, torch.random.get_rng_state())  # the global RNG is left as it was
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        probe.measure(rounds=0)

@@ -401,11 +401,12 @@ def fit(model: nn.Module, objective: Objective, train_data: Dataset, *, config: 
 
 def _prepare_model(model: nn.Module, config: TrainConfig, device) -> nn.Module:
     """Set-up phase: ``model`` on ``device`` (synchronised BatchNorm under data-parallel training) and,
-    for reduced precision, in channels-last memory format; ValueError for a precision ``device`` lacks.
+    in channels-last memory format where :func:`floodnb.runtime.prefer_channels_last` says so (CPU: always;
+    elsewhere: reduced precision); ValueError for a precision ``device`` lacks.
     """
     runtime.check_precision(config.precision, device, name="TrainConfig.precision")
     model = ddp.prepare_model(model.to(device), device=device, sync_batchnorm=config.sync_batchnorm)
-    if runtime.prefer_channels_last(config.precision):
+    if runtime.prefer_channels_last(config.precision, device):
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 

@@ -44,7 +44,7 @@ def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan, *, precisio
     """Class probabilities ``(B, K, H, W)`` float32 of ``model`` on one batch dict, forward in ``precision``."""
     x, meta = plan(batch)
     with runtime.autocast(precision, x.device):
-        logits = model(runtime.to_channels_last(x, runtime.prefer_channels_last(precision)), meta)
+        logits = model(runtime.to_channels_last(x, runtime.prefer_channels_last(precision, x.device)), meta)
     return torch.softmax(logits.float(), dim=1)
 
 

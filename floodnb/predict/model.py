@@ -210,8 +210,8 @@ def resolve_predictor(
     (:func:`~floodnb.models.inputs.plan_from_spec`) and must not be passed. With a bare module,
     ``normalizers`` (role -> callable) is required and ``inputs`` defaults to ``("s1",)``.
     ``meta`` is required exactly when the model is metadata-conditioned (``meta_dim > 0``).
-    ``precision``: ``"float32"`` (default) or ``"bfloat16"``; ``channels_last`` None: on for bfloat16
-    (:func:`floodnb.runtime.prefer_channels_last`). A :class:`Predictor` is returned as it is, or
+    ``precision``: ``"float32"`` (default) or ``"bfloat16"``; ``channels_last`` None: on (CPU,
+    :func:`floodnb.runtime.prefer_channels_last`). A :class:`Predictor` is returned as it is, or
     with the given ``precision`` / ``channels_last``.
     """
     if isinstance(model, Predictor):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 from bokeh.models import ColumnDataSource, ImageRGBA, ImageURL, Range1d
-from bokeh.models.renderers import GlyphRenderer
 from bokeh.models.annotations import Legend, LegendItem
+from bokeh.models.renderers import GlyphRenderer
 from bokeh.palettes import Greys256, Magma256, Viridis256
 from bokeh.plotting import figure
 
