@@ -81,7 +81,8 @@ def measure(*, rounds: int = 5, batch: int = 4, size: int = 128) -> dict[str, fl
     y = torch.randint(0, 2, (batch, size, size), generator=g)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = build_model("unet_small", in_channels=2, num_classes=2).to(memory_format=torch.channels_last)
+        model = build_model("unet_small", in_channels=2, num_classes=2)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step(precision: str) -> float:
