@@ -25,10 +25,11 @@ Parameters are checked before any stage runs (:func:`check_params`): an unknown 
 the notebooks' default; ``epochs``/``crop``/``model``/``precision`` by :data:`NONE_DEFAULT_TYPES`) is a
 ``ValueError`` naming the parameter and what was expected.
 
-Speed: ``precision`` (None: the preset's, ``"auto"``: bfloat16 mixed precision where the CPU computes
-it natively, else float32; see :func:`floodnb.runtime.resolve_precision`) is resolved here and
-recorded with the other parameters in ``run.json``; torch threads come from ``$FLOODNB_THREADS`` or
-the machine in every notebook (``floodnb run --threads N`` sets the variable).
+Speed: ``precision`` (None: the preset's, ``"auto"``: bfloat16 mixed precision where the CPU
+computes it natively and a measured training step is faster in it, else float32; see
+:func:`floodnb.runtime.resolve_precision`) is resolved here and recorded with the other parameters
+in ``run.json``; torch threads come from ``$FLOODNB_THREADS`` or the machine in every notebook
+(``floodnb run --threads N`` sets the variable).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def check_params(params: dict[str, Any], known: dict[str, Any]) -> None:
         if not _type_ok(value, typ) or (positive and value < 1):
             want = _TYPE_WORDS[typ] + (" >= 1" if positive else "") + (" or null" if default is None else "")
             raise ValueError(f"parameter {key}={value!r}: expected {want}")
-        if key == "precision":
+        if key == "precision" and value != runtime.AUTO:  # valid as it is; resolving it may measure the machine
             from floodnb.runtime import resolve_precision
 
             resolve_precision(value, "cpu", name="parameter precision")
