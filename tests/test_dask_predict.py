@@ -114,7 +114,7 @@ def test_outputs_equal_predict_raster_then_resume(tmp_path, ckpt, scenes, client
         ref = predict_raster(ckpt, p, tmp_path / "ref" / f"{p.stem}.tif", prob_dtype="float32", **KW)
         cls, ref_cls = read1(row.class_path), read1(ref.class_path)
         np.testing.assert_array_equal(cls, ref_cls)
-        np.testing.assert_allclose(read1(row.prob_path), read1(ref.prob_path), atol=1e-6)
+        np.testing.assert_allclose(read1(row.prob_path), read1(ref.prob_path), atol=1e-5)  # threads differ
         assert 0 < row.n_water < row.n_valid and row.n_valid == ref.n_valid and row.n_water == ref.n_water
         assert (cls[:, -6:] == -1).all()
         assert validate_cog(row.class_path) == [] and validate_cog(row.prob_path) == []

@@ -133,6 +133,42 @@ def test_reads_are_strips_of_tile_rows(tmp_path, monkeypatch):
     assert calls[-1][0] + 96 == 700 and len(calls) == 11
 
 
+def test_default_batch_fills_512_squared_pixels_per_forward_pass_and_gives_the_same_maps(tmp_path, monkeypatch,
+                                                                                        s1_file):
+    """batch=None runs 512² px per forward pass (1 tile of 512², 4 of 256², 16 of 128²); the maps do not
+    depend on the batch.
+    """
+    from floodnb.predict.model import Predictor
+    from floodnb.predict.tiles import resolve_batch
+
+    assert [resolve_batch(None, t, t) for t in (1024, 512, 300, 256, 128)] == [1, 1, 2, 4, 16]
+    assert resolve_batch(3, 512, 512) == 3
+    for bad in (0, -2, 1.5, True, "4"):
+        with pytest.raises(ValueError, match="batch must be an integer >= 1"):
+            resolve_batch(bad, 512, 512)
+    sizes: list[int] = []
+    orig = Predictor.forward
+
+    def spy(self, x):
+        sizes.append(len(x))
+        return orig(self, x)
+
+    monkeypatch.setattr(Predictor, "forward", spy)
+    m = vh_threshold_model()
+    auto = predict_raster(m, s1_file, tmp_path / "auto.tif", tile=128, overlap=32, normalizers=IDENTITY,
+                          prob_dtype="float32", progress=False)
+    assert max(sizes) == 5 and sum(sizes) == auto.n_forward  # 5 tile columns of 128 px: one forward pass a row
+    sizes.clear()
+    one = predict_raster(m, s1_file, tmp_path / "one.tif", tile=128, overlap=32, batch=1, normalizers=IDENTITY,
+                         prob_dtype="float32", progress=False)
+    assert set(sizes) == {1}
+    np.testing.assert_array_equal(read1(auto.prob_path), read1(one.prob_path))
+    np.testing.assert_array_equal(read1(auto.class_path), read1(one.class_path))
+    with pytest.raises(ValueError, match="batch must be an integer >= 1"):
+        predict_raster(m, s1_file, tmp_path / "bad.tif", tile=128, batch=0, normalizers=IDENTITY, progress=False)
+    assert not (tmp_path / "bad.tif").exists()
+
+
 def test_bad_rasters_get_clear_errors_and_outputs_are_protected(tmp_path, s1_file):
     m = vh_threshold_model()
     three = write_tif(tmp_path / "three.tif", np.zeros((3, 40, 40), np.float32))

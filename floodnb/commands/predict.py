@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "<scene>_water.gpkg/.geojson (and <scene>_water.done.json)")
     parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, blended (default 64)")
-    parser.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="tiles per forward pass (default: tiles of at most 512² px in all, 1 tile at --tile 512; "
+                             "on a CPU bigger forward passes run slower per pixel)")
     parser.add_argument("--threshold", type=float, default=0.5, help="water if probability > this (default 0.5)")
     parser.add_argument("--prob-dtype", choices=["uint8", "float32"], default="uint8",
                         help="probability COG encoding: uint8 percent (nodata 255) or float32 (nodata -1)")

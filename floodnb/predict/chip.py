@@ -56,7 +56,7 @@ def predict_chip(
     threshold: float = 0.5,
     tile: int | None = None,
     overlap: int = 64,
-    batch: int = 4,
+    batch: int | None = None,
     precision: str | None = None,
 ) -> xr.Dataset:
     """Predict water on one chip.

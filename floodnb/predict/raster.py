@@ -40,6 +40,7 @@ from floodnb.predict.tiles import (
     predict_prepared_row,
     predict_tile_row,
     prepare_strip,
+    resolve_batch,
 )
 
 
@@ -76,7 +77,7 @@ def predict_raster(
     *,
     tile: int = 512,
     overlap: int = 64,
-    batch: int = 4,
+    batch: int | None = None,
     inputs: Sequence[str] | None = None,
     bands: dict | None = None,
     normalizers: dict | None = None,
@@ -106,7 +107,9 @@ def predict_raster(
     (nodata 255, scale 0.01) or ``float32`` (nodata -1). Both are COGs written atomically; an
     existing output is only replaced with ``overwrite=True``.
 
-    ``tile``/``overlap`` (pixels) set the tile grid, ``batch`` the tiles per forward pass.
+    ``tile``/``overlap`` (pixels) set the tile grid, ``batch`` the tiles per forward pass (default
+    None: tiles of at most 512² px in all, i.e. 1 tile of 512² — on a CPU larger forward passes run
+    slower per pixel, :data:`floodnb.predict.tiles.PIXELS_PER_FORWARD`).
     Memory is bounded by the strip height (``tile`` rows), not by the scene size. ``precision``
     (``"float32"`` default, ``"bfloat16"``) and ``channels_last``: as
     :func:`~floodnb.predict.model.resolve_predictor`. ``gdal_cache_mb``: GDAL's block cache (MB)
@@ -119,6 +122,8 @@ def predict_raster(
         raise ValueError(f"prob_dtype must be one of {PROB_DTYPES}, got {prob_dtype!r}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if batch is not None:
+        resolve_batch(batch, tile, tile)  # ValueError naming the argument, before any output is opened
     predictor = resolve_predictor(model, inputs=inputs, bands=bands, normalizers=normalizers, meta=meta,
                                   channels_last=channels_last, precision=precision)
     out_path = Path(out_path)
@@ -164,7 +169,7 @@ def _check_outputs(src, out_path: Path, prob_out: Path | None, *, overwrite: boo
             raise FileExistsError(f"output {p} exists; pass overwrite=True to replace it")
 
 
-def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int, progress: bool,
+def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int | None, progress: bool,
                     forward: list[int], background: bool) -> Generator[RowResult, None, None]:
     """Tile rows of ``source`` predicted in order (a progress bar when ``progress``); adds each
     row's forward passes to ``forward[0]``. With ``background`` the next strip is read and
@@ -212,7 +217,7 @@ def _blend_and_write_rows(rows: Iterator[RowResult], grid: TileGrid, writer: Sce
 
 
 def predict_source_row(predictor: Predictor, source: GeoTiffSource | ArraySource, grid: TileGrid, index: int, *,
-                       batch: int) -> RowResult:
+                       batch: int | None = None) -> RowResult:
     """One independent task: read tile row ``index`` of ``grid`` from ``source`` and predict it.
 
     All arguments are picklable (a :class:`GeoTiffSource` opens its files per read), so a
@@ -230,7 +235,7 @@ def _progress(it, *, enabled: bool, desc: str, unit: str):
     return tqdm(it, desc=desc, unit=unit)
 
 
-def predict_array(predictor: Predictor, raw: np.ndarray, *, tile: int, overlap: int, batch: int
+def predict_array(predictor: Predictor, raw: np.ndarray, *, tile: int, overlap: int, batch: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Tiled, blended prediction of an in-memory raw input ``(C, H, W)`` (bands in the
     predictor's order, NaN = nodata) -> ``(prob (H, W) float32, 0 at nodata; valid (H, W) bool)``.

@@ -30,6 +30,25 @@ import numpy as np
 
 from floodnb.predict.model import Predictor
 
+#: pixels per forward pass when ``batch`` is None (:func:`resolve_batch`): one 512² tile, four 256² tiles.
+#: On a CPU, bigger forward passes run *slower* per pixel once their activations outgrow the caches:
+#: ``unet_small``, 2 threads, bare forward + softmax (``benchmarks/bench_speed.py``'s scene rows and
+#: ``benchmarks/bench_batch.py``): 512² tiles at batch 1 vs 4, bfloat16 494 vs 357 km²/s and float32
+#: 220 vs 159 km²/s on an Intel Xeon with AMX; the AMD EPYC's table shows the same (8 x 256² chips
+#: 587 km²/s vs 4 x 512² tiles 322 km²/s, bfloat16).
+PIXELS_PER_FORWARD = 512 * 512
+
+
+def resolve_batch(batch: int | None, tile_h: int, tile_w: int) -> int:
+    """Tiles per forward pass: ``batch``, or when None as many ``tile_h x tile_w`` tiles as fit in
+    :data:`PIXELS_PER_FORWARD` pixels (at least 1). ValueError for ``batch < 1``.
+    """
+    if batch is None:
+        return max(1, PIXELS_PER_FORWARD // (tile_h * tile_w))
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1 (tiles per forward pass) or None (auto), got {batch!r}")
+    return int(batch)
+
 
 def _starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
     """Fewest tiles covering ``n`` pixels with >= ``overlap`` overlap, spread evenly from 0 to
@@ -128,11 +147,13 @@ class RowResult:
     n_forward: int
 
 
-def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int, *, batch: int) -> RowResult:
+def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int, *,
+                     batch: int | None = None) -> RowResult:
     """Predict tile row ``index`` of ``grid`` from its raw input ``strip (C, tile_h, width)``.
 
     The strip is normalised once (:meth:`Predictor.prepare`), cut into the row's tiles, run in
-    batches of ``batch`` tiles and blended horizontally. Pure: shares no state with other rows.
+    batches of ``batch`` tiles (None: :func:`resolve_batch`) and blended horizontally. Pure:
+    shares no state with other rows.
     """
     return predict_prepared_row(predictor, *prepare_strip(predictor, strip, grid, index), grid, index, batch=batch)
 
@@ -148,13 +169,12 @@ def prepare_strip(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index
 
 
 def predict_prepared_row(predictor: Predictor, x: np.ndarray, valid: np.ndarray, grid: TileGrid, index: int, *,
-                         batch: int) -> RowResult:
+                         batch: int | None = None) -> RowResult:
     """The forward passes and horizontal blending of :func:`predict_tile_row` on a strip already
     through :func:`prepare_strip` (so reading and normalising can run in another thread).
     """
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
     h, w = grid.tile_h, grid.tile_w
+    batch = resolve_batch(batch, h, w)
     wprob = np.zeros((h, grid.width), dtype=np.float32)
     todo = [j for j, s in enumerate(grid.col_starts) if valid[:, s:s + w].any()]
     for k in range(0, len(todo), batch):

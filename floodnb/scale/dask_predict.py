@@ -170,7 +170,7 @@ def _load_predictor(blob: bytes):
     return pickle.loads(blob)
 
 
-def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: int):
+def _row_task(predictor, source, grid, index: int, batch: int | None, torch_threads: int):
     """Task: read tile row ``index`` of ``source`` (``(C, tile_h, width)``) and predict it
     (a :class:`floodnb.predict.tiles.RowResult`).
     """
@@ -186,7 +186,7 @@ def _row_task(predictor, source, grid, index: int, batch: int, torch_threads: in
     return predict_tile_row(predictor, strip, grid, index, batch=batch)
 
 
-def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
+def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int | None, torch_threads: int, rows_ahead: int,
                  threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict,
                  gdal_cache_mb: int) -> dict:
     """Task: predict one scene's tile rows on the cluster, write its COGs and polygons, then its marker.
@@ -202,7 +202,7 @@ def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_thr
                                  min_area_m2=min_area_m2, settings=settings)
 
 
-def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torch_threads: int, rows_ahead: int,
+def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int | None, torch_threads: int, rows_ahead: int,
                       threshold: float, prob_dtype: str, polygons: bool, min_area_m2: float, settings: dict) -> dict:
     """Body of :func:`_write_scene`: rows -> scratch strips -> COGs (+ polygons) staged in a hidden
     per-attempt folder, moved onto the final names, then the marker. Returns the result row.
@@ -249,7 +249,7 @@ def _write_scene_body(plan: ScenePlan, grid, model_key: str, *, batch: int, torc
     return row
 
 
-def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, batch: int, torch_threads: int,
+def _row_results(client, plan: ScenePlan, grid, model_key: str, *, tag: str, batch: int | None, torch_threads: int,
                  rows_ahead: int):
     """The scene's :class:`floodnb.predict.tiles.RowResult` s in row order, computed by
     :func:`_row_task` s of which at most ``rows_ahead`` are submitted ahead; each row's task is
@@ -353,7 +353,7 @@ def predict_scenes(
     connect_timeout: float = 10.0,
     tile: int = 512,
     overlap: int = 64,
-    batch: int = 4,
+    batch: int | None = None,
     threshold: float = 0.5,
     write_prob: bool = True,
     prob_dtype: str = "uint8",
@@ -431,18 +431,18 @@ def _settings(checkpoint, predictor, **options) -> dict:
     return {**settings, "precision": predictor.precision} if predictor.precision != "float32" else settings
 
 
-def _check_arguments(scenes, *, tile: int, overlap: int, batch: int, threshold: float, prob_dtype: str,
+def _check_arguments(scenes, *, tile: int, overlap: int, batch: int | None, threshold: float, prob_dtype: str,
                      min_area_m2: float, scenes_in_flight: int | None, rows_ahead: int | None) -> None:
     """ValueError naming the first bad argument of :func:`predict_scenes`, before any work."""
     from floodnb.predict.export import PROB_DTYPES
-    from floodnb.predict.tiles import TileGrid
+    from floodnb.predict.tiles import TileGrid, resolve_batch
 
     if prob_dtype not in PROB_DTYPES:
         raise ValueError(f"prob_dtype must be one of {PROB_DTYPES}, got {prob_dtype!r}")
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    if batch is not None:
+        resolve_batch(batch, tile, tile)  # ValueError naming the argument
     if min_area_m2 < 0:
         raise ValueError(f"min_area_m2 must be >= 0, got {min_area_m2}")
     for name, v in (("scenes_in_flight", scenes_in_flight), ("rows_ahead", rows_ahead)):
