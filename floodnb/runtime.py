@@ -22,6 +22,10 @@
   ran 1.17x (AVX2 EPYC), 1.55x (AVX-512 EPYC) and 1.49x (AVX-512 Xeon) faster in channels-last,
   float32 training 1.38x (Xeon), and bfloat16 gains more still: on for every precision on CPU.
   On CUDA it is used for reduced precision (tensor cores), not measured for float32 here.
+* **Pixels per forward pass** (:data:`CPU_PIXELS_PER_FORWARD`, :func:`cpu_forward_chunk`): on a
+  CPU a bigger forward pass runs *slower* per pixel once its activations outgrow the caches, so
+  inference on CPU runs passes of at most 512² px (one 512² tile, four 256² chips); training
+  batches are left as they are (their size is part of the recipe).
 
 torch is imported inside the functions, so the constants here are cheap to import (the pipeline
 checks parameters with them before any kernel starts).
@@ -47,6 +51,12 @@ AUTO = "auto"
 CPU_BF16_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 #: environment variable overriding the number of torch threads
 THREADS_ENV = "FLOODNB_THREADS"
+#: pixels per inference forward pass on a CPU (:func:`cpu_forward_chunk`). Measured with
+#: ``benchmarks/bench_batch.py`` (``unet_small``, 2 threads, channels-last, Intel Xeon with AMX):
+#: 512² tiles at 1 vs 4 per pass ran 698 vs 350 km²/s in bfloat16 and 221 vs 153 km²/s in float32;
+#: 256² chips at 4 vs 8 per pass 777 vs 536 (bfloat16) and 236 vs 187 (float32). The AMD EPYC's
+#: speed table shows the same (bfloat16 8 x 256² chips 587 km²/s, 4 x 512² tiles 322 km²/s).
+CPU_PIXELS_PER_FORWARD = 512 * 512
 
 
 def device_type(device: str | torch.device) -> str:
@@ -144,6 +154,13 @@ def prefer_channels_last(precision: str, device: str | torch.device = "cpu") -> 
     always on CPU, for reduced precision on other devices.
     """
     return device_type(device) == "cpu" or precision != "float32"
+
+
+def cpu_forward_chunk(height: int, width: int) -> int:
+    """Inputs of ``height x width`` px per inference forward pass on a CPU: as many as fit in
+    :data:`CPU_PIXELS_PER_FORWARD` pixels, at least 1.
+    """
+    return max(1, CPU_PIXELS_PER_FORWARD // max(1, height * width))
 
 
 def to_channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:

@@ -254,3 +254,26 @@ def test_precision_probe_times_a_real_training_step():
     assert torch.equal(before, torch.random.get_rng_state())  # the global RNG is left as it was
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         probe.measure(rounds=0)
+
+
+def test_cpu_inference_runs_passes_of_at_most_512_squared_pixels(monkeypatch):
+    """Chip evaluation on a CPU splits a batch into forward passes of <= CPU_PIXELS_PER_FORWARD pixels
+    (bigger passes run slower per pixel there: benchmarks/bench_batch.py); the probabilities do not change.
+    """
+    from floodnb.distill.evaluate import InputPlan
+    from floodnb.models import build_model
+
+    assert runtime.cpu_forward_chunk(512, 512) == 1 and runtime.cpu_forward_chunk(256, 256) == 4
+    assert runtime.cpu_forward_chunk(1024, 1024) == 1 and runtime.cpu_forward_chunk(100, 100) == 26
+    torch.manual_seed(0)
+    model = build_model("unet_tiny", in_channels=2)
+    data, plan = ToyChips(n=7, size=32), InputPlan(inputs=("s1",))
+    passes: list[int] = []
+    model.register_forward_hook(lambda _m, args, _out: passes.append(args[0].shape[0]))
+    whole = torch.cat([p for _, p in iterate_predictions(model, data, plan, batch_size=7)])
+    assert passes == [7]  # 7 x 32² px: one pass
+    passes.clear()
+    monkeypatch.setattr(runtime, "CPU_PIXELS_PER_FORWARD", 3 * 32 * 32)
+    split = torch.cat([p for _, p in iterate_predictions(model, data, plan, batch_size=7)])
+    assert passes == [3, 3, 1]
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=0)

@@ -41,11 +41,20 @@ __all__ = ["REFERENCES", "REFERENCE_KEYS", "InputPlan", "check_dataset", "evalua
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, batch: Mapping, plan: InputPlan, *, precision: str = "float32") -> torch.Tensor:
-    """Class probabilities ``(B, K, H, W)`` float32 of ``model`` on one batch dict, forward in ``precision``."""
+    """Class probabilities ``(B, K, H, W)`` float32 of ``model`` (in eval mode) on one batch dict,
+    forward in ``precision``. On a CPU the batch runs in passes of at most
+    :data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD` pixels (bigger passes are slower per pixel there);
+    the probabilities do not depend on it.
+    """
     x, meta = plan(batch)
+    x = runtime.to_channels_last(x, runtime.prefer_channels_last(precision, x.device))
+    step = runtime.cpu_forward_chunk(x.shape[-2], x.shape[-1]) if x.device.type == "cpu" else x.shape[0]
+    parts = []
     with runtime.autocast(precision, x.device):
-        logits = model(runtime.to_channels_last(x, runtime.prefer_channels_last(precision, x.device)), meta)
-    return torch.softmax(logits.float(), dim=1)
+        for i in range(0, x.shape[0], step):
+            logits = model(x[i:i + step], None if meta is None else meta[i:i + step])
+            parts.append(torch.softmax(logits.float(), dim=1))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def iterate_predictions(model: nn.Module, data: Dataset, plan: InputPlan, *, batch_size: int = 8,

@@ -29,14 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from floodnb.predict.model import Predictor
+from floodnb.runtime import CPU_PIXELS_PER_FORWARD, cpu_forward_chunk
 
-#: pixels per forward pass when ``batch`` is None (:func:`resolve_batch`): one 512² tile, four 256² tiles.
-#: On a CPU, bigger forward passes run *slower* per pixel once their activations outgrow the caches:
-#: ``unet_small``, 2 threads, bare forward + softmax (``benchmarks/bench_speed.py``'s scene rows and
-#: ``benchmarks/bench_batch.py``): 512² tiles at batch 1 vs 4, bfloat16 494 vs 357 km²/s and float32
-#: 220 vs 159 km²/s on an Intel Xeon with AMX; the AMD EPYC's table shows the same (8 x 256² chips
-#: 587 km²/s vs 4 x 512² tiles 322 km²/s, bfloat16).
-PIXELS_PER_FORWARD = 512 * 512
+#: pixels per forward pass when ``batch`` is None (:func:`resolve_batch`): one 512² tile, four 256² tiles
+#: (:data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD`: on a CPU bigger passes run slower per pixel).
+PIXELS_PER_FORWARD = CPU_PIXELS_PER_FORWARD
 
 
 def resolve_batch(batch: int | None, tile_h: int, tile_w: int) -> int:
@@ -44,7 +41,7 @@ def resolve_batch(batch: int | None, tile_h: int, tile_w: int) -> int:
     :data:`PIXELS_PER_FORWARD` pixels (at least 1). ValueError for ``batch < 1``.
     """
     if batch is None:
-        return max(1, PIXELS_PER_FORWARD // (tile_h * tile_w))
+        return cpu_forward_chunk(tile_h, tile_w)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1 (tiles per forward pass) or None (auto), got {batch!r}")
     return int(batch)
