@@ -8,11 +8,15 @@ of other load hits both sides of a ratio alike):
   samples, no checkpoints mid-epoch) vs a bare torch loop (same model, AdamW, cross-entropy,
   same autocast and memory format) — ``unet_small``, ``--chip`` px, batch ``--batch``;
 * **inference, chip batch**: km²/s (10 m pixels) of ``floodnb.distill.evaluate.iterate_predictions``
-  (InputPlan, softmax) vs the bare forward pass on the same batches;
+  (InputPlan, softmax) vs the bare forward pass on the same batches. Every bare inference
+  reference runs floodnb's CPU forward passes of at most 512² px
+  (:func:`floodnb.runtime.cpu_forward_chunk`: 4 chips of 256², 1 tile of 512²);
+* **bare forward, pass size**: the bare forward running each ``--batch`` in one pass vs in those
+  passes (how much the pass size buys, like the memory-format row);
 * **inference, scene (streamed)**: ``floodnb.predict.predict_raster`` on a generated
-  ``--scene`` x ``--scene`` px S1 GeoTIFF (tiles 512, overlap 32, batch 4, class + probability
-  COGs, reading and writing in background threads unless ``--inline-io``) vs two bare references,
-  both the forward pass on 512² tiles in batches of 4: on the tiles floodnb ran (the same forward
+  ``--scene`` x ``--scene`` px S1 GeoTIFF (tiles 512, overlap 32, default batch: 1 tile per pass,
+  class + probability COGs, reading and writing in background threads unless ``--inline-io``) vs
+  two bare references, both the forward pass on 512² tiles one per pass: on the tiles floodnb ran (the same forward
   passes: what streaming costs) and on as many tiles as the scene has pixels (the compute floor:
   what streaming and the 32 px overlap cost together); each precision in its own subprocess so
   its peak resident memory (VmHWM) is its own;
@@ -114,16 +118,21 @@ def floodnb_train(precision: str, data: Cached, batch: int, out: Path) -> float:
     return (len(stamps) - 1) * batch / (stamps[-1] - stamps[0])
 
 
-def bare_infer(precision: str, x: torch.Tensor, batch: int, channels_last: bool | None = None) -> float:
-    """km²/s of the bare forward pass (+ softmax) over ``x`` in batches (``channels_last`` None: floodnb's choice)."""
+def bare_infer(precision: str, x: torch.Tensor, batch: int, channels_last: bool | None = None,
+               per_pass: int | None = None) -> float:
+    """km²/s of the bare forward pass (+ softmax) over ``x`` in batches of ``batch``, each batch run in
+    forward passes of ``per_pass`` inputs (None: floodnb's CPU choice, :func:`floodnb.runtime.cpu_forward_chunk`;
+    ``channels_last`` None: floodnb's choice too).
+    """
     cl = runtime.prefer_channels_last(precision) if channels_last is None else channels_last
+    step = min(batch, runtime.cpu_forward_chunk(x.shape[-2], x.shape[-1]) if per_pass is None else per_pass)
     model = _model(precision, cl).eval()
     xs = runtime.to_channels_last(x, cl)
     with torch.inference_mode(), runtime.autocast(precision):
-        model(xs[:batch])
+        model(xs[:step])
         t0 = time.perf_counter()
-        for i in range(0, len(x), batch):
-            torch.softmax(model(xs[i:i + batch]).float(), dim=1)
+        for i in range(0, len(x), step):
+            torch.softmax(model(xs[i:i + step]).float(), dim=1)
         dt = time.perf_counter() - t0
     return x[0, 0].numel() * len(x) * KM2_PER_PX / dt
 
@@ -170,10 +179,11 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
     torch.set_num_threads(threads)
     with rasterio.open(src) as ds:
         h, w = ds.height, ds.width
-    tile, batch = 512, 4
+    tile = 512
+    batch = runtime.cpu_forward_chunk(tile, tile)  # floodnb's default (batch=None), the bare reference's too
     model = _model(precision).eval()
     res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
-                         batch=batch, precision=precision, progress=False, overwrite=True, background_io=background_io)
+                         batch=None, precision=precision, progress=False, overwrite=True, background_io=background_io)
     peak = peak_rss_mb()
     n_batches = min(math.ceil(res.n_forward / batch), BARE_SCENE_BATCHES)  # per-tile time: steady after a few
     x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
@@ -216,13 +226,13 @@ def many_row(precision: str, scenes: list[Path], out: Path, threads: int) -> tup
         t0 = time.perf_counter()
         model = _model("float32")
         table = predict_scenes((model, _spec(model)), scenes, out / precision, scheduler=client, tile=512,
-                               overlap=32, batch=4, torch_threads=threads, precision=precision, progress=False,
+                               overlap=32, batch=None, torch_threads=threads, precision=precision, progress=False,
                                overwrite=True)
         wall = time.perf_counter() - t0
     if (table["status"] != "done").any():
         raise RuntimeError(f"many-scene prediction failed: {table[['scene', 'error']].to_dict('records')}")
     x = torch.randn(4 * max(1, round(px / (4 * 512 * 512))), 2, 512, 512)
-    return px * KM2_PER_PX / wall, bare_infer(precision, x, 4)
+    return px * KM2_PER_PX / wall, bare_infer(precision, x, 4)  # in floodnb's passes (1 tile of 512² each)
 
 
 def data_row(root: Path) -> float:
@@ -251,7 +261,7 @@ def measure(a: argparse.Namespace, tmp: Path, threads: int) -> tuple[list[tuple]
     y = (x[:, 1] < 0).long()
     data = Cached(x, y)
     rows: list[tuple] = []
-    bar = tqdm(total=5, desc="bench_speed", unit="row")
+    bar = tqdm(total=5, desc="bench_speed", unit="step")
     counter = iter(range(10**6))
     bare_train(precs[-1], x[:a.batch * 2], y[:a.batch * 2], a.batch)  # warm-up: kernels' first-call set-up
     tr = best_pairs(lambda p: floodnb_train(p, data, a.batch, tmp / f"fit{next(counter)}"),
@@ -264,6 +274,11 @@ def measure(a: argparse.Namespace, tmp: Path, threads: int) -> tuple[list[tuple]
     flipped = best_pairs(lambda p: bare_infer(p, x, a.batch, not runtime.prefer_channels_last(p)),
                          lambda p: bare_infer(p, x, a.batch), precs, a.repeats)
     rows.append(("bare forward, other memory format (channels-last <-> NCHW)", "km²/s", flipped))
+    per_pass = runtime.cpu_forward_chunk(a.chip, a.chip)
+    whole = best_pairs(lambda p: bare_infer(p, x, a.batch, per_pass=a.batch), lambda p: bare_infer(p, x, a.batch),
+                       precs, a.repeats)
+    rows.append((f"bare forward, the batch in one pass ({a.batch} x {a.chip}²) <-> passes of {per_pass}",
+                 "km²/s", whole))
     bar.update()
     scene = make_scene(tmp / "scene.tif", a.scene)
     sc = scene_row(precs, scene, tmp, threads, background_io=not a.inline_io)
@@ -303,6 +318,8 @@ def table(rows: list[tuple], scene: dict, *, threads: int, load: tuple[float, fl
     lines.append(f"\nRatio = floodnb / bare model doing the same work in the same run (data path: samples/s of "
                  f"decoding / chips/s of the bare training step; memory-format row: the bare forward in the format "
                  f"floodnb does not use / the one it uses: NCHW / channels-last, floodnb using channels-last on CPU; "
+                 f"pass-size row: the bare forward running each batch in one pass / in floodnb's CPU passes of at "
+                 f"most 512² px; every other bare inference figure runs floodnb's passes; "
                  f"streamed scene: the bare forward on the tiles floodnb ran, 512² overlapping by 32 px, and on "
                  f"as many 512² tiles as the scene has pixels: the overlapping tiles hold {overlap:.3f}x the "
                  f"scene's pixels). "
