@@ -153,3 +153,32 @@ def test_one_reference_map_names_sample_keys_and_chip_variables():
         reference_key("weak", "chip")
     with pytest.raises(ValueError, match="reference='hand'"):
         reference_key("hand")
+
+
+def test_prepare_in_place_only_when_asked_and_never_touches_the_callers_array_otherwise():
+    """InputPlan.prepare: a band with data beside a band without makes the pixel nodata (all bands 0);
+    inplace=True normalises in the raw array's own memory with the same values; otherwise the raw array
+    is left as it was, also with a normaliser that returns its input unchanged.
+    """
+    norm = get_preset("sen1floods11_s1")
+    rng = np.random.default_rng(0)
+    raw = rng.normal(-15, 5, (2, 6, 7)).astype(np.float32)
+    raw[1, 2, 3] = np.nan
+    raw[0, 4, 5] = np.inf
+    keep = raw.copy()
+    plan = InputPlan(inputs=("s1",), bands={"s1": ("VV", "VH")}, normalizers={"s1": norm})
+    x, valid = plan.prepare(raw)
+    np.testing.assert_array_equal(raw, keep)
+    assert not valid[2, 3] and not valid[4, 5] and valid.sum() == 40
+    assert (x[:, 2, 3] == 0).all() and (x[:, 4, 5] == 0).all() and np.isfinite(x).all()
+    np.testing.assert_allclose(x[:, valid], norm(keep)[:, valid], rtol=1e-6)
+    mine = keep.copy()
+    x2, valid2 = plan.prepare(mine, inplace=True)
+    assert np.shares_memory(x2, mine)
+    np.testing.assert_array_equal(valid2, valid)
+    np.testing.assert_allclose(x2, x, rtol=1e-6, atol=1e-6)
+    same = InputPlan(inputs=("s1",), bands={"s1": ("VV", "VH")}, normalizers={"s1": lambda a: a})
+    raw2 = keep.copy()
+    x3, _ = same.prepare(raw2)
+    np.testing.assert_array_equal(raw2, keep)  # the identity's output is raw2 itself: copied before zeroing
+    assert x3[0, 2, 3] == 0 and x3[0, 4, 5] == 0 and x3[1, 0, 0] == keep[1, 0, 0]

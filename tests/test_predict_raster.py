@@ -300,3 +300,46 @@ def test_cli_predict_writes_cogs_and_polygons_then_skips(tmp_path, capsys, s1_fi
     bad = write_tif(tmp_path / "bad.tif", np.zeros((3, 40, 40), np.float32))
     assert cli_main(["predict", str(ckpt), str(bad), "--out-dir", str(out)]) == 2
     assert "bad.tif has 3 band(s)" in capsys.readouterr().err
+
+
+def test_windowed_reads_apply_nodata_and_keep_band_order(tmp_path):
+    """GeoTiffSource.read: float32 bands in order are read straight into the strip, others (reordered, int16)
+    through a cast; the file's nodata value becomes NaN either way; the files are not changed.
+    """
+    from floodnb.predict.sources import GeoTiffSource
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(-15, 5, (2, 40, 30)).astype(np.float32)
+    data[0, 5, 6] = data[1, 7, 8] = -9999.0
+    f32 = write_tif(tmp_path / "f32.tif", data, nodata=-9999.0)
+    i16 = write_tif(tmp_path / "i16.tif", np.rint(data).astype(np.int16), nodata=-9999)
+    before = {p: p.read_bytes() for p in (f32, i16)}
+    for path, ref in ((f32, data), (i16, np.rint(data).astype(np.int16).astype(np.float32))):
+        for order in ((1, 2), (2, 1)):
+            src = GeoTiffSource(name="s", bands=tuple((str(path), b) for b in order), height=40, width=30,
+                                crs=None, transform=None)
+            got = src.read(3, 10)
+            want = ref[[b - 1 for b in order], 3:13].copy()
+            want[want == -9999.0] = np.nan
+            assert got.shape == (2, 10, 30) and got.dtype == np.float32
+            np.testing.assert_array_equal(got, want)
+            assert np.isnan(got).sum() == 2
+    assert {p: p.read_bytes() for p in (f32, i16)} == before
+
+
+def test_in_memory_scene_is_not_modified_by_prediction(tmp_path):
+    """An xr.DataArray source is read as views of the user's array: prediction never normalises it in place."""
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    rng = np.random.default_rng(4)
+    arr = rng.normal(-15, 5, (2, 200, 150)).astype(np.float32)
+    arr[1, 10:20, 30:40] = np.nan
+    da = xr.DataArray(arr, dims=("band", "y", "x"), coords={"band": ["VV", "VH"], "y": -np.arange(200) * PIX,
+                                                            "x": np.arange(150) * PIX}).rio.write_crs("EPSG:4326")
+    keep = arr.copy()
+    res = predict_raster(vh_threshold_model(), da, tmp_path / "mem.tif", tile=96, overlap=16,
+                         normalizers={"s1": get_preset("sen1floods11_s1")}, progress=False)
+    np.testing.assert_array_equal(da.values, keep)
+    cls = read1(res.class_path)
+    assert (cls[10:20, 30:40] == -1).all() and (cls >= 0).sum() == 200 * 150 - 100

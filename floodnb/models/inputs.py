@@ -89,11 +89,15 @@ class InputPlan:
             out[r] = Normalizer.from_dict(dict(n)) if isinstance(n, Mapping) else n
         return out
 
-    def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, raw: np.ndarray, *, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Normalise raw input ``(C, h, w)`` (bands in :attr:`band_list` order, NaN = nodata).
 
         Returns ``(x (C, h, w) float32 normalised with NaN -> 0, valid (h, w) bool)`` where
         ``valid`` marks pixels whose every input band is finite; ``x`` is 0 where not valid.
+        ``inplace=True`` lets floodnb's :class:`~floodnb.data.normalize.Normalizer` work in
+        ``raw``'s own memory (for a writable C-contiguous float32 array the caller owns and no longer
+        needs, e.g. a strip just read from a file: one pass less per strip); ``raw`` is never
+        modified otherwise.
         """
         raw = np.asarray(raw, dtype=np.float32)
         if raw.ndim != 3 or raw.shape[0] != self.in_channels:
@@ -102,14 +106,20 @@ class InputPlan:
         norms = self.normalizer_map()
         bands = self.bands or {}  # not None: in_channels above raises when bands are unknown
         valid = np.isfinite(raw).all(axis=0)
+        own = inplace and raw.flags.writeable and raw.flags.c_contiguous
         parts, c = [], 0
         for role in self.inputs:
-            n = len(bands[role])
-            parts.append(np.asarray(norms[role](raw[c:c + n]), dtype=np.float32))
+            n, fn = len(bands[role]), norms[role]
+            if isinstance(fn, Normalizer):  # float32 out, NaN/inf already 0
+                parts.append(fn(raw[c:c + n], inplace=own))
+            else:  # any callable: its output may be its input, so copy before zeroing then
+                y = np.asarray(fn(raw[c:c + n]), dtype=np.float32)
+                parts.append(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0,
+                                           copy=not own and np.may_share_memory(y, raw)))
             c += n
         x = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
-        x[:, ~valid] = 0.0
+        if not valid.all():  # a band with data beside a band without: the pixel is nodata, all bands 0
+            x *= valid
         return x, valid
 
 

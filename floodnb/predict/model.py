@@ -97,11 +97,12 @@ class Predictor:
         """All input bands in channel order, e.g. ``("VV", "VH")``."""
         return self.plan.band_list
 
-    def prepare(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, raw: np.ndarray, *, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Normalise raw input ``(C, h, w)`` (bands in :attr:`band_list` order, NaN = nodata):
-        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare`.
+        ``(x (C, h, w) float32, valid (h, w) bool)``, see :meth:`InputPlan.prepare` (``inplace``: in
+        ``raw``'s memory, for an array the caller owns and no longer needs).
         """
-        return self.plan.prepare(raw)
+        return self.plan.prepare(raw, inplace=inplace)
 
     @torch.inference_mode()
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -177,7 +177,9 @@ def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int 
     """
     def prepared() -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         for i in range(grid.n_rows):
-            yield prepare_strip(predictor, source.read(grid.row_starts[i], grid.tile_h), grid, i)
+            yield prepare_strip(predictor, source.read(grid.row_starts[i], grid.tile_h), grid, i, inplace=own)
+
+    own = getattr(source, "fresh_reads", False)  # each read a new array nobody else holds: normalise it in place
 
     strips: Generator[tuple[np.ndarray, np.ndarray], None, None] = (
         prefetched(prepared(), depth=1, name="floodnb-read") if background else prepared())

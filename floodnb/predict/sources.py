@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -34,9 +34,11 @@ TRANSFORM_TOL = 1e-6
 @dataclass(frozen=True)
 class GeoTiffSource:
     """Windowed reader over GeoTIFF band(s): ``bands`` = ``((path, band_index_1_based), ...)``
-    in the model's channel order. Picklable (files are opened per read).
+    in the model's channel order. Picklable (files are opened per read). Every :meth:`read`
+    returns a new array (``fresh_reads``: the caller may normalise it in place).
     """
 
+    fresh_reads: ClassVar[bool] = True
     name: str
     bands: tuple[tuple[str, int], ...]
     height: int
@@ -52,20 +54,28 @@ class GeoTiffSource:
         for c, (path, idx) in enumerate(self.bands):
             by_file.setdefault(path, []).append((c, idx))
         for path, pairs in by_file.items():
+            chans = [c for c, _ in pairs]
             with rasterio.open(path) as ds:
-                data = ds.read([i for _, i in pairs], window=win, out_dtype=np.float32)
+                if chans == list(range(chans[0], chans[0] + len(chans))) and all(
+                        ds.dtypes[i - 1] == "float32" for _, i in pairs):  # straight into `out`: no copy
+                    ds.read([i for _, i in pairs], window=win, out=out[chans[0]:chans[0] + len(chans)])
+                else:
+                    out[chans] = ds.read([i for _, i in pairs], window=win, out_dtype=np.float32)
                 nodata = ds.nodata
             if nodata is not None and not math.isnan(nodata):
-                data[data == np.float32(nodata)] = np.nan
-            for k, (c, _) in enumerate(pairs):
-                out[c] = data[k]
+                for c in chans:
+                    band = out[c]  # a view: the mask assignment writes into `out`
+                    band[band == np.float32(nodata)] = np.nan
         return out
 
 
 @dataclass(frozen=True)
 class ArraySource:
-    """Windowed reader over an in-memory or dask-backed ``xr.DataArray (band, y, x)``."""
+    """Windowed reader over an in-memory or dask-backed ``xr.DataArray (band, y, x)``. Reads may be
+    views of the user's array (``fresh_reads`` False: never modified).
+    """
 
+    fresh_reads: ClassVar[bool] = False
     name: str
     data: Any  # xr.DataArray (band, y, x), bands already selected in the model's order
     height: int

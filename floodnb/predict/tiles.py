@@ -145,24 +145,27 @@ class RowResult:
 
 
 def predict_tile_row(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int, *,
-                     batch: int | None = None) -> RowResult:
+                     batch: int | None = None, inplace: bool = False) -> RowResult:
     """Predict tile row ``index`` of ``grid`` from its raw input ``strip (C, tile_h, width)``.
 
-    The strip is normalised once (:meth:`Predictor.prepare`), cut into the row's tiles, run in
+    The strip is normalised once (:meth:`Predictor.prepare`; ``inplace``: in the strip's own
+    memory, for a strip just read that nobody else holds), cut into the row's tiles, run in
     batches of ``batch`` tiles (None: :func:`resolve_batch`) and blended horizontally. Pure:
     shares no state with other rows.
     """
-    return predict_prepared_row(predictor, *prepare_strip(predictor, strip, grid, index), grid, index, batch=batch)
+    return predict_prepared_row(predictor, *prepare_strip(predictor, strip, grid, index, inplace=inplace), grid,
+                                index, batch=batch)
 
 
-def prepare_strip(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int
+def prepare_strip(predictor: Predictor, strip: np.ndarray, grid: TileGrid, index: int, *, inplace: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Raw strip ``(C, tile_h, width)`` of tile row ``index`` -> ``(x normalised (C, tile_h, width) float32,
-    valid (tile_h, width) bool)`` (:meth:`Predictor.prepare`); ValueError for a strip of the wrong shape.
+    valid (tile_h, width) bool)`` (:meth:`Predictor.prepare`, ``inplace`` as there); ValueError for a
+    strip of the wrong shape.
     """
     if strip.shape[1:] != (grid.tile_h, grid.width):
         raise ValueError(f"strip of tile row {index}: expected (C, {grid.tile_h}, {grid.width}), got {strip.shape}")
-    return predictor.prepare(strip)
+    return predictor.prepare(strip, inplace=inplace)
 
 
 def predict_prepared_row(predictor: Predictor, x: np.ndarray, valid: np.ndarray, grid: TileGrid, index: int, *,

@@ -183,7 +183,7 @@ def _row_task(predictor, source, grid, index: int, batch: int | None, torch_thre
         torch.set_num_threads(torch_threads)
     with gdal_cache_env(64, **GDAL_READ_OPTIONS):
         strip = source.read(grid.row_starts[index], grid.tile_h)
-    return predict_tile_row(predictor, strip, grid, index, batch=batch)
+    return predict_tile_row(predictor, strip, grid, index, batch=batch, inplace=getattr(source, "fresh_reads", False))
 
 
 def _write_scene(plan: ScenePlan, grid, model_key: str, *, batch: int | None, torch_threads: int, rows_ahead: int,
