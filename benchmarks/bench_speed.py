@@ -15,7 +15,8 @@ of other load hits both sides of a ratio alike):
   passes (how much the pass size buys, like the memory-format row);
 * **inference, scene (streamed)**: ``floodnb.predict.predict_raster`` on a generated
   ``--scene`` x ``--scene`` px S1 GeoTIFF (tiles 512, overlap 32, default batch: 1 tile per pass,
-  class + probability COGs, reading and writing in background threads unless ``--inline-io``) vs
+  class + probability COGs, reading and writing in background threads where floodnb's default
+  puts them — only when torch leaves a CPU free — or as ``--inline-io`` / ``--background-io`` say) vs
   two bare references, both the forward pass on 512² tiles one per pass: on the tiles floodnb ran (the same forward
   passes: what streaming costs) and on as many tiles as the scene has pixels (the compute floor:
   what streaming and the 32 px overlap cost together); each precision in its own subprocess so
@@ -163,7 +164,7 @@ def best_pairs(floodnb: Callable[[str], float], bare: Callable[[str], float], pr
     return out
 
 
-def scene_variant(precision: str, src: str, out: str, threads: int, background_io: bool = True) -> dict:
+def scene_variant(precision: str, src: str, out: str, threads: int, background_io: bool | None = None) -> dict:
     """Subprocess body: ``predict_raster`` on the scene, then the bare forward pass on 512² tiles (batch 4).
 
     Returns km²/s of the scene for floodnb and for two bare references: ``bare`` = as many tiles as
@@ -198,13 +199,13 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
             "floodnb": km2 / res.seconds, "overlap_factor": res.n_forward * tile * tile / (h * w), "peak_mb": peak}
 
 
-def scene_row(precisions: list[str], src: Path, out: Path, threads: int, background_io: bool = True
+def scene_row(precisions: list[str], src: Path, out: Path, threads: int, background_io: bool | None = None
               ) -> dict[str, dict]:
     """:func:`scene_variant` of every precision, each in its own subprocess (own peak memory)."""
     res = {}
     for p in precisions:
         cmd = [sys.executable, __file__, "--scene-variant", p, "--src", str(src), "--out", str(out),
-               "--threads", str(threads)] + (["--inline-io"] if not background_io else [])
+               "--threads", str(threads)] + {None: [], False: ["--inline-io"], True: ["--background-io"]}[background_io]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"scene variant {p} failed:\n{proc.stderr[-3000:]}")
@@ -281,7 +282,7 @@ def measure(a: argparse.Namespace, tmp: Path, threads: int) -> tuple[list[tuple]
                  "km²/s", whole))
     bar.update()
     scene = make_scene(tmp / "scene.tif", a.scene)
-    sc = scene_row(precs, scene, tmp, threads, background_io=not a.inline_io)
+    sc = scene_row(precs, scene, tmp, threads, background_io=_io_choice(a))
     rows.append((f"inference, {a.scene:,}² px scene streamed, vs the same 512² tiles", "km²/s",
                  {p: (sc[p]["floodnb"], sc[p]["bare_tiles"]) for p in precs}))
     rows.append((f"inference, {a.scene:,}² px scene streamed, vs the scene's pixels (overlap counted)", "km²/s",
@@ -342,6 +343,15 @@ def put_in_readme(readme: Path, md: str) -> None:
     atomic_write_text(readme, head + start + "\n" + md + rest[rest.index(end):])
 
 
+def _io_choice(a: argparse.Namespace) -> bool | None:
+    """``background_io`` of the streamed scene: None (floodnb's default), False (--inline-io), True
+    (--background-io).
+    """
+    if a.inline_io and a.background_io:
+        raise SystemExit("bench_speed: --inline-io and --background-io exclude each other")
+    return False if a.inline_io else (True if a.background_io else None)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--precisions", default="float32,bfloat16")
@@ -358,13 +368,16 @@ def main() -> int:
     ap.add_argument("--readme", default=None, help="also put the table between the bench_speed markers of this file")
     ap.add_argument("--inline-io", action="store_true",
                     help="streamed scene with predict_raster(background_io=False): reading and writing in line")
+    ap.add_argument("--background-io", action="store_true",
+                    help="streamed scene with predict_raster(background_io=True): reader and writer threads "
+                         "(default: floodnb's choice, threads only when torch leaves a CPU free)")
     ap.add_argument("--scene-variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args()
     threads = runtime.apply_threads(a.threads)
     if a.scene_variant:
-        print(json.dumps(scene_variant(a.scene_variant, a.src, a.out, threads, background_io=not a.inline_io)))
+        print(json.dumps(scene_variant(a.scene_variant, a.src, a.out, threads, background_io=_io_choice(a))))
         return 0
     load0 = os.getloadavg()[0]
     print(f"torch threads {threads}; load average {load0:.2f} at start ({os.cpu_count()} CPUs)", flush=True)

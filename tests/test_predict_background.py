@@ -107,6 +107,35 @@ def test_background_io_writes_the_same_bytes_as_in_line(tmp_path):
     assert outs[True][2] == int(np.isfinite(data).all(axis=0).sum())
 
 
+def test_default_io_uses_threads_only_when_torch_leaves_a_cpu_free(tmp_path, monkeypatch):
+    """background_io=None: reader/writer threads only when torch's threads leave a CPU of this process free
+    (with every core busy in torch they only compete with it).
+    """
+    import torch
+
+    import floodnb.predict.raster as raster
+    from floodnb import runtime
+
+    src = tmp_path / "s1.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=150, width=120, count=2, dtype="float32", crs="EPSG:4326",
+                       transform=rasterio.transform.from_origin(10, 45, 1e-4, 1e-4)) as ds:
+        ds.write(np.random.default_rng(6).normal(-15, 6, (2, 150, 120)).astype(np.float32))
+    threaded: list[str] = []
+    orig = raster.prefetched
+
+    def spy(*args, **kwargs):
+        threaded.append(kwargs.get("name", ""))
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "prefetched", spy)
+    for cpus, want in ((torch.get_num_threads(), []), (torch.get_num_threads() + 1, ["floodnb-read"])):
+        threaded.clear()
+        monkeypatch.setattr(runtime, "machine_cpus", lambda cpus=cpus: cpus)
+        predict_raster(vh_threshold_model(), src, tmp_path / f"o{cpus}.tif", tile=64, overlap=16,
+                       normalizers=IDENTITY, progress=False)
+        assert threaded == want
+
+
 def test_writer_failure_in_background_leaves_no_output(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     src = tmp_path / "s1.tif"
@@ -127,6 +156,6 @@ def test_writer_failure_in_background_leaves_no_output(tmp_path, monkeypatch):
     out.mkdir()
     with pytest.raises(OSError, match="No space left"):
         predict_raster(vh_threshold_model(), src, out / "o.tif", tile=64, overlap=16, normalizers=IDENTITY,
-                       progress=False)
+                       progress=False, background_io=True)
     assert calls == ["floodnb-write"] * 2  # written by the writer thread
     assert list(out.iterdir()) == [] and not _threads("floodnb-read") and not _threads("floodnb-write")
