@@ -62,7 +62,7 @@ from bench_train_step import CachedChips as Cached  # noqa: E402
 from floodnb import runtime  # noqa: E402
 
 KM2_PER_PX = 1e-4  # a 10 m pixel
-BARE_SCENE_BATCHES = 24  # the scene's bare reference: time per 512² tile from this many batches of 4
+BARE_SCENE_TILES = 96  # the scene's bare reference: time per 512² tile from this many tiles, in floodnb's passes
 
 
 def _model(precision: str, channels_last: bool | None = None) -> torch.nn.Module:
@@ -170,7 +170,7 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
     Returns km²/s of the scene for floodnb and for two bare references: ``bare`` = as many tiles as
     the scene has pixels (``ceil(H W / 512²)``: the compute floor, no overlap), ``bare_tiles`` = the
     tiles floodnb ran (``n_forward``, overlapping by 32 px: the same forward passes), both from the
-    bare time per tile over :data:`BARE_SCENE_BATCHES` batches (right after floodnb's run); plus the
+    bare time per tile over :data:`BARE_SCENE_TILES` tiles (right after floodnb's run); plus the
     overlap factor ``n_forward 512² / (H W)`` and the peak resident memory (MB).
     """
     import rasterio
@@ -186,7 +186,7 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
     res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
                          batch=None, precision=precision, progress=False, overwrite=True, background_io=background_io)
     peak = peak_rss_mb()
-    n_batches = min(math.ceil(res.n_forward / batch), BARE_SCENE_BATCHES)  # per-tile time: steady after a few
+    n_batches = math.ceil(min(res.n_forward, BARE_SCENE_TILES) / batch)  # per-tile time: steady after a few
     x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
     with torch.inference_mode(), runtime.autocast(precision):
         model(x)
