@@ -7,7 +7,7 @@ does not depend on them), the bare forward pass + softmax in km²/s of 10 m pixe
 of ``--precisions``, channels-last as floodnb runs on CPU, all measured in this one process,
 pairs interleaved over ``--rounds`` rounds (median), and each pair's ratio to floodnb's default
 (:func:`floodnb.predict.tiles.resolve_batch`: passes of at most
-:data:`floodnb.predict.tiles.PIXELS_PER_FORWARD` pixels) for tiles of the same size. It also prints
+:data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD` pixels) for tiles of the same size. It also prints
 the effective throughput after the tile overlap (``--overlap`` px on every side facing another tile:
 a tile of ``t`` px covers ``(t - overlap)²`` new pixels), which is what a scene costs.
 
@@ -26,7 +26,8 @@ import torch
 
 from floodnb import runtime
 from floodnb.models import build_model
-from floodnb.predict.tiles import PIXELS_PER_FORWARD, resolve_batch
+from floodnb.predict.tiles import resolve_batch
+from floodnb.runtime import CPU_PIXELS_PER_FORWARD
 
 KM2_PER_PX = 1e-4  # a 10 m pixel is 100 m²
 
@@ -70,7 +71,7 @@ def main() -> int:
     models = {p: build_model("unet_small", in_channels=2, num_classes=2).eval().to(  # type: ignore[call-overload]
         memory_format=torch.channels_last) for p in precs}
     print(f"torch threads {threads}; load average {os.getloadavg()[0]:.2f} at start ({os.cpu_count()} CPUs); "
-          f"floodnb's default: passes of at most {PIXELS_PER_FORWARD:,} px")
+          f"floodnb's default: passes of at most {CPU_PIXELS_PER_FORWARD:,} px")
     got: dict[tuple[str, int, int], list[float]] = {}
     for r in range(a.rounds):
         for p in precs:

@@ -109,7 +109,7 @@ def predict_raster(
 
     ``tile``/``overlap`` (pixels) set the tile grid, ``batch`` the tiles per forward pass (default
     None: tiles of at most 512² px in all, i.e. 1 tile of 512² — on a CPU larger forward passes run
-    slower per pixel, :data:`floodnb.predict.tiles.PIXELS_PER_FORWARD`).
+    slower per pixel, :data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD`).
     Memory is bounded by the strip height (``tile`` rows), not by the scene size. ``precision``
     (``"float32"`` default, ``"bfloat16"``) and ``channels_last``: as
     :func:`~floodnb.predict.model.resolve_predictor`. ``gdal_cache_mb``: GDAL's block cache (MB)
@@ -190,11 +190,11 @@ def _predicted_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int 
     row's forward passes to ``forward[0]``. With ``background`` the next strip is read and
     normalised in a reader thread while this one runs through the model.
     """
+    own = getattr(source, "fresh_reads", False)  # each read a new array nobody else holds: normalise it in place
+
     def prepared() -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         for i in range(grid.n_rows):
             yield prepare_strip(predictor, source.read(grid.row_starts[i], grid.tile_h), grid, i, inplace=own)
-
-    own = getattr(source, "fresh_reads", False)  # each read a new array nobody else holds: normalise it in place
 
     strips: Generator[tuple[np.ndarray, np.ndarray], None, None] = (
         prefetched(prepared(), depth=1, name="floodnb-read") if background else prepared())

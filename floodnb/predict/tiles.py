@@ -29,16 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from floodnb.predict.model import Predictor
-from floodnb.runtime import CPU_PIXELS_PER_FORWARD, cpu_forward_chunk
-
-#: pixels per forward pass when ``batch`` is None (:func:`resolve_batch`): one 512² tile, four 256² tiles
-#: (:data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD`: on a CPU bigger passes run slower per pixel).
-PIXELS_PER_FORWARD = CPU_PIXELS_PER_FORWARD
+from floodnb.runtime import cpu_forward_chunk
 
 
 def resolve_batch(batch: int | None, tile_h: int, tile_w: int) -> int:
     """Tiles per forward pass: ``batch``, or when None as many ``tile_h x tile_w`` tiles as fit in
-    :data:`PIXELS_PER_FORWARD` pixels (at least 1). ValueError for ``batch < 1``.
+    :data:`floodnb.runtime.CPU_PIXELS_PER_FORWARD` pixels (one 512² tile, four 256² tiles; at least 1:
+    on a CPU bigger passes run slower per pixel). ValueError for ``batch < 1``.
     """
     if batch is None:
         return cpu_forward_chunk(tile_h, tile_w)
