@@ -159,3 +159,98 @@ def test_writer_failure_in_background_leaves_no_output(tmp_path, monkeypatch):
                        progress=False, background_io=True)
     assert calls == ["floodnb-write"] * 2  # written by the writer thread
     assert list(out.iterdir()) == [] and not _threads("floodnb-read") and not _threads("floodnb-write")
+
+
+def _scene(tmp_path, h=333, w=290, seed=7):
+    data = np.random.default_rng(seed).normal(-15, 6, (2, h, w)).astype(np.float32)
+    data[:, 100:140, 50:200] = np.nan
+    src = tmp_path / "s1.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=h, width=w, count=2, dtype="float32", crs="EPSG:4326",
+                       transform=rasterio.transform.from_origin(10, 45, 1e-4, 1e-4)) as ds:
+        ds.write(data)
+    return src, data
+
+
+def test_row_workers_give_the_maps_of_one_worker_and_restore_torch_threads(tmp_path):
+    """Rows cut into column chunks predicted by several threads: the same maps (float rounding aside),
+    counts and forward passes as one worker; torch's thread count is back afterwards, no thread left.
+    """
+    import torch
+
+    src, data = _scene(tmp_path)
+    threads = torch.get_num_threads()
+    outs = {}
+    for workers in (1, 2, 3):
+        res = predict_raster(vh_threshold_model(), src, tmp_path / f"o_{workers}.tif", tile=96, overlap=24, batch=2,
+                             normalizers=IDENTITY, prob_dtype="float32", progress=False, row_workers=workers)
+        outs[workers] = (read1(res.class_path), read1(res.prob_path), res.n_valid, res.n_water, res.n_forward)
+        assert torch.get_num_threads() == threads and not _threads("floodnb-row")
+    for workers in (2, 3):
+        np.testing.assert_array_equal(outs[workers][0], outs[1][0])
+        np.testing.assert_allclose(outs[workers][1], outs[1][1], atol=1e-5)
+        assert outs[workers][2:] == outs[1][2:]
+    assert outs[1][2] == int(np.isfinite(data).all(axis=0).sum())
+
+
+def test_default_row_workers_two_when_torch_takes_every_cpu(tmp_path, monkeypatch):
+    """row_workers=None: 2 workers when torch's threads (>= 2) take every CPU, else 1 (with reader/writer
+    threads when a CPU is free); bad values and row workers with background_io=True are refused up front.
+    """
+    import torch
+
+    import floodnb.predict.raster as raster
+    from floodnb import runtime
+
+    src, _ = _scene(tmp_path, 150, 120)
+    seen: list[int] = []
+    orig = raster._worker_rows
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["workers"])
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(raster, "_worker_rows", spy)
+    threads = torch.get_num_threads()
+    try:
+        for torch_threads, cpus, want in ((2, 2, [2]), (4, 4, [2]), (2, 3, []), (1, 1, [])):
+            seen.clear()
+            torch.set_num_threads(torch_threads)
+            monkeypatch.setattr(runtime, "machine_cpus", lambda cpus=cpus: cpus)
+            predict_raster(vh_threshold_model(), src, tmp_path / f"o{torch_threads}{cpus}.tif", tile=64, overlap=16,
+                           normalizers=IDENTITY, progress=False)
+            assert seen == want, (torch_threads, cpus)
+            assert torch.get_num_threads() == torch_threads
+    finally:
+        torch.set_num_threads(threads)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="row_workers must be an integer >= 1"):
+            predict_raster(vh_threshold_model(), src, tmp_path / "bad.tif", normalizers=IDENTITY, progress=False,
+                           row_workers=bad)
+    with pytest.raises(ValueError, match="background_io=True is for one row worker"):
+        predict_raster(vh_threshold_model(), src, tmp_path / "bad.tif", normalizers=IDENTITY, progress=False,
+                       row_workers=2, background_io=True)
+    assert not (tmp_path / "bad.tif").exists()
+
+
+def test_a_failing_row_worker_stops_prediction_and_leaves_no_output(tmp_path):
+    import torch
+
+    m = vh_threshold_model()
+
+    class Boom(type(m)):
+        calls = 0
+
+        def forward(self, x):
+            Boom.calls += 1
+            if Boom.calls == 5:
+                raise RuntimeError("model failed in a worker")
+            return super().forward(x)
+
+    src, _ = _scene(tmp_path, 300, 200)
+    out = tmp_path / "out"
+    out.mkdir()
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="model failed in a worker"):
+        predict_raster(Boom(2, 2, 1), src, out / "o.tif", tile=64, overlap=16, batch=1, normalizers=IDENTITY,
+                       progress=False, row_workers=2)
+    assert list(out.iterdir()) == [] and not _threads("floodnb-row") and torch.get_num_threads() == threads

@@ -115,22 +115,30 @@ def test_nan_windows_skip_the_model_and_become_nodata(tmp_path):
 
 
 def test_reads_are_strips_of_tile_rows(tmp_path, monkeypatch):
-    """Bounded memory: the source is read one strip of `tile` rows at a time, never whole."""
+    """Bounded memory: the source is read one strip of `tile` rows at a time (in column chunks, one per
+    row worker), each part once, never whole.
+    """
     rng = np.random.default_rng(2)
     src = write_tif(tmp_path / "s1.tif", rng.normal(-15, 6, (2, 700, 333)).astype(np.float32))
-    calls = []
     orig = GeoTiffSource.read
+    for workers in (1, 2, 3):
+        calls = []
 
-    def spy(self, row0, nrows):
-        calls.append((row0, nrows))
-        return orig(self, row0, nrows)
+        def spy(self, row0, nrows, col0=0, ncols=None, calls=calls):
+            calls.append((row0, nrows, col0, self.width - col0 if ncols is None else ncols))
+            return orig(self, row0, nrows, col0, ncols)
 
-    monkeypatch.setattr(GeoTiffSource, "read", spy)
-    res = predict_raster(vh_threshold_model(), src, tmp_path / "o.tif", tile=96, overlap=32, normalizers=IDENTITY,
-                         write_prob=False, progress=False)
-    assert res.prob_path is None and not (tmp_path / "o_prob.tif").exists()
-    assert all(n == 96 for _, n in calls) and len(calls) == len({r for r, _ in calls})
-    assert calls[-1][0] + 96 == 700 and len(calls) == 11
+        monkeypatch.setattr(GeoTiffSource, "read", spy)
+        res = predict_raster(vh_threshold_model(), src, tmp_path / f"o{workers}.tif", tile=96, overlap=32,
+                             normalizers=IDENTITY, write_prob=False, progress=False, row_workers=workers)
+        assert res.prob_path is None and not (tmp_path / f"o{workers}_prob.tif").exists()
+        assert all(n == 96 for _, n, _, _ in calls) and len(calls) == len(set(calls)) == 11 * workers
+        rows = sorted({r for r, _, _, _ in calls})
+        assert rows[-1] + 96 == 700 and len(rows) == 11
+        for r in rows:  # the chunks of a row cover its columns, overlapping by at most one tile's overlap
+            spans = sorted((c, c + n) for r2, _, c, n in calls if r2 == r)
+            assert spans[0][0] == 0 and spans[-1][1] == 333
+            assert all(0 <= a[1] - b[0] <= 96 for a, b in zip(spans, spans[1:], strict=False))
 
 
 def test_default_batch_fills_512_squared_pixels_per_forward_pass_and_gives_the_same_maps(tmp_path, monkeypatch,
@@ -156,11 +164,11 @@ def test_default_batch_fills_512_squared_pixels_per_forward_pass_and_gives_the_s
     monkeypatch.setattr(Predictor, "forward", spy)
     m = vh_threshold_model()
     auto = predict_raster(m, s1_file, tmp_path / "auto.tif", tile=128, overlap=32, normalizers=IDENTITY,
-                          prob_dtype="float32", progress=False)
+                          prob_dtype="float32", progress=False, row_workers=1)
     assert max(sizes) == 5 and sum(sizes) == auto.n_forward  # 5 tile columns of 128 px: one forward pass a row
     sizes.clear()
     one = predict_raster(m, s1_file, tmp_path / "one.tif", tile=128, overlap=32, batch=1, normalizers=IDENTITY,
-                         prob_dtype="float32", progress=False)
+                         prob_dtype="float32", progress=False, row_workers=1)
     assert set(sizes) == {1}
     np.testing.assert_array_equal(read1(auto.prob_path), read1(one.prob_path))
     np.testing.assert_array_equal(read1(auto.class_path), read1(one.class_path))
@@ -343,3 +351,64 @@ def test_in_memory_scene_is_not_modified_by_prediction(tmp_path):
     np.testing.assert_array_equal(da.values, keep)
     cls = read1(res.class_path)
     assert (cls[10:20, 30:40] == -1).all() and (cls >= 0).sum() == 200 * 150 - 100
+
+
+def write_tiled(path: Path, data: np.ndarray, block: int, **kw) -> Path:
+    with rasterio.open(path, "w", driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                       dtype=data.dtype, crs="EPSG:4326", transform=from_origin(-1.0, 9.0, PIX, PIX), tiled=True,
+                       blockxsize=block, blockysize=block, **kw) as ds:
+        ds.write(data)
+        for i, d in enumerate(("VV", "VH")[:data.shape[0]], 1):
+            ds.set_band_description(i, d)
+    return path
+
+
+def test_scene_check_reads_a_sample_of_whole_blocks_including_the_corners(tmp_path):
+    """A scene larger than the check's budget is sampled as whole blocks on a spread grid that
+    includes the first and last block rows and columns; a small one is read whole.
+    """
+    from floodnb.data.units import scene_sample
+
+    data = np.arange(2 * 512 * 384, dtype=np.float32).reshape(2, 512, 384)
+    path = write_tiled(tmp_path / "s.tif", data, 64)  # 8 x 6 blocks
+    with rasterio.open(path) as ds:
+        small = scene_sample(ds, [1, 2], max_pixels=512 * 384)
+        sample = scene_sample(ds, [2, 1], max_pixels=4 * 64 * 64)
+    np.testing.assert_array_equal(small, data.reshape(2, 1, -1))
+    assert sample.shape == (2, 1, 4 * 64 * 64)  # 2 x 2 blocks: the corners
+    corners = [data[:, r:r + 64, c:c + 64].reshape(2, -1) for r in (0, 448) for c in (0, 320)]
+    np.testing.assert_array_equal(sample[:, 0], np.concatenate(corners, axis=1)[[1, 0]])
+    striped = tmp_path / "striped.tif"
+    with rasterio.open(striped, "w", driver="GTiff", height=512, width=384, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=from_origin(-1.0, 9.0, PIX, PIX), blockysize=1) as ds:
+        ds.write(data[:1])
+    with rasterio.open(striped) as ds:
+        rows = scene_sample(ds, [1], max_pixels=20 * 384)
+    assert rows.shape == (1, 1, 20 * 384)  # 20 whole rows, the first and the last among them
+    assert rows[0, 0, 0] == data[0, 0, 0] and rows[0, 0, -1] == data[0, -1, -1]
+
+
+def test_untagged_fill_outside_the_checked_sample_stops_the_stream_naming_file_band_and_rows(tmp_path, monkeypatch):
+    """The up-front check reads a sample; every strip read is checked for fill values too, so a fill
+    the sample missed still stops prediction (UnitsError naming the file, band and rows: the first
+    strip holding it, rows 96..223 of tile row 1) and no output is left.
+    """
+    import functools
+
+    import floodnb.data.units as units
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(-15, 5, (2, 512, 512)).astype(np.float32)
+    data[1, 200:230, 200:260] = -9999.0  # inside a block that the 2 x 2 corner sample does not read
+    src = write_tiled(tmp_path / "fill.tif", data, 128)
+    monkeypatch.setattr(units, "check_scene", functools.partial(units.check_scene, max_side=256))  # 4 blocks
+    out = tmp_path / "out"
+    want = r"fill.tif: Sentinel-1 band VH has 1440 pixels below -100 dB \(1440 of them exactly -9999"
+    with pytest.raises(units.UnitsError, match=want + r".*\(in rows 96\.\.223, columns 0\.\.[0-9]+\)$"):
+        predict_raster(vh_threshold_model(), src, out / "o.tif", tile=128, overlap=32, normalizers=IDENTITY,
+                       progress=False)
+    assert not out.exists() or list(out.iterdir()) == []
+    data[1, 200:230, 200:260] = -20.0
+    ok = predict_raster(vh_threshold_model(), write_tiled(tmp_path / "ok.tif", data, 128), out / "o.tif", tile=128,
+                        overlap=32, normalizers=IDENTITY, progress=False)
+    assert (read1(ok.class_path) >= 0).all()

@@ -18,7 +18,8 @@ scatterers, VH +7 dB; most pixels are -30..-5 dB):
 * S1 band with more than :data:`S1_MAX_POSITIVE_FRACTION` of its valid pixels above 0 dB: not dB
   (linear power and amplitude are >= 0); the message suggests ``--s1-units linear|amplitude``.
 * S1 stated as linear/amplitude but more than 1 % of its values negative: it is dB already.
-* Scenes for prediction (:func:`check_scene`) get the S1 checks on a decimated read.
+* Scenes for prediction (:func:`check_scene`) get the S1 checks on a sample of whole blocks before
+  any work, and every strip the prediction reads is checked for fill values (:func:`check_s1_fill`).
 * S2 value below :data:`S2_MIN_DN`: an untagged nodata fill; S2 whose valid values all lie in
   [0, :data:`S2_MAX_REFLECTANCE_LIKE`]: reflectance 0..1, not DN (multiply by 10000).
 """
@@ -164,24 +165,64 @@ def check_s2_dn(raw: np.ndarray, valid: np.ndarray, *, path: str = "<array>", ba
 def check_scene(bands: Sequence[tuple[str, int]], *, units: str = "auto", names: Sequence[str] = S1_BANDS,
                 max_side: int = 2048) -> None:
     """Check a Sentinel-1 scene before prediction: each ``(path, band index 1-based)`` of ``bands``
-    (named ``names``, in order) is read decimated to at most ``max_side`` px a side (nearest
-    neighbour, so fill values survive; the bands of one file in one pass) and checked as
-    :func:`s1_to_model_db` checks a chip.
+    (named ``names``, in order) is checked as :func:`s1_to_model_db` checks a chip, on a sample of
+    the file (:func:`scene_sample`: at most about ``max_side**2`` pixels a band, read at full
+    resolution so fill values survive; the bands of one file read together).
 
-    Raises :class:`UnitsError` naming the file and band; reads only, bounded memory.
+    Raises :class:`UnitsError` naming the file and band; reads only, bounded memory. A sample can
+    miss a fill value that covers only a few blocks: :func:`check_s1_fill` checks every strip a
+    scene prediction reads (:class:`floodnb.predict.sources.GeoTiffSource`).
     """
     import rasterio
-    from rasterio.enums import Resampling
 
     check_units_option(units)
     by_file: dict[str, list[tuple[int, str]]] = {}
     for (path, idx), name in zip(bands, names, strict=True):
         by_file.setdefault(str(path), []).append((idx, name))
-    for path, pairs in by_file.items():  # one decimated pass per file: its bands are read together
+    for path, pairs in by_file.items():  # one sampled pass per file: its bands are read together
         with rasterio.open(path) as ds:
-            f = max(1, math.ceil(max(ds.height, ds.width) / max_side))
-            raw = ds.read([i for i, _ in pairs], out_shape=(len(pairs), math.ceil(ds.height / f),
-                                                             math.ceil(ds.width / f)), resampling=Resampling.nearest)
+            raw = scene_sample(ds, [i for i, _ in pairs], max_pixels=max_side * max_side)
             nodata = ds.nodata
         for k, (_, name) in enumerate(pairs):
             s1_to_model_db(raw[k:k + 1], units=units, nodata=nodata, path=path, bands=(name,))
+
+
+def scene_sample(ds, indexes: Sequence[int], *, max_pixels: int) -> np.ndarray:
+    """Pixels of bands ``indexes`` (1-based) of the open rasterio dataset ``ds`` for a value check:
+    ``(len(indexes), 1, n)`` in the file's dtype.
+
+    A raster of at most ``max_pixels`` pixels is read whole. A larger one is read as whole
+    internal blocks (a block costs the same to read as any part of it) on an evenly spread grid
+    of block rows and columns that always includes the first and last of each (swath edges,
+    where fill values lie), about ``max_pixels`` pixels in all: for a 10,000² float32 GeoTIFF in
+    512² blocks and the default 2048² budget, 16 of its 400 blocks.
+    """
+    from rasterio.windows import Window
+
+    h, w = ds.height, ds.width
+    if h * w <= max_pixels:
+        return ds.read(list(indexes)).reshape(len(indexes), 1, -1)
+    bh, bw = ds.block_shapes[indexes[0] - 1]
+    nby, nbx = math.ceil(h / bh), math.ceil(w / bw)
+    budget = max(4, max_pixels // (bh * bw))  # blocks
+    kx = max(min(2, nbx), min(nbx, round(math.sqrt(budget * nbx / nby))))
+    ky = max(min(2, nby), min(nby, budget // kx))
+    rows = sorted({round(v) for v in np.linspace(0, nby - 1, ky)})
+    cols = sorted({round(v) for v in np.linspace(0, nbx - 1, kx)})
+    parts = [ds.read(list(indexes), window=Window(c * bw, r * bh, min(bw, w - c * bw), min(bh, h - r * bh)))
+             .reshape(len(indexes), -1) for r in rows for c in cols]
+    return np.concatenate(parts, axis=1)[:, None, :]
+
+
+def check_s1_fill(x: np.ndarray, *, path: str, names: Sequence[str], where: str = "") -> None:
+    """Raise :class:`UnitsError` when ``x (C, H, W)`` float32 dB (NaN = nodata) holds values below
+    :data:`S1_MIN_DB` (an untagged fill value, or values that are not dB; the message as
+    :func:`check_s1_db`'s, plus ``where``, e.g. the rows read). Cheap: one comparison a pixel
+    when there are none, so it can run on every strip of a scene.
+    """
+    for c in range(x.shape[0]):
+        if (x[c] < S1_MIN_DB).any():  # NaN compares False
+            try:
+                check_s1_db(x[c:c + 1], path=path, bands=(names[c],))
+            except UnitsError as exc:
+                raise UnitsError(f"{exc}{where}") from None

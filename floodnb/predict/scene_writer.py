@@ -13,6 +13,7 @@ Memory: GDAL's block cache; nothing of the scene is held.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,14 @@ class SceneWriter:
         self.close()
         if self.has_prob and prob_path is None:
             raise ValueError("prob_path is needed: this writer holds a probability map")
-        out_class = to_cog(self._writers[0].path, class_path, resampling="MODE")
-        out_prob = (to_cog(self._writers[1].path, prob_path, resampling="AVERAGE")
-                    if self.has_prob and prob_path is not None else None)
-        return out_class, out_prob
+        if not self.has_prob or prob_path is None:
+            return to_cog(self._writers[0].path, class_path, resampling="MODE"), None
+        # the two conversions in two threads: GDAL releases the GIL, and the class map's MODE overviews
+        # are computed on one CPU (10,000² px on 2 CPUs: 1.6 -> 1.35 s)
+        with ThreadPoolExecutor(2, thread_name_prefix="floodnb-cog") as pool:
+            prob_job = pool.submit(to_cog, self._writers[1].path, prob_path, resampling="AVERAGE")
+            out_class = to_cog(self._writers[0].path, class_path, resampling="MODE")
+            return out_class, prob_job.result()
 
     def close(self) -> None:
         for w in self._writers:

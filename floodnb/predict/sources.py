@@ -1,8 +1,8 @@
 """Windowed scene sources: a Sentinel-1 scene opened once, read one strip of rows at a time.
 
-Every source has ``name``, ``height``, ``width``, ``crs``, ``transform`` and ``read(row0, nrows)``
--> ``(C, nrows, width)`` float32 backscatter in dB, NaN = nodata; all are picklable (files are
-opened per read), so dask workers can read strips of them.
+Every source has ``name``, ``height``, ``width``, ``crs``, ``transform`` and ``read(row0, nrows,
+col0=0, ncols=None)`` -> ``(C, nrows, ncols or width - col0)`` float32 backscatter in dB, NaN =
+nodata; all are picklable (files are opened per read), so dask workers can read strips of them.
 
 * :class:`GeoTiffSource` — one multi-band GeoTIFF or several single-band GeoTIFFs on one grid;
 * :class:`ArraySource` — an ``xr.DataArray (band, y, x)`` with a rioxarray CRS;
@@ -16,6 +16,7 @@ Used by :func:`floodnb.predict.predict_raster` and by the many-scene prediction 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ class GeoTiffSource:
     """Windowed reader over GeoTIFF band(s): ``bands`` = ``((path, band_index_1_based), ...)``
     in the model's channel order. Picklable (files are opened per read). Every :meth:`read`
     returns a new array (``fresh_reads``: the caller may normalise it in place).
+
+    ``fill_check``: names of the bands (Sentinel-1 dB, one per entry of ``bands``) whose every
+    strip read is checked for untagged fill values (:func:`floodnb.data.units.check_s1_fill`,
+    ``UnitsError`` naming the file, band and rows); None: no check.
     """
 
     fresh_reads: ClassVar[bool] = True
@@ -45,11 +50,15 @@ class GeoTiffSource:
     width: int
     crs: object
     transform: Affine
+    fill_check: tuple[str, ...] | None = None
 
-    def read(self, row0: int, nrows: int) -> np.ndarray:
-        """Rows ``[row0, row0 + nrows)``, all columns: ``(C, nrows, width)`` float32, NaN = nodata."""
-        out = np.empty((len(self.bands), nrows, self.width), dtype=np.float32)
-        win = Window(0, row0, self.width, nrows)
+    def read(self, row0: int, nrows: int, col0: int = 0, ncols: int | None = None) -> np.ndarray:
+        """Rows ``[row0, row0 + nrows)``, columns ``[col0, col0 + ncols)`` (default: to the last):
+        ``(C, nrows, ncols)`` float32, NaN = nodata.
+        """
+        ncols = self.width - col0 if ncols is None else ncols
+        out = np.empty((len(self.bands), nrows, ncols), dtype=np.float32)
+        win = Window(col0, row0, ncols, nrows)
         by_file: dict[str, list[tuple[int, int]]] = {}
         for c, (path, idx) in enumerate(self.bands):
             by_file.setdefault(path, []).append((c, idx))
@@ -66,6 +75,12 @@ class GeoTiffSource:
                 for c in chans:
                     band = out[c]  # a view: the mask assignment writes into `out`
                     band[band == np.float32(nodata)] = np.nan
+        if self.fill_check is not None:
+            from floodnb.data.units import check_s1_fill
+
+            for c, (path, _) in enumerate(self.bands):
+                check_s1_fill(out[c:c + 1], path=path, names=(self.fill_check[c],),
+                              where=f" (in rows {row0}..{row0 + nrows - 1}, columns {col0}..{col0 + ncols - 1})")
         return out
 
 
@@ -83,8 +98,9 @@ class ArraySource:
     crs: object
     transform: Affine
 
-    def read(self, row0: int, nrows: int) -> np.ndarray:
-        return np.asarray(self.data[:, row0:row0 + nrows, :].values, dtype=np.float32)
+    def read(self, row0: int, nrows: int, col0: int = 0, ncols: int | None = None) -> np.ndarray:
+        cols = slice(col0, None if ncols is None else col0 + ncols)
+        return np.asarray(self.data[:, row0:row0 + nrows, cols].values, dtype=np.float32)
 
 
 def _match_bands(available: Sequence[str | None], want: tuple[str, ...], *, what: str) -> list[int] | None:
@@ -100,8 +116,10 @@ def _match_bands(available: Sequence[str | None], want: tuple[str, ...], *, what
 def open_source(src, *, bands: tuple[str, ...], s1_units: str = "auto"):
     """Open ``src`` (path, list of paths or ``xr.DataArray``) as a windowed source of ``bands``.
 
-    GeoTIFF Sentinel-1 values are checked first (:func:`floodnb.data.units.check_scene`: dtype,
-    fill values, dB or not); ``s1_units`` "linear"/"amplitude" wraps the source in a dB converter.
+    GeoTIFF Sentinel-1 values are checked first (:func:`floodnb.data.units.check_scene`, on a
+    sample of the file: dtype, fill values, dB or not), and every strip read is checked for fill
+    values (``GeoTiffSource.fill_check``); ``s1_units`` "linear"/"amplitude" wraps the source in a
+    dB converter.
     """
     src = _open_source(src, bands=bands)
     if isinstance(src, GeoTiffSource) and set(bands) <= {"VV", "VH"}:
@@ -110,6 +128,7 @@ def open_source(src, *, bands: tuple[str, ...], s1_units: str = "auto"):
         check_scene(src.bands, units=s1_units, names=bands)
         if s1_units in ("linear", "amplitude"):
             return DbSource(inner=src, units=s1_units, nodata=None)
+        return dataclasses.replace(src, fill_check=tuple(bands))
     return src
 
 
@@ -212,10 +231,10 @@ class DbSource:
     def transform(self):
         return self.inner.transform
 
-    def read(self, row0: int, nrows: int) -> np.ndarray:
+    def read(self, row0: int, nrows: int, col0: int = 0, ncols: int | None = None) -> np.ndarray:
         from floodnb.scale.collections import s1_to_db
 
-        return s1_to_db(self.inner.read(row0, nrows), units=self.units, nodata=self.nodata)
+        return s1_to_db(self.inner.read(row0, nrows, col0, ncols), units=self.units, nodata=self.nodata)
 
 
 __all__ = ["ArraySource", "DbSource", "GeoTiffSource", "TRANSFORM_TOL", "open_source"]

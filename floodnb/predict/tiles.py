@@ -170,18 +170,40 @@ def predict_prepared_row(predictor: Predictor, x: np.ndarray, valid: np.ndarray,
     """The forward passes and horizontal blending of :func:`predict_tile_row` on a strip already
     through :func:`prepare_strip` (so reading and normalising can run in another thread).
     """
+    wprob, n_forward = predict_prepared_cols(predictor, x, valid, grid, range(len(grid.col_starts)), batch=batch)
+    return RowResult(index=index, row0=grid.row_starts[index], wprob=wprob, valid=valid, n_forward=n_forward)
+
+
+def col_span(grid: TileGrid, cols: range) -> tuple[int, int]:
+    """Raster columns ``[c0, c1)`` covered by the contiguous tile columns ``cols`` of ``grid``."""
+    return grid.col_starts[cols.start], grid.col_starts[cols.stop - 1] + grid.tile_w
+
+
+def predict_prepared_cols(predictor: Predictor, x: np.ndarray, valid: np.ndarray, grid: TileGrid, cols: range, *,
+                          batch: int | None = None) -> tuple[np.ndarray, int]:
+    """Forward passes and horizontal blending of the contiguous tile columns ``cols`` of one tile row.
+
+    ``x (C, tile_h, c1 - c0)`` normalised and ``valid (tile_h, c1 - c0)`` cover the raster columns
+    ``[c0, c1)`` = :func:`col_span` (``cols``). Returns ``(wprob (tile_h, c1 - c0) float32 =
+    sum_j w_x_j p_j over cols, tiles run through the model)``; tiles without a valid pixel are skipped.
+    Chunks of one row add up to the row's ``wprob`` (each tile is in one chunk).
+    """
     h, w = grid.tile_h, grid.tile_w
+    c0, c1 = col_span(grid, cols)
+    if x.shape[1:] != (h, c1 - c0) or valid.shape != (h, c1 - c0):
+        raise ValueError(f"tile columns {cols.start}..{cols.stop - 1}: expected inputs of (C, {h}, {c1 - c0}), got "
+                         f"{x.shape} and valid {valid.shape}")
     batch = resolve_batch(batch, h, w)
-    wprob = np.zeros((h, grid.width), dtype=np.float32)
-    todo = [j for j, s in enumerate(grid.col_starts) if valid[:, s:s + w].any()]
+    wprob = np.zeros((h, c1 - c0), dtype=np.float32)
+    todo = [j for j in cols if valid[:, grid.col_starts[j] - c0:grid.col_starts[j] - c0 + w].any()]
     for k in range(0, len(todo), batch):
-        cols = todo[k:k + batch]
-        tiles = np.stack([x[:, :, grid.col_starts[j]:grid.col_starts[j] + w] for j in cols])
+        chunk = todo[k:k + batch]
+        tiles = np.stack([x[:, :, grid.col_starts[j] - c0:grid.col_starts[j] - c0 + w] for j in chunk])
         probs = predictor.forward(tiles)
-        for j, p in zip(cols, probs, strict=True):
-            s = grid.col_starts[j]
+        for j, p in zip(chunk, probs, strict=True):
+            s = grid.col_starts[j] - c0
             wprob[:, s:s + w] += p * grid.col_weights(j)[None, :]
-    return RowResult(index=index, row0=grid.row_starts[index], wprob=wprob, valid=valid, n_forward=len(todo))
+    return wprob, len(todo)
 
 
 class RowBlender:
