@@ -15,8 +15,9 @@ of other load hits both sides of a ratio alike):
   passes (how much the pass size buys, like the memory-format row);
 * **inference, scene (streamed)**: ``floodnb.predict.predict_raster`` on a generated
   ``--scene`` x ``--scene`` px S1 GeoTIFF (tiles 512, overlap 32, default batch: 1 tile per pass,
-  class + probability COGs, reading and writing in background threads where floodnb's default
-  puts them — only when torch leaves a CPU free — or as ``--inline-io`` / ``--background-io`` say) vs
+  class + probability COGs, floodnb's default threads — two row workers when torch's threads take
+  every CPU, reader/writer threads when torch leaves one free — or one row worker with reading and
+  writing in line or in threads as ``--inline-io`` / ``--background-io`` say) vs
   two bare references, both the forward pass on 512² tiles one per pass: on the tiles floodnb ran (the same forward
   passes: what streaming costs) and on as many tiles as the scene has pixels (the compute floor:
   what streaming and the 32 px overlap cost together); each precision in its own subprocess so
@@ -184,7 +185,8 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
     batch = runtime.cpu_forward_chunk(tile, tile)  # floodnb's default (batch=None), the bare reference's too
     model = _model(precision).eval()
     res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
-                         batch=None, precision=precision, progress=False, overwrite=True, background_io=background_io)
+                         batch=None, precision=precision, progress=False, overwrite=True, background_io=background_io,
+                         row_workers=None if background_io is None else 1)
     peak = peak_rss_mb()
     n_batches = math.ceil(min(res.n_forward, BARE_SCENE_TILES) / batch)  # per-tile time: steady after a few
     x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
@@ -344,8 +346,8 @@ def put_in_readme(readme: Path, md: str) -> None:
 
 
 def _io_choice(a: argparse.Namespace) -> bool | None:
-    """``background_io`` of the streamed scene: None (floodnb's default), False (--inline-io), True
-    (--background-io).
+    """``background_io`` of the streamed scene: None (floodnb's default threads), False (--inline-io), True
+    (--background-io); either flag also means one row worker.
     """
     if a.inline_io and a.background_io:
         raise SystemExit("bench_speed: --inline-io and --background-io exclude each other")
@@ -367,10 +369,12 @@ def main() -> int:
     ap.add_argument("--markdown", default=str(Path(__file__).resolve().parents[1] / "docs" / "speed.md"))
     ap.add_argument("--readme", default=None, help="also put the table between the bench_speed markers of this file")
     ap.add_argument("--inline-io", action="store_true",
-                    help="streamed scene with predict_raster(background_io=False): reading and writing in line")
+                    help="streamed scene with predict_raster(background_io=False, row_workers=1): one row "
+                         "worker, reading and writing in line")
     ap.add_argument("--background-io", action="store_true",
-                    help="streamed scene with predict_raster(background_io=True): reader and writer threads "
-                         "(default: floodnb's choice, threads only when torch leaves a CPU free)")
+                    help="streamed scene with predict_raster(background_io=True, row_workers=1): one row worker, "
+                         "reader and writer threads (default: floodnb's choice, two row workers when torch's "
+                         "threads take every CPU, reader/writer threads when torch leaves a CPU free)")
     ap.add_argument("--scene-variant", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)

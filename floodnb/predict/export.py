@@ -11,10 +11,11 @@
 
 Encodings (``-1`` = nodata, as everywhere in floodnb):
 
-* class map: ``int8``, 1 water, 0 dry, -1 nodata (``nodata=-1``), overviews by MODE;
+* class map: ``int8``, 1 water, 0 dry, -1 nodata (``nodata=-1``), overviews by majority (MODE;
+  streamed scenes: :mod:`floodnb.predict.pyramid`, ties to water);
 * probability ``uint8``: ``round(100 * p)`` in 0..100 with ``nodata=255`` and scale 0.01
   (GDAL readers applying scale/offset get ``p`` back); or ``float32`` ``p`` with ``nodata=-1``;
-  overviews by AVERAGE.
+  overviews by AVERAGE (streamed scenes: :mod:`floodnb.predict.pyramid`).
 """
 
 from __future__ import annotations
@@ -67,13 +68,18 @@ class StripTiff:
                        transform=transform, BIGTIFF="IF_SAFER")
         if tiled:
             profile.update(tiled=True, blockxsize=block, blockysize=block)
-        self.path = path
+        self.path, self.height, self.width = path, height, width
         self._ds = rasterio.open(path, "w", **profile)
         if scale is not None:
             self._ds.scales = (scale,)
         if description:
             self._ds.set_band_description(1, description)
         self._row = 0
+
+    @property
+    def rows_written(self) -> int:
+        """Rows written so far (the next :meth:`write` starts there)."""
+        return self._row
 
     def write(self, row0: int, data: np.ndarray) -> None:
         if row0 != self._row:
@@ -86,16 +92,22 @@ class StripTiff:
             self._ds.close()
 
 
+def cog_blocksize(height: int, width: int) -> int:
+    """COG block side in px: 512, or 256 for rasters under 2048 px (so chips get overviews)."""
+    return 512 if max(width, height) >= 2048 else 256
+
+
 def to_cog(src: str | Path, dst: str | Path, *, resampling: str, blocksize: int | None = None) -> Path:
-    """Copy GeoTIFF ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver, DEFLATE,
-    internal overviews resampled by ``resampling`` down to one block), written atomically. Blocks
-    are compressed on all CPUs (``NUM_THREADS=ALL_CPUS``: each block on its own, so the same bytes).
-    ``blocksize`` defaults to 512 px, 256 px for rasters under 2048 px (so chips get overviews).
+    """Copy GeoTIFF (or VRT) ``src`` to a Cloud-Optimised GeoTIFF ``dst`` (GDAL ``COG`` driver,
+    DEFLATE, internal overviews down to one block), written atomically. The overviews are the
+    source's own when it has them (a :class:`floodnb.predict.pyramid.PyramidTiff` VRT), else
+    resampled by ``resampling``. Blocks are compressed on all CPUs (``NUM_THREADS=ALL_CPUS``: each
+    block on its own, so the same bytes). ``blocksize`` defaults to :func:`cog_blocksize`.
     """
     dst = Path(dst)
     if blocksize is None:
         with rasterio.open(src) as ds:
-            blocksize = 512 if max(ds.width, ds.height) >= 2048 else 256
+            blocksize = cog_blocksize(ds.height, ds.width)
     with atomic_gdal_path(dst) as tmp:
         rasterio.shutil.copy(str(src), str(tmp), driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=str(blocksize),
                              OVERVIEW_RESAMPLING=resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER",

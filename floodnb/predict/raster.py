@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
@@ -155,14 +156,13 @@ def predict_raster(
         source = open_source(src, bands=predictor.band_list, s1_units=s1_units)
         grid = TileGrid.plan(source.height, source.width, tile=tile, overlap=overlap)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = [out_path.with_name(f".{out_path.stem}.{os.getpid()}.class.tmp.tif")]
-        if prob_out is not None:
-            scratch.append(out_path.with_name(f".{out_path.stem}.{os.getpid()}.prob.tmp.tif"))
+        work = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp.partial")  # scratch files and overview levels
+        work.mkdir()
         forward = [0]  # forward passes, counted by the row generator
         try:
-            with SceneWriter(scratch[0], scratch[1] if prob_out is not None else None, height=grid.height,
-                             width=grid.width, crs=source.crs, transform=source.transform, threshold=threshold,
-                             prob_dtype=prob_dtype) as writer:
+            with SceneWriter(work / "class.tif", work / "prob.tif" if prob_out is not None else None,
+                             height=grid.height, width=grid.width, crs=source.crs, transform=source.transform,
+                             threshold=threshold, prob_dtype=prob_dtype) as writer:
                 rows = (_predicted_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward,
                                         background=background_io) if row_workers == 1 else
                         _worker_rows(predictor, source, grid, batch=batch, progress=progress, forward=forward,
@@ -170,10 +170,7 @@ def predict_raster(
                 _blend_and_write(rows, grid, writer, background=background_io)
                 writer.to_cogs(out_path, prob_out)
         finally:
-            for s in scratch:
-                for f in (s, Path(str(s) + ".aux.xml")):
-                    if f.exists():
-                        f.unlink()
+            shutil.rmtree(work, ignore_errors=True)
     return RasterPrediction(class_path=out_path, prob_path=prob_out, height=grid.height, width=grid.width,
                             crs=source.crs, transform=source.transform, n_valid=writer.n_valid,
                             n_water=writer.n_water, n_tiles=grid.n_tiles, n_forward=forward[0],

@@ -5,9 +5,10 @@ per-scene writer task of :mod:`floodnb.scale.dask_predict` (on a dask worker), s
 same bytes: each blended strip ``(prob (h, W) float32, valid (h, W) bool)`` is encoded
 (:func:`floodnb.predict.export.encode_class` / :func:`~floodnb.predict.export.encode_prob`) into
 tiled scratch GeoTIFFs (:class:`floodnb.predict.export.StripTiff`), counted (valid and water
-pixels), and the scratch files are converted into Cloud-Optimised GeoTIFFs at the end
-(:func:`floodnb.predict.export.to_cog`: class overviews by MODE, probability by AVERAGE).
-Memory: GDAL's block cache; nothing of the scene is held.
+pixels), their overview levels are built as the strips arrive (:class:`floodnb.predict.pyramid.PyramidTiff`:
+class by majority, probability by average), and the scratch files are converted into
+Cloud-Optimised GeoTIFFs at the end (:func:`floodnb.predict.export.to_cog`, which copies those
+overviews). Memory: GDAL's block cache and one row a level; nothing of the scene is held.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from floodnb.predict.export import (
     CLASS_NODATA,
     PROB_FLOAT_NODATA,
     PROB_UINT8_NODATA,
-    StripTiff,
     encode_class,
     encode_prob,
     to_cog,
 )
+from floodnb.predict.pyramid import PyramidTiff
 
 __all__ = ["SceneWriter"]
 
@@ -34,7 +35,9 @@ CLASS_DESCRIPTION = "water class (1 water, 0 dry, -1 nodata)"
 
 
 class SceneWriter:
-    """Scratch class map (int8) and, when ``prob_scratch`` is given, probability map of one grid.
+    """Scratch class map (int8) and, when ``prob_scratch`` is given, probability map of one grid,
+    each with its overview levels (:class:`~floodnb.predict.pyramid.PyramidTiff`: a scratch file a level
+    and a VRT beside each, so best give the scratch files a folder of their own).
 
     ``threshold``: probability at or above which a valid pixel is water. ``prob_dtype``: "uint8"
     (percent, nodata 255, scale 0.01) or "float32" (nodata -1). Use as a context manager (or call
@@ -46,14 +49,14 @@ class SceneWriter:
                  threshold: float, prob_dtype: str) -> None:
         self.threshold, self.prob_dtype = threshold, prob_dtype
         self.n_valid = self.n_water = 0
-        self._writers = [StripTiff(class_scratch, height=height, width=width, dtype="int8", nodata=CLASS_NODATA,
-                                   crs=crs, transform=transform, description=CLASS_DESCRIPTION)]
+        self._writers = [PyramidTiff(class_scratch, height=height, width=width, dtype="int8", nodata=CLASS_NODATA,
+                                     crs=crs, transform=transform, reducer="mode", description=CLASS_DESCRIPTION)]
         if prob_scratch is not None:
             try:
-                self._writers.append(StripTiff(
+                self._writers.append(PyramidTiff(
                     prob_scratch, height=height, width=width, dtype=prob_dtype,
                     nodata=PROB_UINT8_NODATA if prob_dtype == "uint8" else PROB_FLOAT_NODATA, crs=crs,
-                    transform=transform, scale=0.01 if prob_dtype == "uint8" else None,
+                    transform=transform, reducer="average", scale=0.01 if prob_dtype == "uint8" else None,
                     description="water probability" + (" (percent)" if prob_dtype == "uint8" else "")))
             except BaseException:
                 self.close()
@@ -84,13 +87,14 @@ class SceneWriter:
         self.close()
         if self.has_prob and prob_path is None:
             raise ValueError("prob_path is needed: this writer holds a probability map")
+        vrts = [w.vrt() for w in self._writers]  # the overviews built while streaming: the COG driver copies them
         if not self.has_prob or prob_path is None:
-            return to_cog(self._writers[0].path, class_path, resampling="MODE"), None
-        # the two conversions in two threads: GDAL releases the GIL, and the class map's MODE overviews
-        # are computed on one CPU (10,000² px on 2 CPUs: 1.6 -> 1.35 s)
+            return to_cog(vrts[0], class_path, resampling="MODE"), None
+        # the two conversions in two threads: GDAL releases the GIL (10,000² px on 2 CPUs: 1.6 -> 1.35 s
+        # when the COG driver still computed the overviews)
         with ThreadPoolExecutor(2, thread_name_prefix="floodnb-cog") as pool:
-            prob_job = pool.submit(to_cog, self._writers[1].path, prob_path, resampling="AVERAGE")
-            out_class = to_cog(self._writers[0].path, class_path, resampling="MODE")
+            prob_job = pool.submit(to_cog, vrts[1], prob_path, resampling="AVERAGE")
+            out_class = to_cog(vrts[0], class_path, resampling="MODE")
             return out_class, prob_job.result()
 
     def close(self) -> None:

@@ -217,7 +217,7 @@ class RowBlender:
 
     def __init__(self, grid: TileGrid) -> None:
         self.grid = grid
-        self._colsum = grid.col_weight_sum()
+        self._inv_colsum = 1.0 / grid.col_weight_sum()
         self._acc = np.zeros((grid.tile_h, grid.width), dtype=np.float32)
         self._rowsum = np.zeros(grid.tile_h, dtype=np.float32)
         self._valid = np.zeros((grid.tile_h, grid.width), dtype=bool)
@@ -225,11 +225,12 @@ class RowBlender:
         self._next = 0
 
     def _emit(self, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-        denom = self._rowsum[:n, None] * self._colsum[None, :]
-        prob = np.divide(self._acc[:n], denom, out=np.zeros_like(self._acc[:n]), where=denom > 0)
+        # every raster row and column lies in at least one tile, whose weights are > 0: the sums are > 0
+        prob = self._acc[:n] * (1.0 / self._rowsum[:n])[:, None]
+        prob *= self._inv_colsum[None, :]
         valid = self._valid[:n].copy()
         np.clip(prob, 0.0, 1.0, out=prob)
-        prob[~valid] = 0.0
+        prob *= valid  # 0 at nodata
         out = (self._base, prob, valid)
         # shift the window down by n rows
         keep = self.grid.tile_h - n
@@ -247,7 +248,8 @@ class RowBlender:
         g = self.grid
         off = res.row0 - self._base
         wy = g.row_weights(res.index)
-        self._acc[off:off + g.tile_h] += res.wprob * wy[:, None]
+        acc = self._acc[off:off + g.tile_h]
+        acc += res.wprob * wy[:, None]
         self._rowsum[off:off + g.tile_h] += wy
         self._valid[off:off + g.tile_h] = res.valid
         out = []
