@@ -37,8 +37,10 @@ PROB_DTYPES = ("uint8", "float32")
 def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarray:
     """Probability ``(h, w)`` in [0, 1] -> stored values (see module docstring)."""
     if dtype == "uint8":
-        out = np.rint(prob * 100.0).astype(np.uint8)
-        out[~valid] = PROB_UINT8_NODATA
+        pct = prob * np.float32(100.0)
+        np.rint(pct, out=pct)
+        out = pct.astype(np.uint8)
+        np.copyto(out, np.uint8(PROB_UINT8_NODATA), where=~valid)
         return out
     if dtype == "float32":
         out = prob.astype(np.float32, copy=True)
@@ -49,8 +51,8 @@ def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarra
 
 def encode_class(prob: np.ndarray, valid: np.ndarray, *, threshold: float) -> np.ndarray:
     """Class map ``(h, w)`` int8: 1 where ``prob > threshold``, 0 elsewhere, -1 where not valid."""
-    out = (prob > threshold).astype(np.int8)
-    out[~valid] = CLASS_NODATA
+    out = (prob > threshold).view(np.int8)  # a new bool array: viewed as 0 / 1 int8
+    np.copyto(out, np.int8(CLASS_NODATA), where=~valid)
     return out
 
 

@@ -72,8 +72,8 @@ class SceneWriter:
         self._writers[0].write(row0, cls)
         if self.has_prob:
             self._writers[1].write(row0, encode_prob(prob, valid, dtype=self.prob_dtype))
-        self.n_valid += int(valid.sum())
-        self.n_water += int((cls == 1).sum())
+        self.n_valid += int(np.count_nonzero(valid))
+        self.n_water += int(np.count_nonzero(cls == 1))
 
     def write_all(self, strips: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """:meth:`write` every ``(row0, prob, valid)`` of ``strips``."""
