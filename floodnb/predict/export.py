@@ -40,7 +40,7 @@ def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarra
         pct = prob * np.float32(100.0)
         np.rint(pct, out=pct)
         out = pct.astype(np.uint8)
-        np.copyto(out, np.uint8(PROB_UINT8_NODATA), where=~valid)
+        out |= (~valid).view(np.uint8) * np.uint8(PROB_UINT8_NODATA)  # 255: every bit set (a masked copy is 2x slower)
         return out
     if dtype == "float32":
         out = prob.astype(np.float32, copy=True)
@@ -52,7 +52,9 @@ def encode_prob(prob: np.ndarray, valid: np.ndarray, *, dtype: str) -> np.ndarra
 def encode_class(prob: np.ndarray, valid: np.ndarray, *, threshold: float) -> np.ndarray:
     """Class map ``(h, w)`` int8: 1 where ``prob > threshold``, 0 elsewhere, -1 where not valid."""
     out = (prob > threshold).view(np.int8)  # a new bool array: viewed as 0 / 1 int8
-    np.copyto(out, np.int8(CLASS_NODATA), where=~valid)
+    nodata = (~valid).view(np.int8)
+    np.negative(nodata, out=nodata)  # -1 (every bit set) at nodata, 0 elsewhere: OR-ed in (a masked copy is 4x slower)
+    out |= nodata
     return out
 
 

@@ -75,7 +75,7 @@ def reduce_mode(rows: np.ndarray, nodata: int = -1) -> np.ndarray:
     water = _count(q, lambda a: a == 1)
     valid = _count(q, lambda a: a != nodata)
     out = (2 * water >= valid).view(np.int8)  # water >= dry = valid - water
-    out[valid == 0] = nodata
+    np.copyto(out, np.int8(nodata), where=valid == 0)
     return out
 
 
