@@ -268,15 +268,16 @@ def _worker_rows(predictor: Predictor, source, grid: TileGrid, *, batch: int | N
         return (valid, *predict_prepared_cols(predictor, x, valid, grid, cols, batch=batch))
 
     def row(i: int, parts: list[Future[tuple[np.ndarray, np.ndarray, int]]]) -> RowResult:
-        wprob = np.zeros((grid.tile_h, grid.width), dtype=np.float32)
-        valid = np.zeros((grid.tile_h, grid.width), dtype=bool)
-        n = 0
+        wprob = np.empty((grid.tile_h, grid.width), dtype=np.float32)
+        valid = np.empty((grid.tile_h, grid.width), dtype=bool)
+        n = end = 0  # chunks are in column order and overlap only the one before: copy, add on the overlap
         for cols, part in zip(chunks, parts, strict=True):
             v, wp, k = part.result()
             c0, c1 = col_span(grid, cols)
-            wprob[:, c0:c1] += wp
+            wprob[:, c0:end] += wp[:, :end - c0]
+            wprob[:, end:c1] = wp[:, end - c0:]
             valid[:, c0:c1] = v
-            n += k
+            n, end = n + k, c1
         return RowResult(index=i, row0=grid.row_starts[i], wprob=wprob, valid=valid, n_forward=n)
 
     threads = torch.get_num_threads()
