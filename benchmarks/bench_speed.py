@@ -166,13 +166,16 @@ def best_pairs(floodnb: Callable[[str], float], bare: Callable[[str], float], pr
 
 
 def scene_variant(precision: str, src: str, out: str, threads: int, background_io: bool | None = None) -> dict:
-    """Subprocess body: ``predict_raster`` on the scene, then the bare forward pass on 512² tiles (batch 4).
+    """Subprocess body: ``predict_raster`` on the scene between two halves of the bare forward pass on
+    512² tiles (floodnb's passes).
 
     Returns km²/s of the scene for floodnb and for two bare references: ``bare`` = as many tiles as
     the scene has pixels (``ceil(H W / 512²)``: the compute floor, no overlap), ``bare_tiles`` = the
     tiles floodnb ran (``n_forward``, overlapping by 32 px: the same forward passes), both from the
-    bare time per tile over :data:`BARE_SCENE_TILES` tiles (right after floodnb's run); plus the
-    overlap factor ``n_forward 512² / (H W)`` and the peak resident memory (MB).
+    bare time per tile over :data:`BARE_SCENE_TILES` tiles, half right before and half right after
+    floodnb's run (this machine's speed drifts by 10-30 % over minutes: timing the reference on both
+    sides cancels a steady drift); plus the overlap factor ``n_forward 512² / (H W)`` and the peak
+    resident memory (MB).
     """
     import rasterio
 
@@ -184,18 +187,24 @@ def scene_variant(precision: str, src: str, out: str, threads: int, background_i
     tile = 512
     batch = runtime.cpu_forward_chunk(tile, tile)  # floodnb's default (batch=None), the bare reference's too
     model = _model(precision).eval()
+    x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
+    half = math.ceil(BARE_SCENE_TILES / batch / 2)  # batches of the bare reference before and after floodnb's run
+
+    def bare_seconds(first: bool) -> float:
+        with torch.inference_mode(), runtime.autocast(precision):
+            if first:
+                model(x)  # kernels' first-call set-up, not timed
+            t0 = time.perf_counter()
+            for _ in range(half):
+                torch.softmax(model(x).float(), dim=1)
+            return time.perf_counter() - t0
+
+    before = bare_seconds(True)
     res = predict_raster((model, _spec(model)), src, Path(out) / f"scene_{precision}.tif", tile=tile, overlap=32,
                          batch=None, precision=precision, progress=False, overwrite=True, background_io=background_io,
                          row_workers=None if background_io is None else 1)
     peak = peak_rss_mb()
-    n_batches = math.ceil(min(res.n_forward, BARE_SCENE_TILES) / batch)  # per-tile time: steady after a few
-    x = runtime.to_channels_last(torch.randn(batch, 2, tile, tile), runtime.prefer_channels_last(precision))
-    with torch.inference_mode(), runtime.autocast(precision):
-        model(x)
-        t0 = time.perf_counter()
-        for _ in range(n_batches):
-            torch.softmax(model(x).float(), dim=1)
-        per_tile = (time.perf_counter() - t0) / (n_batches * batch)
+    per_tile = (before + bare_seconds(False)) / (2 * half * batch)  # a drift of the machine's speed cancels
     km2 = h * w * KM2_PER_PX
     return {"bare": km2 / (per_tile * math.ceil(h * w / tile ** 2)), "bare_tiles": km2 / (per_tile * res.n_forward),
             "floodnb": km2 / res.seconds, "overlap_factor": res.n_forward * tile * tile / (h * w), "peak_mb": peak}
